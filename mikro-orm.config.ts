@@ -1,0 +1,34 @@
+import { defineConfig } from '@mikro-orm/postgresql';
+import { Migrator } from '@mikro-orm/migrations';
+import { ApiKey } from './server/entities/api-key.js';
+import { RequestToken } from './server/entities/request-token.js';
+import { RequestTokenLog } from './server/entities/request-token-log.js';
+import { migrationsList } from './server/migrations/index.js';
+
+/**
+ * The ORM's model and migrations, shared by the server (`server/db.ts`, which adds the connection from Config) and the
+ * MikroORM CLI (`npx mikro-orm migration:create`, with DATABASE_URL set; add the new file to server/migrations/index.ts).
+ */
+export function ormOptions(clientUrl: string | undefined, poolSize = 10) {
+  return defineConfig({
+    clientUrl,
+    entities: [RequestToken, RequestTokenLog, ApiKey],
+    extensions: [Migrator],
+    discovery: { warnWhenNoEntities: true },
+    pool: { min: 0, max: poolSize },
+    migrations: {
+      tableName: 'mikro_orm_migrations',
+      path: 'server/migrations',
+      pathTs: 'server/migrations',
+      migrationsList,
+      transactional: true,
+      allOrNothing: true,
+      emit: 'ts',
+      snapshot: false,
+    },
+    forceUtcTimezone: true,
+    allowGlobalContext: false,
+  });
+}
+
+export default ormOptions(process.env.DATABASE_URL);

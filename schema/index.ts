@@ -1,0 +1,12 @@
+import { lexicographicSortSchema, printSchema } from 'graphql';
+import { builder } from './builder.js';
+import './scalars.js';
+import './errors.js';
+import './request-token.js';
+import './request-token-log.js';
+import './redemption.js';
+
+export const schema = builder.toSchema();
+
+/** The SDL committed as schema/schema.graphql, sorted so that diffs stay small. */
+export const printedSchema = () => `${printSchema(lexicographicSortSchema(schema))}\n`;

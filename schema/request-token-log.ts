@@ -1,0 +1,93 @@
+import { NotFoundError, ValidationError } from '../server/errors.js';
+import { getToken } from '../server/services/tokens.js';
+import { listLogs, recordResponseStatus, type LogRecord } from '../server/services/logs.js';
+import { builder } from './builder.js';
+import { ErrorCodeEnum } from './errors.js';
+import { connectionType } from './paging.js';
+import { asQueryError, RequestTokenRef } from './request-token.js';
+import { DateTime } from './scalars.js';
+
+export const RequestTokenLogRef = builder.objectRef<LogRecord>('RequestTokenLog').implement({
+  description: 'One attempt to redeem a token, successful or not.',
+  fields: (t) => ({
+    id: t.exposeID('id'),
+    token: t.field({
+      type: RequestTokenRef,
+      nullable: true,
+      description: 'Null when the JWT could not be tied to a stored token.',
+      resolve: (log, _args, ctx) => (log.tokenId ? getToken(ctx.pool, log.tokenId) : null),
+    }),
+    errorCode: t.expose('errorCode', {
+      type: ErrorCodeEnum,
+      nullable: true,
+      description: "Null on success; the refusal's code otherwise.",
+    }),
+    userId: t.exposeString('userId', {
+      nullable: true,
+      description: 'The user that the client application reported as signed in, if any.',
+    }),
+    clientIp: t.exposeString('clientIp', { nullable: true }),
+    userAgent: t.exposeString('userAgent', { nullable: true }),
+    statusCode: t.exposeInt('statusCode', {
+      nullable: true,
+      description: 'The HTTP status the client application answered with, once recorded.',
+    }),
+    timestamp: t.expose('timestamp', { type: DateTime }),
+  }),
+});
+
+const RequestTokenLogConnection = connectionType('RequestTokenLog', RequestTokenLogRef);
+
+builder.objectField(RequestTokenRef, 'logs', (t) =>
+  t.field({
+    type: RequestTokenLogConnection,
+    args: { first: t.arg.int(), after: t.arg.string() },
+    resolve: (token, { first, after }, ctx) =>
+      asQueryError(() => listLogs(ctx.pool, { tokenId: token.id }, { first, after })),
+  }),
+);
+
+const RequestTokenLogFilter = builder.inputType('RequestTokenLogFilter', {
+  fields: (t) => ({
+    tokenId: t.id(),
+    scope: t.string(),
+    userId: t.string(),
+    statusCode: t.int(),
+    failed: t.boolean({ description: 'Only successes (false) or only refusals (true).' }),
+    since: t.field({ type: DateTime }),
+    until: t.field({ type: DateTime }),
+  }),
+});
+
+builder.queryField('requestTokenLogs', (t) =>
+  t.field({
+    type: RequestTokenLogConnection,
+    args: { filter: t.arg({ type: RequestTokenLogFilter }), first: t.arg.int(), after: t.arg.string() },
+    resolve: (_root, { filter, first, after }, ctx) =>
+      asQueryError(() =>
+        listLogs(ctx.pool, { ...filter, tokenId: filter?.tokenId == null ? null : String(filter.tokenId) }, { first, after }),
+      ),
+  }),
+);
+
+const RecordResponseStatusInput = builder.inputType('RecordResponseStatusInput', {
+  fields: (t) => ({
+    redemptionId: t.id({ required: true }),
+    statusCode: t.int({ required: true }),
+  }),
+});
+
+const RecordResponseStatusSuccess = builder.objectRef<{ log: LogRecord }>('RecordResponseStatusSuccess').implement({
+  fields: (t) => ({ log: t.field({ type: RequestTokenLogRef, resolve: (r) => r.log }) }),
+});
+
+builder.mutationField('recordResponseStatus', (t) =>
+  t.field({
+    type: RecordResponseStatusSuccess,
+    errors: { types: [NotFoundError, ValidationError], union: { name: 'RecordResponseStatusResult' } },
+    args: { input: t.arg({ type: RecordResponseStatusInput, required: true }) },
+    resolve: async (_root, { input }, ctx) => ({
+      log: await recordResponseStatus(ctx.pool, { redemptionId: String(input.redemptionId), statusCode: input.statusCode }),
+    }),
+  }),
+);

@@ -1,0 +1,138 @@
+import { GraphQLError } from 'graphql';
+import { LOGIN_MODES, TOKEN_STATUSES } from '../server/entities/request-token.js';
+import { ValidationError, NotFoundError } from '../server/errors.js';
+import {
+  getToken,
+  issueToken,
+  listTokens,
+  revokeToken,
+  tokenJwt,
+  type Issued,
+  type TokenRecord,
+} from '../server/services/tokens.js';
+import { builder } from './builder.js';
+import { connectionType } from './paging.js';
+import { DateTime, JSONScalar } from './scalars.js';
+
+export const LoginModeEnum = builder.enumType('LoginMode', {
+  description: 'How a redeemed token identifies its user to the client application.',
+  values: {
+    NONE: { description: 'The link carries data only; no user is identified (a public link).' },
+    REQUEST: { description: "The token's user is identified for the one request that redeems it." },
+    SESSION: { description: 'The token logs its user in for a whole session; short-lived by default.' },
+  } as const satisfies Record<(typeof LOGIN_MODES)[number], unknown>,
+});
+
+export const TokenStatusEnum = builder.enumType('TokenStatus', {
+  description: 'Where a token stands now.',
+  values: TOKEN_STATUSES,
+});
+
+export const RequestTokenRef = builder.objectRef<TokenRecord>('RequestToken').implement({
+  fields: (t) => ({
+    id: t.exposeID('id'),
+    scope: t.exposeString('scope'),
+    targetUrl: t.exposeString('targetUrl', { nullable: true }),
+    userId: t.exposeString('userId', {
+      nullable: true,
+      description: "The client application's id of the intended recipient (the JWT 'aud').",
+    }),
+    loginMode: t.expose('loginMode', { type: LoginModeEnum }),
+    data: t.expose('data', { type: JSONScalar, nullable: true, description: 'Server-side payload; never placed in the JWT.' }),
+    maxUses: t.exposeInt('maxUses'),
+    usedToDate: t.exposeInt('usedToDate'),
+    issuedAt: t.expose('issuedAt', { type: DateTime }),
+    notBefore: t.expose('notBefore', { type: DateTime, nullable: true }),
+    expiresAt: t.expose('expiresAt', { type: DateTime, nullable: true }),
+    revokedAt: t.expose('revokedAt', { type: DateTime, nullable: true }),
+    status: t.expose('status', { type: TokenStatusEnum }),
+    jwt: t.string({
+      description: 'The signed JWT (header.payload.signature) for this token.',
+      resolve: (token, _args, ctx) => tokenJwt(ctx.codec, token),
+    }),
+  }),
+});
+
+const RequestTokenConnection = connectionType('RequestToken', RequestTokenRef);
+
+/** Query arguments are not result unions: bad ones are GraphQL errors with a code. */
+export async function asQueryError<T>(work: () => Promise<T>): Promise<T> {
+  try {
+    return await work();
+  } catch (error) {
+    if (error instanceof ValidationError) {
+      throw new GraphQLError(error.message, { extensions: { code: 'BAD_USER_INPUT', issues: error.issues } });
+    }
+    throw error;
+  }
+}
+
+const RequestTokenFilter = builder.inputType('RequestTokenFilter', {
+  fields: (t) => ({
+    scope: t.string(),
+    userId: t.string(),
+    status: t.field({ type: TokenStatusEnum }),
+  }),
+});
+
+builder.queryFields((t) => ({
+  requestToken: t.field({
+    type: RequestTokenRef,
+    nullable: true,
+    args: { id: t.arg.id({ required: true }) },
+    resolve: (_root, { id }, ctx) => getToken(ctx.pool, String(id)),
+  }),
+  requestTokens: t.field({
+    type: RequestTokenConnection,
+    args: { filter: t.arg({ type: RequestTokenFilter }), first: t.arg.int(), after: t.arg.string() },
+    resolve: (_root, { filter, first, after }, ctx) => asQueryError(() => listTokens(ctx.pool, filter ?? {}, { first, after })),
+  }),
+}));
+
+const CreateRequestTokenInput = builder.inputType('CreateRequestTokenInput', {
+  fields: (t) => ({
+    scope: t.string({
+      required: true,
+      description: "The label that ties the token to the endpoint that may redeem it (the JWT 'sub').",
+    }),
+    targetUrl: t.string({
+      description: 'When given, the token only redeems for this URL, and the result carries it tokenised.',
+    }),
+    userId: t.string(),
+    loginMode: t.field({ type: LoginModeEnum, defaultValue: 'NONE' }),
+    maxUses: t.int({ description: "Defaults to the server's configured default." }),
+    expiresAt: t.field({ type: DateTime }),
+    notBefore: t.field({ type: DateTime }),
+    data: t.field({ type: JSONScalar }),
+  }),
+});
+
+const CreateRequestTokenSuccess = builder.objectRef<Issued>('CreateRequestTokenSuccess').implement({
+  fields: (t) => ({
+    token: t.field({ type: RequestTokenRef, resolve: (r) => r.token }),
+    jwt: t.exposeString('jwt'),
+    url: t.exposeString('url', {
+      nullable: true,
+      description: "targetUrl with the JWT added as the 'rt' query parameter; null without a targetUrl.",
+    }),
+  }),
+});
+
+const RevokeRequestTokenSuccess = builder.objectRef<{ token: TokenRecord }>('RevokeRequestTokenSuccess').implement({
+  fields: (t) => ({ token: t.field({ type: RequestTokenRef, resolve: (r) => r.token }) }),
+});
+
+builder.mutationFields((t) => ({
+  createRequestToken: t.field({
+    type: CreateRequestTokenSuccess,
+    errors: { types: [ValidationError], union: { name: 'CreateRequestTokenResult' } },
+    args: { input: t.arg({ type: CreateRequestTokenInput, required: true }) },
+    resolve: (_root, { input }, ctx) => issueToken(ctx, input),
+  }),
+  revokeRequestToken: t.field({
+    type: RevokeRequestTokenSuccess,
+    errors: { types: [NotFoundError], union: { name: 'RevokeRequestTokenResult' } },
+    args: { id: t.arg.id({ required: true }) },
+    resolve: async (_root, { id }, ctx) => ({ token: await revokeToken(ctx.pool, String(id)) }),
+  }),
+}));

@@ -1,0 +1,99 @@
+import { resolve } from 'node:path';
+
+/** Everything the service reads from its environment, validated once at start-up. */
+export interface Config {
+  host: string;
+  port: number;
+  nodeEnv: 'development' | 'production' | 'test';
+  /** Null: run an embedded PostgreSQL under `dataDir`. */
+  databaseUrl: string | null;
+  dataDir: string;
+  embeddedPgPort: number;
+  dbPoolSize: number;
+  /** Null in development until a secret is generated and kept under `dataDir`. */
+  secret: string | null;
+  adminKey: string | null;
+  defaultMaxUses: number;
+  sessionTokenExpiryMinutes: number;
+  /** Accepted difference between clocks, in seconds, for not-before and expiry. */
+  clockToleranceSeconds: number;
+  logLevel: 'debug' | 'info' | 'warn' | 'error' | 'silent';
+}
+
+export class ConfigError extends Error {
+  constructor(
+    readonly variable: string,
+    message: string,
+  ) {
+    super(`${variable}: ${message}`);
+    this.name = 'ConfigError';
+  }
+}
+
+type Env = Record<string, string | undefined>;
+
+function intVar(env: Env, name: string, fallback: number, min: number, max: number): number {
+  const raw = env[name];
+  if (raw === undefined || raw === '') return fallback;
+  if (!/^\d+$/.test(raw.trim())) throw new ConfigError(name, `expected a whole number, got "${raw}"`);
+  const value = Number(raw.trim());
+  if (value < min || value > max) throw new ConfigError(name, `must be between ${min} and ${max}, got ${value}`);
+  return value;
+}
+
+function oneOf<T extends string>(env: Env, name: string, allowed: readonly T[], fallback: T): T {
+  const raw = env[name];
+  if (raw === undefined || raw === '') return fallback;
+  if (!(allowed as readonly string[]).includes(raw)) {
+    throw new ConfigError(name, `must be one of ${allowed.join(', ')}, got "${raw}"`);
+  }
+  return raw as T;
+}
+
+export const MIN_SECRET_BYTES = 32;
+export const API_KEY_PATTERN = /^rt_[A-Za-z0-9]{8,32}_[A-Za-z0-9_-]{32,128}$/;
+
+/** Reads and validates the environment. Throws a ConfigError naming the first bad variable. */
+export function loadConfig(env: Env = process.env): Config {
+  const nodeEnv = oneOf(env, 'NODE_ENV', ['development', 'production', 'test'] as const, 'development');
+
+  const databaseUrl = env.DATABASE_URL?.trim() || null;
+  if (databaseUrl && !/^postgres(ql)?:\/\//.test(databaseUrl)) {
+    throw new ConfigError('DATABASE_URL', 'must be a postgres:// or postgresql:// URL');
+  }
+
+  const secret = env.REQUEST_TOKEN_SECRET || null;
+  if (secret !== null && Buffer.byteLength(secret, 'utf8') < MIN_SECRET_BYTES) {
+    throw new ConfigError('REQUEST_TOKEN_SECRET', `must be at least ${MIN_SECRET_BYTES} bytes long`);
+  }
+  const adminKey = env.REQUEST_TOKEN_ADMIN_KEY || null;
+  if (adminKey !== null && !API_KEY_PATTERN.test(adminKey)) {
+    throw new ConfigError(
+      'REQUEST_TOKEN_ADMIN_KEY',
+      'must look like rt_<id>_<secret> (generate one with `npm run --silent keygen`)',
+    );
+  }
+  if (nodeEnv === 'production') {
+    if (!secret) throw new ConfigError('REQUEST_TOKEN_SECRET', 'is required when NODE_ENV=production');
+    if (!adminKey) throw new ConfigError('REQUEST_TOKEN_ADMIN_KEY', 'is required when NODE_ENV=production');
+  }
+
+  const host = env.HOST?.trim() || '127.0.0.1';
+  const sessionTokenExpiryMinutes = intVar(env, 'SESSION_TOKEN_EXPIRY_MINUTES', 10, 1, 60 * 24 * 365);
+
+  return {
+    host,
+    port: intVar(env, 'PORT', 4000, 0, 65535),
+    nodeEnv,
+    databaseUrl,
+    dataDir: resolve(env.DATA_DIR?.trim() || '.data'),
+    embeddedPgPort: intVar(env, 'EMBEDDED_PG_PORT', 54329, 1, 65535),
+    dbPoolSize: intVar(env, 'DB_POOL_SIZE', 10, 1, 1000),
+    secret,
+    adminKey,
+    defaultMaxUses: intVar(env, 'DEFAULT_MAX_USES', 1, 1, 2_147_483_647),
+    sessionTokenExpiryMinutes,
+    clockToleranceSeconds: intVar(env, 'CLOCK_TOLERANCE_SECONDS', 0, 0, 3600),
+    logLevel: oneOf(env, 'LOG_LEVEL', ['debug', 'info', 'warn', 'error', 'silent'] as const, 'info'),
+  };
+}

@@ -1,0 +1,22 @@
+import { defineEntity, p, type InferEntity } from '@mikro-orm/core';
+
+export const PERMISSIONS = ['issue', 'redeem', 'read', 'admin'] as const;
+export type Permission = (typeof PERMISSIONS)[number];
+
+/** An API key `rt_<id>_<secret>`: looked up by id; only a SHA-256 hash of the secret is stored. */
+export const ApiKey = defineEntity({
+  name: 'ApiKey',
+  tableName: 'api_key',
+  properties: {
+    id: p.string().length(32).primary(),
+    name: p.string().length(100),
+    secretHash: p.string().length(64),
+    permissions: p.array<Permission>(),
+    createdAt: p.datetime().defaultRaw('now()'),
+    lastUsedAt: p.datetime().nullable(),
+    expiresAt: p.datetime().nullable(),
+    revokedAt: p.datetime().nullable(),
+  },
+});
+
+export type ApiKey = InferEntity<typeof ApiKey>;

@@ -1,0 +1,83 @@
+/** Codes of expected failures; the GraphQL enum ErrorCode mirrors this list. */
+export const ERROR_CODES = [
+  'VALIDATION_FAILED',
+  'NOT_FOUND',
+  'TOKEN_MALFORMED',
+  'TOKEN_SIGNATURE_INVALID',
+  'TOKEN_EXPIRED',
+  'TOKEN_NOT_YET_VALID',
+  'TOKEN_NOT_FOUND',
+  'TOKEN_REVOKED',
+  'SCOPE_MISMATCH',
+  'TARGET_URL_MISMATCH',
+  'AUDIENCE_MISMATCH',
+  'MAX_USES_EXCEEDED',
+] as const;
+export type ErrorCode = (typeof ERROR_CODES)[number];
+
+export type RejectionCode = Exclude<ErrorCode, 'VALIDATION_FAILED' | 'NOT_FOUND'>;
+
+/**
+ * Base class of every expected failure. The schema turns these (and only these) into members of result unions;
+ * anything else thrown is a bug, logged and masked.
+ */
+export abstract class RequestTokenError extends Error {
+  abstract readonly code: ErrorCode;
+}
+
+export interface ValidationIssue {
+  path: string[];
+  message: string;
+}
+
+export class ValidationError extends RequestTokenError {
+  readonly code = 'VALIDATION_FAILED' as const;
+  constructor(readonly issues: ValidationIssue[]) {
+    super(`Invalid input: ${issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);
+    this.name = 'ValidationError';
+  }
+}
+
+export class NotFoundError extends RequestTokenError {
+  readonly code = 'NOT_FOUND' as const;
+  constructor(what: string) {
+    super(`${what} not found`);
+    this.name = 'NotFoundError';
+  }
+}
+
+const REJECTION_MESSAGES: Record<RejectionCode, string> = {
+  TOKEN_MALFORMED: 'The token is not a well-formed JWT.',
+  TOKEN_SIGNATURE_INVALID: 'The token signature or algorithm is not valid.',
+  TOKEN_NOT_FOUND: 'No such token.',
+  TOKEN_REVOKED: 'The token has been revoked.',
+  TOKEN_NOT_YET_VALID: 'The token is not valid yet.',
+  TOKEN_EXPIRED: 'The token has expired.',
+  SCOPE_MISMATCH: 'The token is not valid for this scope.',
+  TARGET_URL_MISMATCH: 'The token is not valid for this URL.',
+  AUDIENCE_MISMATCH: 'The token was issued to another user.',
+  MAX_USES_EXCEEDED: 'The token has no uses left.',
+};
+
+/** A redemption was refused; nothing was consumed. `logId` is the log row of the attempt. */
+export class TokenRejectedError extends RequestTokenError {
+  constructor(
+    readonly code: RejectionCode,
+    readonly tokenId: string | null,
+    readonly logId: string | null,
+  ) {
+    super(REJECTION_MESSAGES[code]);
+    this.name = 'TokenRejectedError';
+  }
+}
+
+/** Collects validation issues so that one error lists every offending field. */
+export class Issues {
+  readonly list: ValidationIssue[] = [];
+  add(path: string[], message: string): void {
+    this.list.push({ path, message });
+  }
+  throwIfAny(): void {
+    if (this.list.length > 0) throw new ValidationError(this.list);
+  }
+}

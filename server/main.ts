@@ -1,0 +1,85 @@
+import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { createApp } from './app.js';
+import { ensureAdminKey, resolveSecret } from './bootstrap.js';
+import { ConfigError, loadConfig, type Config } from './config.js';
+import type { Services } from './context.js';
+import { initDatabase, type Database } from './db.js';
+import { startEmbeddedDatabase, type EmbeddedDatabase } from './embedded-db.js';
+import { createJwtCodec } from './jwt.js';
+import { createLogger } from './logger.js';
+import { createAuthenticator } from './services/api-keys.js';
+
+/** The composition root: config → database → services → HTTP, and the reverse on SIGINT/SIGTERM. */
+async function main(): Promise<void> {
+  const started = performance.now();
+  let config: Config;
+  try {
+    config = loadConfig(process.env);
+  } catch (error) {
+    if (error instanceof ConfigError) {
+      process.stderr.write(`request-token: invalid configuration: ${error.message}\n`);
+      process.exit(1);
+    }
+    throw error;
+  }
+  const log = createLogger(config.logLevel);
+
+  let embedded: EmbeddedDatabase | null = null;
+  let db: Database | null = null;
+  const cleanUp = async () => {
+    await db?.close();
+    await embedded?.stop();
+  };
+
+  try {
+    let url = config.databaseUrl;
+    if (!url) {
+      log.info(`DATABASE_URL is not set: starting an embedded PostgreSQL in ${config.dataDir}/pg`);
+      embedded = await startEmbeddedDatabase({
+        dir: join(config.dataDir, 'pg'),
+        port: config.embeddedPgPort,
+        onLog: config.logLevel === 'debug' ? (line) => log.info(`[postgres] ${line}`) : undefined,
+      });
+      url = embedded.url;
+    }
+    db = await initDatabase(url, config);
+    const secret = await resolveSecret(config, log.info);
+    await ensureAdminKey(db.orm.em.fork(), config, log.info);
+    const services: Services = {
+      config,
+      orm: db.orm,
+      pool: db.pool,
+      codec: await createJwtCodec(secret),
+      authenticator: createAuthenticator(),
+      log,
+    };
+    const app = createApp(services);
+    const url_ = await app.listen(config.port, config.host);
+    log.info(`ready in ${Math.round(performance.now() - started)} ms: GraphiQL at ${url_}/graphql, health at ${url_}/healthz`);
+
+    let stopping = false;
+    const shutdown = async (signal: string) => {
+      if (stopping) return;
+      stopping = true;
+      log.info(`${signal}: draining requests and shutting down`);
+      const force = setTimeout(() => {
+        log.error('shutdown took too long; exiting');
+        process.exit(1);
+      }, 20_000);
+      force.unref();
+      await app.stop(10_000);
+      await cleanUp();
+      log.info('stopped');
+      process.exit(0);
+    };
+    process.on('SIGINT', () => void shutdown('SIGINT'));
+    process.on('SIGTERM', () => void shutdown('SIGTERM'));
+  } catch (error) {
+    log.error('start-up failed', error);
+    await cleanUp();
+    process.exit(1);
+  }
+}
+
+void main();

@@ -1,0 +1,91 @@
+import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import type { EntityManager } from '@mikro-orm/postgresql';
+import { ApiKey, PERMISSIONS, type Permission } from '../entities/api-key.js';
+
+const KEY_SHAPE = /^rt_([A-Za-z0-9]{8,32})_([A-Za-z0-9_-]{32,128})$/;
+const ALPHANUMERIC = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789';
+
+export interface Caller {
+  keyId: string;
+  permissions: readonly Permission[];
+}
+
+export function generateApiKey(): { id: string; secret: string; key: string } {
+  const id = Array.from(randomBytes(12), (b) => ALPHANUMERIC[b % ALPHANUMERIC.length]).join('');
+  const secret = randomBytes(32).toString('base64url');
+  return { id, secret, key: `rt_${id}_${secret}` };
+}
+
+const hashSecret = (secret: string) => createHash('sha256').update(secret).digest('hex');
+
+export function parseApiKey(key: string): { id: string; secret: string } | null {
+  const match = KEY_SHAPE.exec(key);
+  return match ? { id: match[1], secret: match[2] } : null;
+}
+
+export interface NewApiKey {
+  name: string;
+  permissions: Permission[];
+  expiresAt?: Date | null;
+  /** A key chosen by the operator (REQUEST_TOKEN_ADMIN_KEY); generated when absent. */
+  key?: string;
+}
+
+/** Stores a key's hash and returns the key in clear: the only time it is shown. */
+export async function createApiKey(em: EntityManager, input: NewApiKey): Promise<{ apiKey: ApiKey; key: string }> {
+  const parts = input.key ? parseApiKey(input.key) : null;
+  if (input.key && !parts) throw new Error('API key must look like rt_<id>_<secret>');
+  const { id, secret, key } = parts ? { ...parts, key: input.key! } : generateApiKey();
+  for (const p of input.permissions) if (!PERMISSIONS.includes(p)) throw new Error(`unknown permission ${p}`);
+  const apiKey = em.create(ApiKey, {
+    id,
+    name: input.name,
+    secretHash: hashSecret(secret),
+    permissions: input.permissions,
+    expiresAt: input.expiresAt ?? null,
+  });
+  await em.flush();
+  return { apiKey, key };
+}
+
+/**
+ * Resolves a bearer key to its caller, or null. The secret is compared as a hash in constant time. Results are cached
+ * briefly so that the hot path does not pay a query per request; revocation reaches other processes within that TTL.
+ */
+export function createAuthenticator(options: { ttlMs?: number } = {}) {
+  const ttlMs = options.ttlMs ?? 5_000;
+  const cache = new Map<string, { caller: Caller | null; until: number; expiresAt: number | null }>();
+  const touched = new Map<string, number>();
+
+  return {
+    async authenticate(em: EntityManager, key: string, now = Date.now()): Promise<Caller | null> {
+      const hit = cache.get(key);
+      if (hit && hit.until > now) {
+        return hit.expiresAt !== null && hit.expiresAt <= now ? null : hit.caller;
+      }
+      const parts = parseApiKey(key);
+      if (!parts) return null;
+      const row = await em.findOne(ApiKey, { id: parts.id }, { disableIdentityMap: true });
+      let caller: Caller | null = null;
+      if (row && !row.revokedAt) {
+        const expected = Buffer.from(row.secretHash, 'hex');
+        const actual = Buffer.from(hashSecret(parts.secret), 'hex');
+        if (expected.length === actual.length && timingSafeEqual(expected, actual)) {
+          caller = { keyId: row.id, permissions: row.permissions };
+        }
+      }
+      if (cache.size > 10_000) cache.clear();
+      cache.set(key, { caller, until: now + ttlMs, expiresAt: row?.expiresAt?.getTime() ?? null });
+      if (caller && row?.expiresAt && row.expiresAt.getTime() <= now) return null;
+      if (caller && (touched.get(caller.keyId) ?? 0) < now - 60_000) {
+        touched.set(caller.keyId, now);
+        await em.nativeUpdate(ApiKey, { id: caller.keyId }, { lastUsedAt: new Date(now) });
+      }
+      return caller;
+    },
+    /** Forget cached results, e.g. after a key was revoked in this process. */
+    clear: () => cache.clear(),
+  };
+}
+
+export type Authenticator = ReturnType<typeof createAuthenticator>;

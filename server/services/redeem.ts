@@ -1,0 +1,155 @@
+import { isIP } from 'node:net';
+import type pg from 'pg';
+import type { Config } from '../config.js';
+import type { LoginMode } from '../entities/request-token.js';
+import { Issues, TokenRejectedError, type RejectionCode } from '../errors.js';
+import type { JwtCodec } from '../jwt.js';
+import { parseHttpUrl, urlParts, type UrlParts } from '../target-url.js';
+import { checkString, MAX_USER_AGENT_LENGTH, MAX_USER_ID_LENGTH } from '../validation.js';
+import { MAX_SCOPE_LENGTH, TOKEN_COLUMNS, tokenFromRow, type TokenRecord } from './tokens.js';
+
+export interface RedeemInput {
+  jwt: string;
+  scope: string;
+  url?: string | null;
+  userId?: string | null;
+  clientIp?: string | null;
+  userAgent?: string | null;
+}
+
+export interface Redemption {
+  /** The log row of this redemption; recordResponseStatus takes it. */
+  id: string;
+  token: TokenRecord;
+  loginMode: LoginMode;
+  authenticateAs: string | null;
+  data: Record<string, unknown> | null;
+  usesRemaining: number;
+}
+
+export interface RedeemDeps {
+  pool: pg.Pool;
+  codec: JwtCodec;
+  config: Pick<Config, 'clockToleranceSeconds'>;
+}
+
+/** Far above any JWT we issue; the codec refuses anything over its own cap as malformed without decoding it. */
+const MAX_JWT_INPUT = 64 * 1024;
+
+// The success path: one statement, one round trip. The conditional UPDATE is the atomic use counter (PostgreSQL
+// re-checks `used_to_date < max_uses` on the newest row version under concurrency), and the log row is written in the
+// same statement, so a counted use always has its log row.
+const REDEEM_SQL = `with used as (
+    update request_token set used_to_date = used_to_date + 1
+    where id = $1 and scope = $2 and revoked_at is null
+      and (not_before is null or not_before <= now() + make_interval(secs => $9))
+      and (expires_at is null or expires_at > now() - make_interval(secs => $9))
+      and (target_host is null or (target_host = $3 and target_path = $4 and target_params <@ $5::jsonb))
+      and ($6::text is null or user_id is null or user_id = $6)
+      and used_to_date < max_uses
+    returning ${TOKEN_COLUMNS}
+  ), log as (
+    insert into request_token_log (token_id, user_id, client_ip, user_agent)
+    select id, $6, $7, $8 from used
+    returning id
+  )
+  select used.*, log.id as log_id from used cross join log`;
+
+// The refusal path: find the first failing check, in the documented order, and log it. Writes nothing when every
+// check passes (a concurrent change made the token redeemable again), so the caller retries the success path.
+const REFUSE_SQL = `with verdict as (
+    select t.id, case
+      when t.id is null then 'TOKEN_NOT_FOUND'
+      when t.revoked_at is not null then 'TOKEN_REVOKED'
+      when t.not_before > now() + make_interval(secs => $9) then 'TOKEN_NOT_YET_VALID'
+      when t.expires_at <= now() - make_interval(secs => $9) then 'TOKEN_EXPIRED'
+      when t.scope <> $2 then 'SCOPE_MISMATCH'
+      when t.target_host is not null and not coalesce(
+        t.target_host = $3 and t.target_path = $4 and t.target_params <@ $5::jsonb, false) then 'TARGET_URL_MISMATCH'
+      when $6::text is not null and t.user_id is not null and t.user_id <> $6 then 'AUDIENCE_MISMATCH'
+      when t.used_to_date >= t.max_uses then 'MAX_USES_EXCEEDED'
+    end as code
+    from (select 1) as one left join request_token t on t.id = $1
+  )
+  insert into request_token_log (token_id, error_code, user_id, client_ip, user_agent)
+  select id, code, $6, $7, $8 from verdict where code is not null
+  returning id, token_id, error_code`;
+
+const LOG_UNTIED_SQL = `insert into request_token_log (token_id, error_code, user_id, client_ip, user_agent)
+  values (null, $1, $2, $3, $4) returning id`;
+
+export function validateRedeemInput(input: RedeemInput): { requested: UrlParts | null; userAgent: string | null } {
+  const issues = new Issues();
+  checkString(issues, ['input', 'jwt'], input.jwt, { min: 1, max: MAX_JWT_INPUT });
+  checkString(issues, ['input', 'scope'], input.scope, { min: 1, max: MAX_SCOPE_LENGTH });
+  if (input.userId != null) checkString(issues, ['input', 'userId'], input.userId, { min: 1, max: MAX_USER_ID_LENGTH });
+  let requested: UrlParts | null = null;
+  if (input.url != null) {
+    const parsed = parseHttpUrl(input.url);
+    if (typeof parsed === 'string') issues.add(['input', 'url'], parsed);
+    else requested = urlParts(parsed);
+  }
+  if (input.clientIp != null && isIP(input.clientIp) === 0) issues.add(['input', 'clientIp'], 'must be an IP address');
+  let userAgent: string | null = null;
+  if (input.userAgent != null) {
+    checkString(issues, ['input', 'userAgent'], input.userAgent, { max: 64 * 1024 });
+    // Long user agents are cut rather than refused: the agent is the browser's, not the client application's.
+    userAgent = input.userAgent.slice(0, MAX_USER_AGENT_LENGTH);
+  }
+  issues.throwIfAny();
+  return { requested, userAgent };
+}
+
+/**
+ * Redeems a token: checks the JWT, then counts one use and logs it atomically. A refusal throws TokenRejectedError,
+ * logs the attempt and consumes nothing. Bad input throws ValidationError and changes nothing.
+ */
+export async function redeemToken(deps: RedeemDeps, input: RedeemInput): Promise<Redemption> {
+  const { requested, userAgent } = validateRedeemInput(input);
+  const userId = input.userId ?? null;
+  const clientIp = input.clientIp ?? null;
+
+  const verified = await deps.codec.verify(input.jwt);
+  if (!verified.ok) {
+    const { rows } = await deps.pool.query({
+      name: 'log-untied',
+      text: LOG_UNTIED_SQL,
+      values: [verified.code, userId, clientIp, userAgent],
+    });
+    throw new TokenRejectedError(verified.code, null, String(rows[0].id));
+  }
+
+  const tokenId = /^\d{1,19}$/.test(verified.claims.jti) ? verified.claims.jti : '0';
+  const values = [
+    tokenId,
+    input.scope,
+    requested?.host ?? null,
+    requested?.path ?? null,
+    JSON.stringify(requested?.params ?? {}),
+    userId,
+    clientIp,
+    userAgent,
+    deps.config.clockToleranceSeconds,
+  ];
+  for (let attempt = 0; attempt < 3; attempt++) {
+    const used = await deps.pool.query({ name: 'redeem', text: REDEEM_SQL, values });
+    if (used.rows[0]) {
+      const row = used.rows[0];
+      const token = tokenFromRow(row);
+      return {
+        id: String(row.log_id),
+        token,
+        loginMode: token.loginMode,
+        authenticateAs: token.loginMode === 'NONE' ? null : token.userId,
+        data: token.data,
+        usesRemaining: token.maxUses - token.usedToDate,
+      };
+    }
+    const refused = await deps.pool.query({ name: 'refuse', text: REFUSE_SQL, values });
+    if (refused.rows[0]) {
+      const { id, token_id, error_code } = refused.rows[0];
+      throw new TokenRejectedError(error_code as RejectionCode, token_id === null ? null : String(token_id), String(id));
+    }
+  }
+  throw new Error(`token ${tokenId} kept changing under redemption`);
+}

@@ -1,0 +1,236 @@
+import type pg from 'pg';
+import type { Config } from '../config.js';
+import { Issues, NotFoundError } from '../errors.js';
+import type { LoginMode, TokenStatus } from '../entities/request-token.js';
+import { LOGIN_MODES, TOKEN_STATUSES } from '../entities/request-token.js';
+import { modeClaim, type JwtCodec, type TokenClaims } from '../jwt.js';
+import { parseHttpUrl, tokeniseUrl, urlParts } from '../target-url.js';
+import { pageWindow, type Page, type PageArgs, encodeCursor } from '../paging.js';
+import { checkString, MAX_USER_ID_LENGTH } from '../validation.js';
+
+/** A token as the API shows it; the shape of a request_token row. */
+export interface TokenRecord {
+  id: string;
+  scope: string;
+  targetUrl: string | null;
+  userId: string | null;
+  loginMode: LoginMode;
+  data: Record<string, unknown> | null;
+  maxUses: number;
+  usedToDate: number;
+  issuedAt: Date;
+  notBefore: Date | null;
+  expiresAt: Date | null;
+  revokedAt: Date | null;
+  /** Derived on the database clock when the row was read. */
+  status: TokenStatus;
+}
+
+export function tokenFromRow(row: Record<string, any>): TokenRecord {
+  return {
+    id: String(row.id),
+    scope: row.scope,
+    targetUrl: row.target_url,
+    userId: row.user_id,
+    loginMode: row.login_mode,
+    data: row.data,
+    maxUses: row.max_uses,
+    usedToDate: row.used_to_date,
+    issuedAt: row.issued_at,
+    notBefore: row.not_before,
+    expiresAt: row.expires_at,
+    revokedAt: row.revoked_at,
+    status: row.status,
+  };
+}
+
+/** SQL for a token's derived status, in the order redemption checks it, on the database clock. */
+export const STATUS_SQL = `case
+  when revoked_at is not null then 'REVOKED'
+  when used_to_date >= max_uses then 'EXHAUSTED'
+  when expires_at is not null and expires_at <= now() then 'EXPIRED'
+  when not_before is not null and not_before > now() then 'NOT_YET_VALID'
+  else 'ACTIVE' end`;
+
+export const TOKEN_COLUMNS = `id, scope, target_url, user_id, login_mode, data, max_uses, used_to_date, issued_at,
+  not_before, expires_at, revoked_at, ${STATUS_SQL} as status`;
+
+export interface TokenDeps {
+  pool: pg.Pool;
+  codec: JwtCodec;
+  config: Pick<Config, 'defaultMaxUses' | 'sessionTokenExpiryMinutes'>;
+}
+
+export interface IssueInput {
+  scope: string;
+  targetUrl?: string | null;
+  userId?: string | null;
+  loginMode?: LoginMode | null;
+  maxUses?: number | null;
+  expiresAt?: Date | null;
+  notBefore?: Date | null;
+  data?: unknown;
+}
+
+export interface Issued {
+  token: TokenRecord;
+  jwt: string;
+  url: string | null;
+}
+
+export const MAX_SCOPE_LENGTH = 100;
+export const MAX_DATA_BYTES = 16 * 1024;
+const MAX_INT = 2_147_483_647;
+
+export function jwtClaims(token: TokenRecord): TokenClaims {
+  const seconds = (d: Date) => Math.floor(d.getTime() / 1000);
+  const claims: TokenClaims = {
+    jti: token.id,
+    sub: token.scope,
+    mod: modeClaim(token.loginMode),
+    max: token.maxUses,
+    iat: seconds(token.issuedAt),
+  };
+  if (token.userId !== null) claims.aud = token.userId;
+  if (token.expiresAt) claims.exp = seconds(token.expiresAt);
+  if (token.notBefore) claims.nbf = seconds(token.notBefore);
+  return claims;
+}
+
+/** HS256 is deterministic, so the JWT of a stored token can be signed again whenever it is asked for. */
+export const tokenJwt = (codec: JwtCodec, token: TokenRecord) => codec.sign(jwtClaims(token));
+
+const ISSUE_SQL = `insert into request_token
+  (scope, target_url, target_host, target_path, target_params, user_id, login_mode, data, max_uses, not_before, expires_at)
+  values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10,
+    coalesce($11, case when $7 = 'SESSION' then now() + make_interval(mins => $12) end))
+  returning ${TOKEN_COLUMNS}`;
+
+/** Validates an issue request; every offending field is listed. */
+export function validateIssueInput(input: IssueInput, now: Date, path: string[] = ['input']): Issues {
+  const issues = new Issues();
+  const at = (field: string) => [...path, field];
+  checkString(issues, at('scope'), input.scope, { min: 1, max: MAX_SCOPE_LENGTH });
+  if (input.userId != null) checkString(issues, at('userId'), input.userId, { min: 1, max: MAX_USER_ID_LENGTH });
+  const mode = input.loginMode ?? 'NONE';
+  if (!LOGIN_MODES.includes(mode)) issues.add(at('loginMode'), `must be one of ${LOGIN_MODES.join(', ')}`);
+  if (mode !== 'NONE' && input.userId == null) issues.add(at('userId'), `is required for loginMode ${mode}`);
+  if (input.maxUses != null && (!Number.isInteger(input.maxUses) || input.maxUses < 1 || input.maxUses > MAX_INT)) {
+    issues.add(at('maxUses'), 'must be a whole number of at least 1');
+  }
+  if (input.expiresAt && input.expiresAt <= now) issues.add(at('expiresAt'), 'must be in the future');
+  if (input.notBefore && input.expiresAt && input.notBefore >= input.expiresAt) {
+    issues.add(at('notBefore'), 'must be before expiresAt');
+  }
+  if (input.targetUrl != null) {
+    const parsed = parseHttpUrl(input.targetUrl);
+    if (typeof parsed === 'string') issues.add(at('targetUrl'), parsed);
+  }
+  if (input.data != null) {
+    if (typeof input.data !== 'object' || Array.isArray(input.data)) {
+      issues.add(at('data'), 'must be a JSON object');
+    } else if (Buffer.byteLength(JSON.stringify(input.data), 'utf8') > MAX_DATA_BYTES) {
+      issues.add(at('data'), `must be at most ${MAX_DATA_BYTES} bytes as JSON`);
+    }
+  }
+  return issues;
+}
+
+/** Issues a token: validates, stores it with one INSERT … RETURNING on the database clock, and signs its JWT. */
+export async function issueToken(deps: TokenDeps, input: IssueInput, now = new Date()): Promise<Issued> {
+  const issues = validateIssueInput(input, now);
+  const mode = input.loginMode ?? 'NONE';
+  if (mode === 'SESSION' && !input.expiresAt && input.notBefore) {
+    const defaultExpiry = new Date(now.getTime() + deps.config.sessionTokenExpiryMinutes * 60_000);
+    if (input.notBefore >= defaultExpiry) {
+      issues.add(['input', 'notBefore'], 'must be before the session expiry (set expiresAt)');
+    }
+  }
+  issues.throwIfAny();
+
+  const target = input.targetUrl != null ? urlParts(parseHttpUrl(input.targetUrl) as URL) : null;
+  const { rows } = await deps.pool.query({
+    name: 'issue-token',
+    text: ISSUE_SQL,
+    values: [
+      input.scope,
+      input.targetUrl ?? null,
+      target?.host ?? null,
+      target?.path ?? null,
+      target ? JSON.stringify(target.params) : null,
+      input.userId ?? null,
+      mode,
+      input.data == null ? null : JSON.stringify(input.data),
+      input.maxUses ?? deps.config.defaultMaxUses,
+      input.notBefore ?? null,
+      input.expiresAt ?? null,
+      deps.config.sessionTokenExpiryMinutes,
+    ],
+  });
+  const token = tokenFromRow(rows[0]);
+  const jwt = await tokenJwt(deps.codec, token);
+  return { token, jwt, url: token.targetUrl ? tokeniseUrl(token.targetUrl, jwt) : null };
+}
+
+export async function getToken(pool: pg.Pool, id: string): Promise<TokenRecord | null> {
+  if (!/^\d{1,19}$/.test(id)) return null;
+  const { rows } = await pool.query({
+    name: 'get-token',
+    text: `select ${TOKEN_COLUMNS} from request_token where id = $1`,
+    values: [id],
+  });
+  return rows[0] ? tokenFromRow(rows[0]) : null;
+}
+
+/** Revokes at once; revoking a revoked token keeps its first revocation time. */
+export async function revokeToken(pool: pg.Pool, id: string): Promise<TokenRecord> {
+  if (!/^\d{1,19}$/.test(id)) throw new NotFoundError('Token');
+  const { rows } = await pool.query({
+    name: 'revoke-token',
+    text: `update request_token set revoked_at = coalesce(revoked_at, now()) where id = $1 returning ${TOKEN_COLUMNS}`,
+    values: [id],
+  });
+  if (!rows[0]) throw new NotFoundError('Token');
+  return tokenFromRow(rows[0]);
+}
+
+export interface TokenFilter {
+  scope?: string | null;
+  userId?: string | null;
+  status?: TokenStatus | null;
+}
+
+export async function listTokens(pool: pg.Pool, filter: TokenFilter, args: PageArgs): Promise<Page<TokenRecord>> {
+  const issues = new Issues();
+  const { limit, beforeId } = pageWindow(args, issues);
+  if (filter.status != null && !TOKEN_STATUSES.includes(filter.status)) issues.add(['filter', 'status'], 'unknown');
+  issues.throwIfAny();
+
+  const where: string[] = [];
+  const values: unknown[] = [];
+  const param = (v: unknown) => `$${values.push(v)}`;
+  if (filter.scope != null) where.push(`scope = ${param(filter.scope)}`);
+  if (filter.userId != null) where.push(`user_id = ${param(filter.userId)}`);
+  if (filter.status != null) where.push(`(${STATUS_SQL}) = ${param(filter.status)}`);
+  const filtered = where.length ? `where ${where.join(' and ')}` : '';
+  const countValues = [...values];
+  const pageWhere = [...where];
+  if (beforeId) pageWhere.push(`id < ${param(beforeId)}`);
+
+  const [page, count] = await Promise.all([
+    pool.query(
+      `select ${TOKEN_COLUMNS} from request_token ${pageWhere.length ? `where ${pageWhere.join(' and ')}` : ''}
+       order by id desc limit ${param(limit + 1)}`,
+      values,
+    ),
+    pool.query(`select count(*)::int as n from request_token ${filtered}`, countValues),
+  ]);
+  const nodes = page.rows.slice(0, limit).map(tokenFromRow);
+  return {
+    nodes,
+    hasNextPage: page.rows.length > limit,
+    hasPreviousPage: beforeId !== null,
+    totalCount: count.rows[0].n,
+    cursorOf: (t) => encodeCursor(t.id),
+  };
+}
