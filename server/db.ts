@@ -11,8 +11,15 @@ export interface Database {
 }
 
 /** Connects, applies pending migrations and returns the ORM and the hot-path pool. */
-export async function initDatabase(url: string, config: Pick<Config, 'dbPoolSize'>): Promise<Database> {
-  const orm = await MikroORM.init({ ...ormOptions(url, Math.max(2, Math.ceil(config.dbPoolSize / 4))) });
+export async function initDatabase(
+  url: string,
+  config: Pick<Config, 'dbPoolSize'>,
+  log: (line: string) => void = () => {},
+): Promise<Database> {
+  const orm = await MikroORM.init({
+    ...ormOptions(url, Math.max(2, Math.ceil(config.dbPoolSize / 4))),
+    logger: (message) => log(message.replace(/\x1b\[[0-9;]*m/g, '')),
+  });
   try {
     await orm.getMigrator().up();
   } catch (error) {

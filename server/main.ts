@@ -43,7 +43,7 @@ async function main(): Promise<void> {
       });
       url = embedded.url;
     }
-    db = await initDatabase(url, config);
+    db = await initDatabase(url, config, log.info);
     const secret = await resolveSecret(config, log.info);
     await ensureAdminKey(db.orm.em.fork(), config, log.info);
     const services: Services = {

@@ -1,0 +1,28 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { TestProject } from 'vitest/node';
+import { startEmbeddedDatabase } from '../server/embedded-db.js';
+import { freePort } from './support/ports.js';
+
+declare module 'vitest' {
+  export interface ProvidedContext {
+    /** A PostgreSQL server URL; each test file creates its own database on it. */
+    databaseUrl: string;
+  }
+}
+
+/** One real PostgreSQL per run: DATABASE_URL when given, else an embedded cluster in a temporary folder. */
+export default async function setup(project: TestProject) {
+  if (process.env.DATABASE_URL) {
+    project.provide('databaseUrl', process.env.DATABASE_URL);
+    return;
+  }
+  const dir = await mkdtemp(join(tmpdir(), 'rt-test-pg-'));
+  const db = await startEmbeddedDatabase({ dir: join(dir, 'data'), port: await freePort(), persistent: false });
+  project.provide('databaseUrl', db.url);
+  return async () => {
+    await db.stop();
+    await rm(dir, { recursive: true, force: true });
+  };
+}

@@ -1,0 +1,94 @@
+import { randomBytes } from 'node:crypto';
+import pg from 'pg';
+import { inject } from 'vitest';
+import { createApp, type App } from '../../server/app.js';
+import { loadConfig, type Config } from '../../server/config.js';
+import type { Services } from '../../server/context.js';
+import { initDatabase, type Database } from '../../server/db.js';
+import { createJwtCodec } from '../../server/jwt.js';
+import { createApiKey, createAuthenticator } from '../../server/services/api-keys.js';
+
+export const TEST_SECRET = 'test-secret-test-secret-test-secret-0123456789';
+
+/** Creates an empty database on the run's PostgreSQL server and returns its URL. */
+export async function createTestDatabase(): Promise<string> {
+  const serverUrl = inject('databaseUrl');
+  const name = `rt_test_${randomBytes(6).toString('hex')}`;
+  const admin = new pg.Client({ connectionString: serverUrl });
+  await admin.connect();
+  try {
+    await admin.query(`create database ${name}`);
+  } finally {
+    await admin.end();
+  }
+  const url = new URL(serverUrl);
+  url.pathname = `/${name}`;
+  return url.toString();
+}
+
+export interface GraphQLResponse<T = any> {
+  status: number;
+  data?: T;
+  errors?: { message: string; extensions?: Record<string, unknown> }[];
+}
+
+export interface TestServer {
+  url: string;
+  graphqlUrl: string;
+  databaseUrl: string;
+  apiKey: string;
+  config: Config;
+  services: Services;
+  db: Database;
+  app: App;
+  /** Runs a GraphQL operation over real HTTP with the admin key (or `key`; null sends none). */
+  gql<T = any>(query: string, variables?: Record<string, unknown>, key?: string | null): Promise<GraphQLResponse<T>>;
+  /** Runs SQL directly against the test database. */
+  sql<T extends pg.QueryResultRow = any>(text: string, values?: unknown[]): Promise<T[]>;
+  close(): Promise<void>;
+}
+
+/** A migrated database of its own, the real app on a real port, and an admin API key. */
+export async function startTestServer(env: Record<string, string> = {}): Promise<TestServer> {
+  const databaseUrl = await createTestDatabase();
+  const config = loadConfig({ NODE_ENV: 'test', REQUEST_TOKEN_SECRET: TEST_SECRET, DATABASE_URL: databaseUrl, ...env });
+  const db = await initDatabase(databaseUrl, config);
+  const errors: unknown[] = [];
+  const services: Services = {
+    config,
+    orm: db.orm,
+    pool: db.pool,
+    codec: await createJwtCodec(config.secret!),
+    authenticator: createAuthenticator(),
+    log: { info: () => {}, error: (message, error) => errors.push(error ?? message) },
+  };
+  const { key: apiKey } = await createApiKey(db.orm.em.fork(), { name: 'test admin', permissions: ['admin'] });
+  const app = createApp(services);
+  const url = await app.listen(0, '127.0.0.1');
+  const graphqlUrl = `${url}/graphql`;
+
+  return {
+    url,
+    graphqlUrl,
+    databaseUrl,
+    apiKey,
+    config,
+    services,
+    db,
+    app,
+    async gql(query, variables, key = apiKey) {
+      const headers: Record<string, string> = { 'content-type': 'application/json' };
+      if (key !== null) headers.authorization = `Bearer ${key}`;
+      const res = await fetch(graphqlUrl, { method: 'POST', headers, body: JSON.stringify({ query, variables }) });
+      const body = (await res.json()) as GraphQLResponse;
+      return { status: res.status, data: body.data, errors: body.errors };
+    },
+    async sql(text, values) {
+      return (await db.pool.query(text, values)).rows;
+    },
+    async close() {
+      await app.stop(1_000);
+      await db.close();
+    },
+  };
+}
