@@ -1,0 +1,106 @@
+/**
+ * End to end: the real service, the newsletter example as its own process (`npm run example:newsletter`), and a
+ * subscriber clicking the unsubscribe link in the "sent" newsletter twice.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createRequestTokenClient, type RequestTokenClient } from '../../sdk/index.js';
+import { startTestServer, type TestServer } from '../support/harness.js';
+import { freePort } from '../support/ports.js';
+import { ROOT } from '../support/process.js';
+
+let service: TestServer;
+let rt: RequestTokenClient;
+let example: ChildProcess;
+let output = '';
+let base: string;
+
+/** Waits until the example has printed `count` unsubscribe links, and returns them by recipient. */
+async function sentLinks(count: number, timeoutMs = 30_000): Promise<Map<string, string>> {
+  const started = Date.now();
+  while (Date.now() - started < timeoutMs) {
+    const links = new Map([...output.matchAll(/^To: (\S+)\s+Unsubscribe: (\S+)$/gm)].map((m) => [m[1], m[2]]));
+    if (links.size >= count) return links;
+    if (example.exitCode !== null) break;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`the example did not send ${count} links:\n${output}`);
+}
+
+beforeAll(async () => {
+  service = await startTestServer();
+  rt = createRequestTokenClient({ url: service.graphqlUrl, apiKey: service.apiKey });
+  const port = await freePort();
+  base = `http://127.0.0.1:${port}`;
+  example = spawn(process.execPath, ['--import', 'tsx', 'examples/newsletter/main.ts'], {
+    cwd: ROOT,
+    env: {
+      PATH: process.env.PATH ?? '',
+      HOME: process.env.HOME ?? '/tmp',
+      REQUEST_TOKEN_URL: service.graphqlUrl,
+      REQUEST_TOKEN_API_KEY: service.apiKey,
+      PORT: String(port),
+      HOST: '127.0.0.1',
+    },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  example.stdout!.on('data', (chunk) => (output += chunk));
+  example.stderr!.on('data', (chunk) => (output += chunk));
+}, 120_000);
+
+afterAll(async () => {
+  if (example && example.exitCode === null) {
+    const exited = new Promise((r) => example.once('exit', r));
+    example.kill('SIGTERM');
+    await exited;
+  }
+  await service?.close();
+});
+
+describe('the newsletter example', () => {
+  it('unsubscribes through the link once, refuses the second click, and the log shows 200 then the refusal', async () => {
+    const links = await sentLinks(2);
+    const link = links.get('ada@example.com')!;
+    expect(link.startsWith(`${base}/unsubscribe?list=weekly&rt=`)).toBe(true);
+    const before = await (await fetch(`${base}/subscribers`)).json();
+    expect(before.map((s: { email: string }) => s.email)).toEqual(['ada@example.com', 'alan@example.com']);
+
+    const first = await fetch(link);
+    expect(first.status).toBe(200);
+    expect(await first.text()).toMatch(/ada@example.com will get no more/);
+    const after = await (await fetch(`${base}/subscribers`)).json();
+    expect(after.map((s: { email: string }) => s.email)).toEqual(['alan@example.com']);
+
+    const second = await fetch(link);
+    expect(second.status).toBe(403);
+    expect(await second.json()).toEqual({ error: { code: 'MAX_USES_EXCEEDED', message: expect.any(String) } });
+
+    // The token's log through the SDK: newest first, both responses recorded once they were sent.
+    const jwt = new URL(link).searchParams.get('rt')!;
+    const tokenId = JSON.parse(Buffer.from(jwt.split('.')[1], 'base64url').toString()).jti as string;
+    let statuses: [number | null, string | null][] = [];
+    await expect
+      .poll(async () => {
+        const logs = await rt.requestTokenLogs({ filter: { tokenId } });
+        statuses = logs.edges.map((e) => [e.node.statusCode, e.node.errorCode] as [number | null, string | null]).reverse();
+        return statuses;
+      })
+      .toEqual([
+        [200, null],
+        [403, 'MAX_USES_EXCEEDED'],
+      ]);
+    // The other subscriber's link was never used.
+    expect((await (await fetch(`${base}/subscribers`)).json()).length).toBe(1);
+  });
+
+  it('refuses a request without a token, and a link opened on another URL than its target', async () => {
+    const missing = await fetch(`${base}/unsubscribe?list=weekly`);
+    expect([missing.status, (await missing.json()).error.code]).toEqual([403, 'TOKEN_MISSING']);
+    const alan = (await sentLinks(2)).get('alan@example.com')!;
+    // The link is bound to /unsubscribe?list=weekly: another list is refused and consumes nothing.
+    const wrongList = new URL(alan);
+    wrongList.searchParams.set('list', 'daily');
+    expect((await fetch(wrongList)).status).toBe(403);
+    expect((await fetch(alan)).status).toBe(200);
+  });
+});
