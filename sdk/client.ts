@@ -93,6 +93,15 @@ const NOT_SENT_CODES = new Set([
 
 type OperationType = 'query' | 'mutation' | 'subscription';
 
+/**
+ * Whether a call that failed with a network error may be sent again: a query or an idempotent mutation always; any
+ * other mutation only if the connection was never opened, since it may otherwise have been carried out already.
+ */
+function safeToRetry(info: { operationName: string; type: OperationType }, code: string | undefined): boolean {
+  if (info.type === 'query' || IDEMPOTENT_MUTATIONS.has(info.operationName)) return true;
+  return code !== undefined && NOT_SENT_CODES.has(code);
+}
+
 interface OperationInfo {
   method: string;
   operationName: string;
@@ -214,9 +223,7 @@ export function createRequestTokenClient(options: RequestTokenClientOptions): Re
           // A 2xx whose body is not a GraphQL response.
           throw new RequestTokenClientError('http', `${info.operationName}: invalid response from the service`, details);
         }
-        const safe =
-          info.type === 'query' || IDEMPOTENT_MUTATIONS.has(info.operationName) || (code !== undefined && NOT_SENT_CODES.has(code));
-        if (!safe || attempt > retries) {
+        if (!safeToRetry(info, code) || attempt > retries) {
           throw new RequestTokenClientError(
             'network',
             `${info.operationName}: network error${code ? ` (${code})` : ''}: ${(error as Error).message}`,
