@@ -126,7 +126,9 @@ function describe(key: string, document: TypedDocumentNode<unknown, unknown>): O
     operationName: name,
     type: operation.operation as OperationType,
     rootField,
-    unwrapInput: variables.length === 1 && variables[0].variable.name.value === 'input',
+    // As UnwrapInput does for the types: a lone, required $input.
+    unwrapInput:
+      variables.length === 1 && variables[0].variable.name.value === 'input' && variables[0].type.kind === 'NonNullType',
   };
 }
 
@@ -135,7 +137,10 @@ export const operations: readonly (OperationInfo & { document: TypedDocumentNode
   documents,
 )
   .filter(([key]) => key.endsWith('Document'))
-  .map(([key, document]) => ({ ...describe(key, document as TypedDocumentNode<unknown, unknown>), document: document as TypedDocumentNode<any, any> }));
+  .map(([key, document]) => ({
+    ...describe(key, document as TypedDocumentNode<unknown, unknown>),
+    document: document as TypedDocumentNode<any, any>,
+  }));
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
