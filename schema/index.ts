@@ -5,6 +5,7 @@ import './errors.js';
 import './request-token.js';
 import './request-token-log.js';
 import './redemption.js';
+import './inspection.js';
 
 export const schema = builder.toSchema();
 

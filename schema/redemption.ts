@@ -29,6 +29,12 @@ const RedeemRequestTokenInput = builder.inputType('RedeemRequestTokenInput', {
     userId: t.string({ description: 'The user already signed in at the client application, if any.' }),
     clientIp: t.string(),
     userAgent: t.string(),
+    idempotencyKey: t.string({
+      description:
+        'Makes retries safe: a retry with the same key for the same token returns the original Redemption (same id) and ' +
+        'consumes nothing more; the same key with other parameters is a ValidationError. Kept at least 24 hours. ' +
+        'At most 255 characters.',
+    }),
   }),
 });
 

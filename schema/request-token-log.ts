@@ -33,6 +33,11 @@ export const RequestTokenLogRef = builder.objectRef<LogRecord>('RequestTokenLog'
       description: 'The HTTP status the client application answered with, once recorded.',
     }),
     timestamp: t.expose('timestamp', { type: DateTime }),
+    releasedAt: t.expose('releasedAt', {
+      type: DateTime,
+      nullable: true,
+      description: "When recordResponseStatus gave this redemption's use back (releaseUse); null otherwise.",
+    }),
   }),
 });
 
@@ -74,6 +79,12 @@ const RecordResponseStatusInput = builder.inputType('RecordResponseStatusInput',
   fields: (t) => ({
     redemptionId: t.id({ required: true }),
     statusCode: t.int({ required: true }),
+    releaseUse: t.boolean({
+      defaultValue: false,
+      description:
+        "Give the redemption's use back to the token because the application failed to serve the request; only with a " +
+        'statusCode of 500–599 and only for a successful redemption. Done once: repeating it changes nothing.',
+    }),
   }),
 });
 
@@ -87,7 +98,11 @@ builder.mutationField('recordResponseStatus', (t) =>
     errors: { types: [NotFoundError, ValidationError], union: { name: 'RecordResponseStatusResult' } },
     args: { input: t.arg({ type: RecordResponseStatusInput, required: true }) },
     resolve: async (_root, { input }, ctx) => ({
-      log: await recordResponseStatus(ctx.pool, { redemptionId: String(input.redemptionId), statusCode: input.statusCode }),
+      log: await recordResponseStatus(ctx.pool, {
+        redemptionId: String(input.redemptionId),
+        statusCode: input.statusCode,
+        releaseUse: input.releaseUse,
+      }),
     }),
   }),
 );

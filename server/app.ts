@@ -4,6 +4,7 @@ import { GraphQLError } from 'graphql';
 import { createYoga } from 'graphql-yoga';
 import { schema } from '../schema/index.js';
 import { createContext, type Context, type Services } from './context.js';
+import { TRANSIENT_MESSAGES, transientReason } from './db-errors.js';
 import { graphiqlExample } from './graphiql-example.js';
 
 export interface App {
@@ -38,6 +39,18 @@ export function createApp(services: Services): App {
       maskError(error, message) {
         const original = error instanceof GraphQLError ? error.originalError : error;
         if (error instanceof GraphQLError && (!original || original instanceof GraphQLError)) return error;
+        const reason = transientReason(original ?? error);
+        if (reason) {
+          log.info(`retryable failure (${reason}): ${(original as Error | undefined)?.message ?? message}`);
+          return new GraphQLError(TRANSIENT_MESSAGES[reason], {
+            extensions: {
+              code: 'SERVICE_UNAVAILABLE',
+              reason,
+              retryable: true,
+              http: { status: 503, headers: { 'retry-after': '1' } },
+            },
+          });
+        }
         log.error('unexpected error while serving a request', original ?? error);
         return new GraphQLError(message, { extensions: { code: 'INTERNAL_SERVER_ERROR' } });
       },

@@ -10,6 +10,14 @@ export interface Config {
   dataDir: string;
   embeddedPgPort: number;
   dbPoolSize: number;
+  /** How long a request may wait for a pool connection (or a new one) before failing with a retryable error. */
+  dbPoolTimeoutMs: number;
+  /** PostgreSQL statement_timeout for every connection of the service. */
+  dbStatementTimeoutMs: number;
+  /** PostgreSQL lock_timeout: a row locked elsewhere gives a retryable error after this long, not a hang. */
+  dbLockTimeoutMs: number;
+  /** Deadline for a graceful shutdown (SIGTERM/SIGINT): in-flight requests get this long, then the process exits. */
+  shutdownTimeoutMs: number;
   /** Null in development until a secret is generated and kept under `dataDir`. */
   secret: string | null;
   adminKey: string | null;
@@ -80,6 +88,11 @@ export function loadConfig(env: Env = process.env): Config {
 
   const host = env.HOST?.trim() || '127.0.0.1';
   const sessionTokenExpiryMinutes = intVar(env, 'SESSION_TOKEN_EXPIRY_MINUTES', 10, 1, 60 * 24 * 365);
+  const dbStatementTimeoutMs = intVar(env, 'DB_STATEMENT_TIMEOUT_MS', 5_000, 100, 600_000);
+  const dbLockTimeoutMs = intVar(env, 'DB_LOCK_TIMEOUT_MS', 2_000, 10, 600_000);
+  if (dbLockTimeoutMs >= dbStatementTimeoutMs) {
+    throw new ConfigError('DB_LOCK_TIMEOUT_MS', `must be less than DB_STATEMENT_TIMEOUT_MS (${dbStatementTimeoutMs})`);
+  }
 
   return {
     host,
@@ -89,6 +102,10 @@ export function loadConfig(env: Env = process.env): Config {
     dataDir: resolve(env.DATA_DIR?.trim() || '.data'),
     embeddedPgPort: intVar(env, 'EMBEDDED_PG_PORT', 54329, 1, 65535),
     dbPoolSize: intVar(env, 'DB_POOL_SIZE', 10, 1, 1000),
+    dbPoolTimeoutMs: intVar(env, 'DB_POOL_TIMEOUT_MS', 2_000, 10, 600_000),
+    dbStatementTimeoutMs,
+    dbLockTimeoutMs,
+    shutdownTimeoutMs: intVar(env, 'SHUTDOWN_TIMEOUT_MS', 10_000, 100, 600_000),
     secret,
     adminKey,
     defaultMaxUses: intVar(env, 'DEFAULT_MAX_USES', 1, 1, 2_147_483_647),

@@ -15,6 +15,8 @@ export const RequestTokenLog = defineEntity({
     userAgent: p.string().length(512).nullable(),
     statusCode: p.smallint().nullable(),
     timestamp: p.datetime().defaultRaw('now()'),
+    /** Set when recordResponseStatus gave this redemption's use back. */
+    releasedAt: p.datetime().nullable(),
   },
 });
 

@@ -1,5 +1,5 @@
 import type pg from 'pg';
-import { Issues, NotFoundError } from '../errors.js';
+import { Issues, NotFoundError, RequestTokenError } from '../errors.js';
 import type { ErrorCode } from '../errors.js';
 import { encodeCursor, pageWindow, type Page, type PageArgs } from '../paging.js';
 
@@ -12,9 +12,11 @@ export interface LogRecord {
   userAgent: string | null;
   statusCode: number | null;
   timestamp: Date;
+  /** When recordResponseStatus gave this redemption's use back; null otherwise. */
+  releasedAt: Date | null;
 }
 
-const LOG_COLUMNS = 'l.id, l.token_id, l.error_code, l.user_id, l.client_ip, l.user_agent, l.status_code, l.timestamp';
+const LOG_COLUMNS = 'l.id, l.token_id, l.error_code, l.user_id, l.client_ip, l.user_agent, l.status_code, l.timestamp, l.released_at';
 
 function logFromRow(row: Record<string, any>): LogRecord {
   return {
@@ -26,6 +28,7 @@ function logFromRow(row: Record<string, any>): LogRecord {
     userAgent: row.user_agent,
     statusCode: row.status_code,
     timestamp: row.timestamp,
+    releasedAt: row.released_at ?? null,
   };
 }
 
@@ -34,16 +37,25 @@ const isId = (id: string) => /^\d{1,19}$/.test(id);
 export interface RecordStatusInput {
   redemptionId: string;
   statusCode: number;
+  /** Give the redemption's use back (only with a 5xx status): the application failed to serve the request. */
+  releaseUse?: boolean | null;
 }
 
-/** Stores the HTTP status the client application answered with on a redemption's (or refusal's) log row. */
+/**
+ * Stores the HTTP status the client application answered with on a redemption's (or refusal's) log row. With
+ * `releaseUse` the redemption's use goes back to the token, once: the log row keeps when (`released_at`), a second
+ * release changes nothing, and the redemption's idempotency key is freed so a retry with it redeems afresh.
+ */
 export async function recordResponseStatus(pool: pg.Pool, input: RecordStatusInput): Promise<LogRecord> {
   const issues = new Issues();
-  if (!Number.isInteger(input.statusCode) || input.statusCode < 100 || input.statusCode > 599) {
-    issues.add(['input', 'statusCode'], 'must be an HTTP status code (100–599)');
+  const validStatus = Number.isInteger(input.statusCode) && input.statusCode >= 100 && input.statusCode <= 599;
+  if (!validStatus) issues.add(['input', 'statusCode'], 'must be an HTTP status code (100–599)');
+  if (input.releaseUse && validStatus && input.statusCode < 500) {
+    issues.add(['input', 'releaseUse'], 'gives a use back only when the application failed (statusCode 500–599)');
   }
   issues.throwIfAny();
   if (!isId(input.redemptionId)) throw new NotFoundError('Redemption');
+  if (input.releaseUse) return releaseUse(pool, input.redemptionId, input.statusCode);
   const { rows } = await pool.query({
     name: 'record-status',
     text: `update request_token_log l set status_code = $2 where id = $1 returning ${LOG_COLUMNS}`,
@@ -51,6 +63,45 @@ export async function recordResponseStatus(pool: pg.Pool, input: RecordStatusInp
   });
   if (!rows[0]) throw new NotFoundError('Redemption');
   return logFromRow(rows[0]);
+}
+
+async function releaseUse(pool: pg.Pool, id: string, statusCode: number): Promise<LogRecord> {
+  const client = await pool.connect();
+  let broken: Error | undefined;
+  try {
+    await client.query('begin');
+    // The row lock makes concurrent releases of one redemption take turns: only the first finds released_at null.
+    const { rows } = await client.query(
+      'select token_id, error_code, released_at from request_token_log where id = $1 for update',
+      [id],
+    );
+    if (!rows[0]) throw new NotFoundError('Redemption');
+    if (rows[0].error_code !== null || rows[0].token_id === null) {
+      const issues = new Issues();
+      issues.add(['input', 'releaseUse'], 'only a successful redemption has a use to give back');
+      issues.throwIfAny();
+    }
+    if (rows[0].released_at === null) {
+      await client.query('update request_token set used_to_date = used_to_date - 1 where id = $1 and used_to_date > 0', [
+        rows[0].token_id,
+      ]);
+      await client.query('delete from request_token_idempotency where log_id = $1', [id]);
+    }
+    const updated = await client.query(
+      `update request_token_log l set status_code = $2, released_at = coalesce(released_at, now())
+       where id = $1 returning ${LOG_COLUMNS}`,
+      [id, statusCode],
+    );
+    await client.query('commit');
+    return logFromRow(updated.rows[0]);
+  } catch (error) {
+    if (!(error instanceof RequestTokenError)) broken = error as Error;
+    await client.query('rollback').catch(() => {});
+    throw error;
+  } finally {
+    // A client whose connection failed mid-transaction is discarded rather than handed to the next request.
+    client.release(broken);
+  }
 }
 
 export async function getLog(pool: pg.Pool, id: string): Promise<LogRecord | null> {

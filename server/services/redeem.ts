@@ -5,6 +5,7 @@ import type { LoginMode } from '../entities/request-token.js';
 import { Issues, TokenRejectedError, type RejectionCode } from '../errors.js';
 import type { JwtCodec } from '../jwt.js';
 import { parseHttpUrl, urlParts, type UrlParts } from '../target-url.js';
+import { findReplay, fingerprint, isKeyConflict, MAX_IDEMPOTENCY_KEY_LENGTH } from './idempotency.js';
 import { checkString, MAX_USER_AGENT_LENGTH, MAX_USER_ID_LENGTH } from '../validation.js';
 import { MAX_SCOPE_LENGTH, TOKEN_COLUMNS, tokenFromRow, type TokenRecord } from './tokens.js';
 
@@ -15,6 +16,8 @@ export interface RedeemInput {
   userId?: string | null;
   clientIp?: string | null;
   userAgent?: string | null;
+  /** A retry with the same key for the same token returns the original Redemption and consumes nothing more. */
+  idempotencyKey?: string | null;
 }
 
 export interface Redemption {
@@ -52,12 +55,15 @@ const REDEEM_SQL = `with used as (
     insert into request_token_log (token_id, user_id, client_ip, user_agent)
     select id, $6, $7, $8 from used
     returning id
+  ), keyed as (
+    insert into request_token_idempotency (token_id, key, fingerprint, log_id)
+    select used.id, $10::text, $11::text, log.id from used cross join log where $10::text is not null
   )
   select used.*, log.id as log_id from used cross join log`;
 
 // The refusal path: find the first failing check, in the documented order, and log it. Writes nothing when every
 // check passes (a concurrent change made the token redeemable again), so the caller retries the success path.
-const REFUSE_SQL = `with verdict as (
+export const VERDICT_CTE = `verdict as (
     select t.id, case
       when t.id is null then 'TOKEN_NOT_FOUND'
       when t.revoked_at is not null then 'TOKEN_REVOKED'
@@ -70,7 +76,8 @@ const REFUSE_SQL = `with verdict as (
       when t.used_to_date >= t.max_uses then 'MAX_USES_EXCEEDED'
     end as code
     from (select 1) as one left join request_token t on t.id = $1
-  )
+  )`;
+const REFUSE_SQL = `with ${VERDICT_CTE}
   insert into request_token_log (token_id, error_code, user_id, client_ip, user_agent)
   select id, code, $6, $7, $8 from verdict where code is not null
   returning id, token_id, error_code`;
@@ -88,6 +95,9 @@ export function validateRedeemInput(input: RedeemInput): { requested: UrlParts |
     const parsed = parseHttpUrl(input.url);
     if (typeof parsed === 'string') issues.add(['input', 'url'], parsed);
     else requested = urlParts(parsed);
+  }
+  if (input.idempotencyKey != null) {
+    checkString(issues, ['input', 'idempotencyKey'], input.idempotencyKey, { min: 1, max: MAX_IDEMPOTENCY_KEY_LENGTH });
   }
   if (input.clientIp != null && isIP(input.clientIp) === 0) issues.add(['input', 'clientIp'], 'must be an IP address');
   let userAgent: string | null = null;
@@ -120,6 +130,15 @@ export async function redeemToken(deps: RedeemDeps, input: RedeemInput): Promise
   }
 
   const tokenId = /^\d{1,19}$/.test(verified.claims.jti) ? verified.claims.jti : '0';
+  const key = input.idempotencyKey ?? null;
+  const expected =
+    key === null ? null : fingerprint({ scope: input.scope, url: input.url ?? null, userId, clientIp, userAgent });
+  const replay = async () => {
+    const row = key === null ? null : await findReplay(deps.pool, tokenId, key, expected!);
+    return row && redemptionFromRow(row, row.log_id);
+  };
+  const first = await replay();
+  if (first) return first;
   const values = [
     tokenId,
     input.scope,
@@ -130,26 +149,42 @@ export async function redeemToken(deps: RedeemDeps, input: RedeemInput): Promise
     clientIp,
     userAgent,
     deps.config.clockToleranceSeconds,
+    key,
+    expected,
   ];
   for (let attempt = 0; attempt < 3; attempt++) {
-    const used = await deps.pool.query({ name: 'redeem', text: REDEEM_SQL, values });
-    if (used.rows[0]) {
-      const row = used.rows[0];
-      const token = tokenFromRow(row);
-      return {
-        id: String(row.log_id),
-        token,
-        loginMode: token.loginMode,
-        authenticateAs: token.loginMode === 'NONE' ? null : token.userId,
-        data: token.data,
-        usesRemaining: token.maxUses - token.usedToDate,
-      };
+    let used: pg.QueryResult;
+    try {
+      used = await deps.pool.query({ name: 'redeem', text: REDEEM_SQL, values });
+    } catch (error) {
+      // A concurrent redemption with the same key committed first; this statement, use included, was rolled back.
+      if (isKeyConflict(error)) {
+        const original = await replay();
+        if (original) return original;
+      }
+      throw error;
     }
-    const refused = await deps.pool.query({ name: 'refuse', text: REFUSE_SQL, values });
+    if (used.rows[0]) return redemptionFromRow(used.rows[0], used.rows[0].log_id);
+    // The use may have gone to a concurrent redemption with this very key: that one is our answer, not a refusal.
+    const original = await replay();
+    if (original) return original;
+    const refused = await deps.pool.query({ name: 'refuse', text: REFUSE_SQL, values: values.slice(0, 9) });
     if (refused.rows[0]) {
       const { id, token_id, error_code } = refused.rows[0];
       throw new TokenRejectedError(error_code as RejectionCode, token_id === null ? null : String(token_id), String(id));
     }
   }
   throw new Error(`token ${tokenId} kept changing under redemption`);
+}
+
+function redemptionFromRow(row: Record<string, any>, logId: unknown): Redemption {
+  const token = tokenFromRow(row);
+  return {
+    id: String(logId),
+    token,
+    loginMode: token.loginMode,
+    authenticateAs: token.loginMode === 'NONE' ? null : token.userId,
+    data: token.data,
+    usesRemaining: token.maxUses - token.usedToDate,
+  };
 }

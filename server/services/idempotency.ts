@@ -1,0 +1,63 @@
+import { createHash } from 'node:crypto';
+import type pg from 'pg';
+import { Issues } from '../errors.js';
+import { TOKEN_COLUMNS } from './tokens.js';
+
+/**
+ * Idempotency keys of successful redemptions. A key is scoped to one token: the same key on another token is another
+ * key. The row is written by the redemption statement itself (server/services/redeem.ts), so a counted use and its key
+ * commit together; the primary key (token_id, key) makes a concurrent second use of the key fail its whole statement,
+ * which rolls back its use as well. Keys are kept until the redemption's use is released or the row is pruned (at
+ * least 24 hours: see docs/scaling.md).
+ */
+
+export const MAX_IDEMPOTENCY_KEY_LENGTH = 255;
+export const IDEMPOTENCY_CONFLICT_CONSTRAINT = 'request_token_idempotency_pkey';
+
+export interface RedemptionParameters {
+  scope: string;
+  url: string | null;
+  userId: string | null;
+  clientIp: string | null;
+  userAgent: string | null;
+}
+
+/** What a retry must repeat exactly; anything else under the same key is a client mistake. */
+export function fingerprint(parameters: RedemptionParameters): string {
+  const { scope, url, userId, clientIp, userAgent } = parameters;
+  return createHash('sha256').update(JSON.stringify([scope, url, userId, clientIp, userAgent])).digest('hex');
+}
+
+const REPLAY_SQL = `select k.fingerprint, k.log_id, tok.*
+  from request_token_idempotency k
+  cross join lateral (select ${TOKEN_COLUMNS} from request_token where id = k.token_id) tok
+  where k.token_id = $1 and k.key = $2`;
+
+/**
+ * The token row (as it stands now) and log id of the redemption that used `key` on this token, or null. Throws a
+ * ValidationError when the key was used with other parameters.
+ */
+export async function findReplay(
+  pool: pg.Pool,
+  tokenId: string,
+  key: string,
+  expected: string,
+): Promise<Record<string, any> | null> {
+  const { rows } = await pool.query({ name: 'redeem-replay', text: REPLAY_SQL, values: [tokenId, key] });
+  if (!rows[0]) return null;
+  if (rows[0].fingerprint !== expected) {
+    const issues = new Issues();
+    issues.add(
+      ['input', 'idempotencyKey'],
+      'was already used for this token with different parameters (scope, url, userId, clientIp or userAgent)',
+    );
+    issues.throwIfAny();
+  }
+  return rows[0];
+}
+
+/** True for the unique violation of a second, concurrent redemption with the same key. */
+export function isKeyConflict(error: unknown): boolean {
+  const e = error as { code?: string; constraint?: string } | null;
+  return e?.code === '23505' && e.constraint === IDEMPOTENCY_CONFLICT_CONSTRAINT;
+}
