@@ -100,14 +100,20 @@ export function jwtClaims(token: TokenRecord): TokenClaims {
 /** HS256 is deterministic, so the JWT of a stored token can be signed again whenever it is asked for. */
 export const tokenJwt = (codec: JwtCodec, token: TokenRecord) => codec.sign(jwtClaims(token));
 
+// The checks against the present (expiry in the future, not-before before a session's default expiry) are made here, on
+// the database clock, like every other time decision: servers whose clocks differ still agree. No row: a check failed.
 const ISSUE_SQL = `insert into request_token
   (scope, target_url, target_host, target_path, target_params, user_id, login_mode, data, max_uses, not_before, expires_at)
-  values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10,
-    coalesce($11, case when $7 = 'SESSION' then now() + make_interval(mins => $12) end))
+  select $1::text, $2::text, $3::text, $4::text, $5::jsonb, $6::text, $7::text, $8::jsonb, $9::int, $10::timestamptz, e.expiry
+  from (select coalesce($11::timestamptz, case when $7 = 'SESSION' then now() + make_interval(mins => $12) end) as expiry) e
+  where (e.expiry is null or e.expiry > now()) and ($10 is null or e.expiry is null or $10 < e.expiry)
   returning ${TOKEN_COLUMNS}`;
 
-/** Validates an issue request; every offending field is listed. */
-export function validateIssueInput(input: IssueInput, now: Date, path: string[] = ['input']): Issues {
+/**
+ * Validates an issue request; every offending field is listed. With `now` null the checks against the present are
+ * left out (issueToken leaves them to the database clock).
+ */
+export function validateIssueInput(input: IssueInput, now: Date | null, path: string[] = ['input']): Issues {
   const issues = new Issues();
   const at = (field: string) => [...path, field];
   checkString(issues, at('scope'), input.scope, { min: 1, max: MAX_SCOPE_LENGTH });
@@ -118,7 +124,7 @@ export function validateIssueInput(input: IssueInput, now: Date, path: string[] 
   if (input.maxUses != null && (!Number.isInteger(input.maxUses) || input.maxUses < 1 || input.maxUses > MAX_INT)) {
     issues.add(at('maxUses'), 'must be a whole number of at least 1');
   }
-  if (input.expiresAt && input.expiresAt <= now) issues.add(at('expiresAt'), 'must be in the future');
+  if (now && input.expiresAt && input.expiresAt <= now) issues.add(at('expiresAt'), 'must be in the future');
   if (input.notBefore && input.expiresAt && input.notBefore >= input.expiresAt) {
     issues.add(at('notBefore'), 'must be before expiresAt');
   }
@@ -136,17 +142,22 @@ export function validateIssueInput(input: IssueInput, now: Date, path: string[] 
   return issues;
 }
 
-/** Issues a token: validates, stores it with one INSERT … RETURNING on the database clock, and signs its JWT. */
-export async function issueToken(deps: TokenDeps, input: IssueInput, now = new Date()): Promise<Issued> {
-  const issues = validateIssueInput(input, now);
-  const mode = input.loginMode ?? 'NONE';
-  if (mode === 'SESSION' && !input.expiresAt && input.notBefore) {
-    const defaultExpiry = new Date(now.getTime() + deps.config.sessionTokenExpiryMinutes * 60_000);
+function checkAgainstNow(issues: Issues, input: IssueInput, now: Date, sessionMinutes: number): void {
+  if ((input.loginMode ?? 'NONE') === 'SESSION' && !input.expiresAt && input.notBefore) {
+    const defaultExpiry = new Date(now.getTime() + sessionMinutes * 60_000);
     if (input.notBefore >= defaultExpiry) {
       issues.add(['input', 'notBefore'], 'must be before the session expiry (set expiresAt)');
     }
   }
-  issues.throwIfAny();
+}
+
+/**
+ * Issues a token: validates, stores it with one INSERT … RETURNING, and signs its JWT. Every decision that depends on
+ * the present uses the database clock, never this process's.
+ */
+export async function issueToken(deps: TokenDeps, input: IssueInput): Promise<Issued> {
+  validateIssueInput(input, null).throwIfAny();
+  const mode = input.loginMode ?? 'NONE';
 
   const target = input.targetUrl != null ? urlParts(parseHttpUrl(input.targetUrl) as URL) : null;
   const { rows } = await deps.pool.query({
@@ -167,6 +178,14 @@ export async function issueToken(deps: TokenDeps, input: IssueInput, now = new D
       deps.config.sessionTokenExpiryMinutes,
     ],
   });
+  if (!rows[0]) {
+    // Rare: say which check failed, judged on the database clock.
+    const { rows: clock } = await deps.pool.query('select now() as now');
+    const issues = validateIssueInput(input, clock[0].now);
+    checkAgainstNow(issues, input, clock[0].now, deps.config.sessionTokenExpiryMinutes);
+    if (issues.list.length === 0) issues.add(['input', 'expiresAt'], 'must be in the future');
+    issues.throwIfAny();
+  }
   const token = tokenFromRow(rows[0]);
   const jwt = await tokenJwt(deps.codec, token);
   return { token, jwt, url: token.targetUrl ? tokeniseUrl(token.targetUrl, jwt) : null };
