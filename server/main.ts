@@ -63,12 +63,14 @@ async function main(): Promise<void> {
       if (stopping) return;
       stopping = true;
       log.info(`${signal}: draining requests and shutting down`);
+      // The whole shutdown fits in SHUTDOWN_TIMEOUT_MS: requests get most of it, closing the pool and PostgreSQL the rest.
+      const deadline = config.shutdownTimeoutMs;
       const force = setTimeout(() => {
-        log.error('shutdown took too long; exiting');
+        log.error(`shutdown took longer than ${deadline} ms; exiting`);
         process.exit(1);
-      }, 20_000);
+      }, deadline);
       force.unref();
-      await app.stop(10_000);
+      await app.stop(Math.max(deadline / 2, deadline - 3_000));
       await cleanUp();
       log.info('stopped');
       process.exit(0);
