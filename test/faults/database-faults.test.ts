@@ -137,6 +137,8 @@ describe.each<[StopMode, string]>([
       whileAway.push(await healthz());
       await sleep(100);
     }
+    // An API key the process has not cached must be looked up, and cannot be: a retryable 503, not a 401 or a 500.
+    const uncached = await gql(base, generateApiKey().key, '{ __typename }', {});
     await cluster.start();
     const recoveredIn = await timeToRecover();
     await sleep(800);
@@ -146,6 +148,8 @@ describe.each<[StopMode, string]>([
     expect(whileAway.every((h) => h.status === 503), JSON.stringify(whileAway)).toBe(true);
     expect(Math.max(...whileAway.map((h) => h.ms))).toBeLessThan(2_500);
     expect(recoveredIn).toBeLessThan(5_000);
+    expect(uncached.status).toBe(503);
+    expect(uncached.body.errors[0].extensions).toMatchObject({ code: 'SERVICE_UNAVAILABLE', retryable: true });
     expect(result.acked.length).toBeGreaterThan(0);
     expect(result.transient).toBeGreaterThan(0); // the fault was felt
     await expectInvariants(tokens, result);
