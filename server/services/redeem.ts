@@ -133,12 +133,12 @@ export async function redeemToken(deps: RedeemDeps, input: RedeemInput): Promise
   const key = input.idempotencyKey ?? null;
   const expected =
     key === null ? null : fingerprint({ scope: input.scope, url: input.url ?? null, userId, clientIp, userAgent });
+  // No look-up before redeeming: a first attempt (the common case) stays one round trip. A retry's statement fails on
+  // the key's primary key and is rolled back whole, use included; then the original is looked up.
   const replay = async () => {
     const row = key === null ? null : await findReplay(deps.pool, tokenId, key, expected!);
     return row && redemptionFromRow(row, row.log_id);
   };
-  const first = await replay();
-  if (first) return first;
   const values = [
     tokenId,
     input.scope,
@@ -157,10 +157,12 @@ export async function redeemToken(deps: RedeemDeps, input: RedeemInput): Promise
     try {
       used = await deps.pool.query({ name: 'redeem', text: REDEEM_SQL, values });
     } catch (error) {
-      // A concurrent redemption with the same key committed first; this statement, use included, was rolled back.
+      // This key already redeemed this token (a retry, or a concurrent twin that committed first): this statement, use
+      // included, was rolled back.
       if (isKeyConflict(error)) {
         const original = await replay();
         if (original) return original;
+        continue; // released in between: the key is free again
       }
       throw error;
     }
