@@ -69,9 +69,10 @@ export interface RequestTokenClientOptions {
   /** Milliseconds before an attempt is abandoned with a 'timeout' error. Default: 10000. */
   timeoutMs?: number;
   /**
-   * Extra attempts after a network error. Default: 2. Queries and idempotent mutations (recordResponseStatus,
-   * revokeRequestToken) retry on any network error; other mutations (a redemption above all) only when the connection
-   * could not be opened, so a request that may have reached the service is never sent twice.
+   * Extra attempts after a network error or a retryable answer (503 `SERVICE_UNAVAILABLE`). Default: 2. Queries,
+   * idempotent mutations (recordResponseStatus, revokeRequestToken) and redemptions with an `idempotencyKey` retry
+   * on either; other mutations only when the connection could not be opened, so a request that may have reached the
+   * service is never carried out twice.
    */
   retries?: number;
   /** Delay before the first retry, doubled for each next one. Default: 100. */
@@ -97,9 +98,21 @@ type OperationType = 'query' | 'mutation' | 'subscription';
  * Whether a call that failed with a network error may be sent again: a query or an idempotent mutation always; any
  * other mutation only if the connection was never opened, since it may otherwise have been carried out already.
  */
-function safeToRetry(info: { operationName: string; type: OperationType }, code: string | undefined): boolean {
+function safeToRetry(
+  info: { operationName: string; type: OperationType },
+  code: string | undefined,
+  variables?: Record<string, unknown>,
+): boolean {
   if (info.type === 'query' || IDEMPOTENT_MUTATIONS.has(info.operationName)) return true;
+  // A redemption with an idempotency key: a second send returns the original Redemption and consumes nothing more.
+  const input = variables?.input as { idempotencyKey?: unknown } | undefined;
+  if (info.operationName === 'RedeemRequestToken' && typeof input?.idempotencyKey === 'string') return true;
   return code !== undefined && NOT_SENT_CODES.has(code);
+}
+
+/** The service's answer when its database is away, busy or a row is locked: 503 with `extensions.retryable`. */
+function isRetryableAnswer(error: ClientError): boolean {
+  return error.response.status === 503 && error.response.errors?.[0]?.extensions?.retryable === true;
 }
 
 interface OperationInfo {
@@ -214,7 +227,13 @@ export function createRequestTokenClient(options: RequestTokenClientOptions): Re
           signal,
         });
       } catch (error) {
-        if (error instanceof ClientError) throw fromClientError(error, info.operationName);
+        if (error instanceof ClientError) {
+          if (!(isRetryableAnswer(error) && safeToRetry(info, undefined, variables) && attempt <= retries)) {
+            throw fromClientError(error, info.operationName);
+          }
+          await sleep(retryDelayMs * 2 ** (attempt - 1));
+          continue;
+        }
         const details = { operationName: info.operationName, attempts: attempt, cause: error };
         if (call.signal?.aborted) {
           throw new RequestTokenClientError('aborted', `${info.operationName}: aborted by the caller`, details);
@@ -228,7 +247,7 @@ export function createRequestTokenClient(options: RequestTokenClientOptions): Re
           // A 2xx whose body is not a GraphQL response.
           throw new RequestTokenClientError('http', `${info.operationName}: invalid response from the service`, details);
         }
-        if (!safeToRetry(info, code) || attempt > retries) {
+        if (!safeToRetry(info, code, variables) || attempt > retries) {
           throw new RequestTokenClientError(
             'network',
             `${info.operationName}: network error${code ? ` (${code})` : ''}: ${(error as Error).message}`,

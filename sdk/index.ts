@@ -22,13 +22,20 @@ export {
   clientIp,
   DEFAULT_TOKEN_PARAM,
   extractToken,
+  listUnsubscribeHeaders,
   normaliseIp,
+  ONE_CLICK_BODY,
   tokenise,
+  type ListUnsubscribeHeaders,
   type NodeRequestLike,
   type TrustProxy,
 } from './links.js';
+export { defaultConfirmationPage } from './middleware/core.js';
 export type {
+  ConfirmationView,
   GuardClient,
+  Inspection,
+  InspectRequestTokenResult,
   GuardOptions,
   RedeemRequestTokenResult,
   Redemption,

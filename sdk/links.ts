@@ -184,3 +184,25 @@ export function clientIp(
   }
   return address;
 }
+
+/** The body a mail provider POSTs for a one-click unsubscribe (RFC 8058). */
+export const ONE_CLICK_BODY = 'List-Unsubscribe=One-Click';
+
+export interface ListUnsubscribeHeaders {
+  'List-Unsubscribe': string;
+  'List-Unsubscribe-Post': typeof ONE_CLICK_BODY;
+}
+
+/**
+ * The mail headers of RFC 2369 and RFC 8058 for an unsubscribe link (a tokenised URL, https in production): mail
+ * providers show their own "Unsubscribe" button and POST `List-Unsubscribe=One-Click` to the link, without cookies.
+ * Route POST of that URL to the middleware (it redeems a POST in every mode) and exempt it from CSRF checks: the
+ * token is the proof. `mailto` adds a mail fallback for clients without one-click support.
+ */
+export function listUnsubscribeHeaders(link: string, { mailto }: { mailto?: string } = {}): ListUnsubscribeHeaders {
+  const url = new URL(link);
+  if (url.protocol !== 'https:' && url.protocol !== 'http:') throw new TypeError('listUnsubscribeHeaders: an http(s) link is required');
+  const targets = [`<${url.toString()}>`];
+  if (mailto) targets.push(`<mailto:${mailto}>`);
+  return { 'List-Unsubscribe': targets.join(', '), 'List-Unsubscribe-Post': ONE_CLICK_BODY };
+}

@@ -1,10 +1,20 @@
 /**
  * A tiny newsletter: it "sends" an issue by printing one unsubscribe link per subscriber (each issued through the
- * SDK), and serves /unsubscribe behind the requestToken middleware. Everything it knows about tokens comes from
- * 'request-token/sdk'; it never writes GraphQL.
+ * SDK) with its List-Unsubscribe headers, and serves /unsubscribe behind the requestToken middleware. Everything it
+ * knows about tokens comes from 'request-token/sdk'; it never writes GraphQL.
+ *
+ * The link is scanner-safe (`confirm: true`): opening it shows a confirmation page, and only its button (a POST)
+ * unsubscribes, so a mail scanner that fetches every link consumes nothing. Mail providers' own "Unsubscribe"
+ * buttons POST `List-Unsubscribe=One-Click` to the same URL (RFC 8058), which unsubscribes at once.
  */
 import express from 'express';
-import { isRequestTokenClientError, requestToken, type RequestTokenClient } from '../../sdk/index.js';
+import {
+  isRequestTokenClientError,
+  listUnsubscribeHeaders,
+  requestToken,
+  type ListUnsubscribeHeaders,
+  type RequestTokenClient,
+} from '../../sdk/index.js';
 
 export interface Subscriber {
   id: string;
@@ -23,7 +33,7 @@ export function createNewsletterApp({ client, publicUrl, subscribers }: Newslett
   const list = new Map(subscribers.map((s) => [s.id, s]));
 
   /** Issues one single-use unsubscribe link per subscriber, bound to that subscriber and to the /unsubscribe URL. */
-  async function send(): Promise<{ email: string; link: string }[]> {
+  async function send(): Promise<{ email: string; link: string; headers: ListUnsubscribeHeaders }[]> {
     const mails = [];
     for (const subscriber of list.values()) {
       const issued = await client.createRequestToken({
@@ -35,7 +45,7 @@ export function createNewsletterApp({ client, publicUrl, subscribers }: Newslett
         data: { list: 'weekly' },
       });
       if (issued.__typename !== 'CreateRequestTokenSuccess') throw new Error(`could not issue: ${issued.message}`);
-      mails.push({ email: subscriber.email, link: issued.url! });
+      mails.push({ email: subscriber.email, link: issued.url!, headers: listUnsubscribeHeaders(issued.url!) });
     }
     return mails;
   }
@@ -44,9 +54,10 @@ export function createNewsletterApp({ client, publicUrl, subscribers }: Newslett
     res.json([...list.values()]);
   });
 
-  app.get(
+  // GET and HEAD get the confirmation page from the middleware; the handler runs for the POST that redeems.
+  app.all(
     '/unsubscribe',
-    requestToken({ client, scope: 'unsubscribe', required: true, publicUrl }),
+    requestToken({ client, scope: 'unsubscribe', required: true, publicUrl, confirm: true }),
     (req, res) => {
       // A REQUEST token names its user for this one request.
       const userId = req.requestToken!.authenticateAs!;

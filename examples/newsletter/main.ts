@@ -20,6 +20,7 @@ const client = createRequestTokenClient({ url, apiKey });
 const subscribers = [
   { id: '1', email: 'ada@example.com' },
   { id: '2', email: 'alan@example.com' },
+  { id: '3', email: 'grace@example.com' },
 ];
 
 const server = createNewsletterApp({ client, publicUrl: `http://${host}:${port}`, subscribers });
@@ -27,7 +28,15 @@ const listener = server.app.listen(port, host, () => {
   const { port: bound } = listener.address() as AddressInfo;
   console.log(`newsletter listening on http://${host}:${bound}`);
   server.send().then(
-    (mails) => mails.forEach((mail) => console.log(`To: ${mail.email}  Unsubscribe: ${mail.link}`)),
+    (mails) =>
+      mails.forEach((mail) =>
+        console.log(
+          `To: ${mail.email}  Unsubscribe: ${mail.link}\n` +
+            Object.entries(mail.headers)
+              .map(([name, value]) => `  ${name}: ${value}`)
+              .join('\n'),
+        ),
+      ),
     (error) => {
       console.error('could not send the newsletter:', error);
       process.exit(1);

@@ -27,7 +27,19 @@ export interface Rejection {
 }
 
 /** The client calls the middleware makes; a full RequestTokenClient has them. */
-export type GuardClient = Pick<RequestTokenClient, 'redeemRequestToken' | 'recordResponseStatus'>;
+export type GuardClient = Pick<RequestTokenClient, 'redeemRequestToken' | 'recordResponseStatus' | 'inspectRequestToken'>;
+
+export type InspectRequestTokenResult = OperationResult<'inspectRequestToken'>;
+/** What the service says about a token without consuming it. */
+export type Inspection = Extract<InspectRequestTokenResult, { __typename: 'Inspection' }>;
+
+/** What a confirmation page is rendered from. */
+export interface ConfirmationView {
+  /** Where the page's form must POST to: this request's path and query (the token included), relative. */
+  action: string;
+  /** The token as the service sees it: uses left, its data, its status. */
+  inspection: Inspection;
+}
 
 /** Options common to both adapters. */
 export interface GuardOptions {
@@ -48,12 +60,29 @@ export interface GuardOptions {
   publicUrl?: string;
   /** Called when recording a response status fails; the response is never affected. Default: console.warn. */
   onRecordError?: (error: unknown) => void;
+  /**
+   * Scanner-safe links: a GET (or HEAD) only inspects the token and answers a confirmation page whose button POSTs
+   * back; only the POST redeems. Email security scanners that open (and even script) every link then consume
+   * nothing. Default: false (a GET redeems). HEAD and OPTIONS never redeem, with or without it.
+   */
+  confirm?: boolean;
+  /** Renders the confirmation page (HTML). Default: a plain page with one button; no script, no redirect. */
+  renderConfirmation?: (view: ConfirmationView) => string | Promise<string>;
+  /**
+   * Give the use back to the token when the handler answers 5xx (or throws): the request was not served, so the link
+   * should still work. Default: true.
+   */
+  releaseOnServerError?: boolean;
 }
 
 /** One incoming request, as the core sees it. */
 export interface RequestView {
+  /** The HTTP method: HEAD and OPTIONS never redeem; with `confirm`, neither does GET. */
+  method: string;
   /** The absolute URL as requested (with the token parameter; it is stripped before redeeming). */
   url: string;
+  /** The path and query as requested, for the confirmation form's action. */
+  path: string;
   token: string | null;
   clientIp: string | null;
   userAgent: string | null;
@@ -63,6 +92,10 @@ export interface RequestView {
 export type Verdict =
   /** No token and none required: serve the request as is. */
   | { kind: 'pass' }
+  /** OPTIONS: answered by the middleware, nothing looked at. */
+  | { kind: 'options'; reply: Reply }
+  /** HEAD, or GET with `confirm`: the token was only inspected; the reply is the confirmation page (or its head). */
+  | { kind: 'inspected'; reply: Reply }
   | { kind: 'redeemed'; redemption: Redemption }
   | { kind: 'rejected'; rejection: Rejection };
 
@@ -85,8 +118,17 @@ export function withoutToken(url: string, param: string): string {
   }
 }
 
-/** Redeems the request's token. Throws RequestTokenClientError when the service cannot be reached. */
+const ALLOW = 'GET, HEAD, POST, OPTIONS';
+
+/**
+ * Decides what a request gets: OPTIONS an Allow answer; HEAD (and GET with `confirm`) an inspection, never a
+ * redemption; anything else a redemption. Throws RequestTokenClientError when the service cannot be reached.
+ */
 export async function judge(options: GuardOptions, view: RequestView): Promise<Verdict> {
+  const method = view.method.toUpperCase();
+  if (method === 'OPTIONS') {
+    return { kind: 'options', reply: { status: 204, headers: { allow: ALLOW, 'cache-control': 'no-store' }, body: '' } };
+  }
   if (!view.token) {
     if (!options.required) return { kind: 'pass' };
     return {
@@ -94,13 +136,41 @@ export async function judge(options: GuardOptions, view: RequestView): Promise<V
       rejection: { code: 'TOKEN_MISSING', message: 'This link needs a token.', status: 403, logId: null, tokenId: null },
     };
   }
+  const url = withoutToken(view.url, options.param ?? DEFAULT_TOKEN_PARAM);
+  if (method === 'HEAD' || (method === 'GET' && options.confirm)) {
+    const inspected = await options.client.inspectRequestToken({
+      jwt: view.token,
+      scope: options.scope,
+      url,
+      userId: view.userId,
+    });
+    if (inspected.__typename === 'ValidationError') {
+      return {
+        kind: 'rejected',
+        rejection: { code: inspected.code, message: inspected.message, status: 400, logId: null, tokenId: null },
+      };
+    }
+    if (!inspected.redeemable) {
+      const code = inspected.rejectionCode!;
+      const message = inspected.rejectionMessage ?? code;
+      return {
+        kind: 'rejected',
+        rejection: { code, message, status: 403, logId: null, tokenId: inspected.token?.id ?? null },
+      };
+    }
+    const render = options.renderConfirmation ?? defaultConfirmationPage;
+    const html = options.confirm ? await render({ action: view.path, inspection: inspected }) : '';
+    return { kind: 'inspected', reply: { status: 200, headers: CONFIRMATION_HEADERS, body: html } };
+  }
   const result = await options.client.redeemRequestToken({
     jwt: view.token,
     scope: options.scope,
-    url: withoutToken(view.url, options.param ?? DEFAULT_TOKEN_PARAM),
+    url,
     clientIp: view.clientIp,
     userAgent: view.userAgent,
     userId: view.userId,
+    // One key per incoming request: the client's own retries (network errors, 503s) then never consume twice.
+    idempotencyKey: globalThis.crypto.randomUUID(),
   });
   switch (result.__typename) {
     case 'Redemption':
@@ -120,11 +190,20 @@ export async function judge(options: GuardOptions, view: RequestView): Promise<V
 
 const warn = (error: unknown) => console.warn('request-token: could not record the response status:', error);
 
-/** Records a response's status on a log row. Never rejects: a failure goes to onRecordError. */
-export async function recordStatus(options: GuardOptions, logId: string, statusCode: number): Promise<void> {
+/**
+ * Records a response's status on a log row; for a redemption answered with 5xx, also gives its use back (unless
+ * `releaseOnServerError: false`). Never rejects: a failure goes to onRecordError.
+ */
+export async function recordStatus(
+  options: GuardOptions,
+  logId: string,
+  statusCode: number,
+  { redeemed = false }: { redeemed?: boolean } = {},
+): Promise<void> {
   const report = options.onRecordError ?? warn;
+  const releaseUse = redeemed && statusCode >= 500 && statusCode <= 599 && options.releaseOnServerError !== false;
   try {
-    const result = await options.client.recordResponseStatus({ redemptionId: logId, statusCode });
+    const result = await options.client.recordResponseStatus({ redemptionId: logId, statusCode, releaseUse });
     if (result.__typename !== 'RecordResponseStatusSuccess') report(new Error(`${result.code}: ${result.message}`));
   } catch (error) {
     try {
@@ -149,6 +228,48 @@ export function rejectionReply(rejection: Rejection): Reply {
     headers: { 'content-type': 'application/json; charset=utf-8', 'cache-control': 'no-store' },
     body: JSON.stringify({ error: { code: rejection.code, message: rejection.message } }),
   };
+}
+
+const CONFIRMATION_HEADERS: Record<string, string> = {
+  'content-type': 'text/html; charset=utf-8',
+  'cache-control': 'no-store',
+  'referrer-policy': 'no-referrer',
+  'x-robots-tag': 'noindex',
+  // No script can run on the page, whatever a custom renderer puts there: a scripting scanner finds nothing to click.
+  'content-security-policy': "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'",
+};
+
+const escapeHtml = (text: string) =>
+  text.replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]!);
+
+/**
+ * The default confirmation page: one form that POSTs back to the same URL. It neither submits itself nor redirects:
+ * no script, no meta refresh, so only a person pressing the button redeems the link.
+ */
+export function defaultConfirmationPage({ action, inspection }: ConfirmationView): string {
+  const left = inspection.usesRemaining;
+  const note = left === null || left === undefined ? '' : `<p>This link can be used ${left} more time${left === 1 ? '' : 's'}.</p>`;
+  return `<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<meta name="robots" content="noindex">
+<title>Please confirm</title>
+<style>body{font-family:system-ui,sans-serif;max-width:32rem;margin:4rem auto;padding:0 1rem}button{font-size:1.1rem;padding:.6rem 1.4rem}</style>
+</head>
+<body>
+<main>
+<h1>Please confirm</h1>
+<p>Press the button to continue.</p>
+${note}
+<form method="post" action="${escapeHtml(action)}">
+<button type="submit">Continue</button>
+</form>
+</main>
+</body>
+</html>
+`;
 }
 
 /** The first value of a possibly repeated, comma-separated header. */

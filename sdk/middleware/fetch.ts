@@ -71,8 +71,8 @@ export function withRequestToken<Required extends boolean, Args extends unknown[
   options: WithRequestTokenOptions<Required, Args>,
 ): (request: Request, ...args: Args) => Promise<Response> {
   checkGuardOptions(options, 'withRequestToken');
-  const record = (logId: string, status: number) => {
-    const recording = recordStatus(options, logId, status);
+  const record = (logId: string, status: number, redeemed = false) => {
+    const recording = recordStatus(options, logId, status, { redeemed });
     options.waitUntil?.(recording);
   };
   return async (request, ...args) => {
@@ -83,7 +83,9 @@ export function withRequestToken<Required extends boolean, Args extends unknown[
       ? new URL(requested.pathname + requested.search, options.publicUrl).toString()
       : request.url;
     const verdict = await judge(options, {
+      method: request.method,
       url,
+      path: requested.pathname + requested.search,
       token,
       clientIp: options.getClientIp
         ? (options.getClientIp(request, ...args) ?? null)
@@ -91,6 +93,13 @@ export function withRequestToken<Required extends boolean, Args extends unknown[
       userAgent: request.headers.get('user-agent'),
       userId,
     });
+    if (verdict.kind === 'options' || verdict.kind === 'inspected') {
+      const { reply } = verdict;
+      return new Response(request.method === 'HEAD' || reply.status === 204 ? null : reply.body, {
+        status: reply.status,
+        headers: reply.headers,
+      });
+    }
     if (verdict.kind === 'rejected') {
       const { rejection } = verdict;
       let response: Response;
@@ -113,11 +122,11 @@ export function withRequestToken<Required extends boolean, Args extends unknown[
       response = await handler(request, { redemption } as RequestTokenContext<Required>, ...args);
     } catch (error) {
       // The handler failed: the framework answers 500, so that is the status to record.
-      if (redemption) record(redemption.id, 500);
+      if (redemption) record(redemption.id, 500, true);
       throw error;
     }
     if (loginHeaders) response = withHeaders(response, loginHeaders);
-    if (redemption) record(redemption.id, response.status);
+    if (redemption) record(redemption.id, response.status, true);
     return response;
   };
 }

@@ -57,12 +57,12 @@ function writeReply(res: ServerResponse, reply: { status: number; headers: Recor
 }
 
 /** Records the response's status on `logId` once it has been sent (or the connection closed after the headers). */
-function recordWhenSent(res: ServerResponse, options: GuardOptions, logId: string) {
+function recordWhenSent(res: ServerResponse, options: GuardOptions, logId: string, redeemed = false) {
   let done = false;
   const record = () => {
     if (done || !res.headersSent) return;
     done = true;
-    void recordStatus(options, logId, res.statusCode);
+    void recordStatus(options, logId, res.statusCode, { redeemed });
   };
   res.once('finish', record);
   res.once('close', record);
@@ -83,13 +83,16 @@ export function requestToken<Req extends IncomingMessage = IncomingMessage, Res 
       const token = await extractToken(req, { param: options.param });
       const userId = token && options.getUserId ? ((await options.getUserId(req)) ?? null) : null;
       const verdict = await judge(options, {
+        method: req.method ?? 'GET',
         url: requestUrl(req, options),
+        path: (req as { originalUrl?: string }).originalUrl ?? req.url ?? '/',
         token,
         clientIp: clientIp(req, { trustProxy: options.trustProxy }),
         userAgent: req.headers['user-agent'] ?? null,
         userId,
       });
       if (verdict.kind === 'pass') return next();
+      if (verdict.kind === 'options' || verdict.kind === 'inspected') return writeReply(res, verdict.reply);
       if (verdict.kind === 'rejected') {
         const { rejection } = verdict;
         if (rejection.logId) recordWhenSent(res, options, rejection.logId);
@@ -98,7 +101,7 @@ export function requestToken<Req extends IncomingMessage = IncomingMessage, Res 
         return;
       }
       const { redemption } = verdict;
-      recordWhenSent(res, options, redemption.id);
+      recordWhenSent(res, options, redemption.id, true);
       req.requestToken = redemption;
       const locals = (res as { locals?: Record<string, unknown> }).locals;
       if (locals) locals.requestToken = redemption;

@@ -1,6 +1,7 @@
 /**
- * End to end: the real service, the newsletter example as its own process (`npm run example:newsletter`), and a
- * subscriber clicking the unsubscribe link in the "sent" newsletter twice.
+ * End to end: the real service, the newsletter example as its own process (`npm run example:newsletter`), and
+ * subscribers clicking the unsubscribe links in the "sent" newsletter: twice, after a mail scanner, and through the
+ * mail provider's one-click button.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -57,21 +58,31 @@ afterAll(async () => {
   await service?.close();
 });
 
+const emails = async () => ((await (await fetch(`${base}/subscribers`)).json()) as { email: string }[]).map((s) => s.email);
+
+/** What a person does: open the link, read the confirmation page, press its button (a form POST to `action`). */
+async function click(link: string): Promise<Response> {
+  const page = await fetch(link);
+  expect(page.status).toBe(200);
+  const html = await page.text();
+  expect(html).not.toMatch(/<script|http-equiv/i);
+  const action = /<form method="post" action="([^"]+)">/.exec(html)![1].replaceAll('&amp;', '&');
+  return fetch(new URL(action, link), { method: 'POST' });
+}
+
 describe('the newsletter example', () => {
   it('unsubscribes through the link once, refuses the second click, and the log shows 200 then the refusal', async () => {
-    const links = await sentLinks(2);
+    const links = await sentLinks(3);
     const link = links.get('ada@example.com')!;
     expect(link.startsWith(`${base}/unsubscribe?list=weekly&rt=`)).toBe(true);
-    const before = await (await fetch(`${base}/subscribers`)).json();
-    expect(before.map((s: { email: string }) => s.email)).toEqual(['ada@example.com', 'alan@example.com']);
+    expect(await emails()).toEqual(['ada@example.com', 'alan@example.com', 'grace@example.com']);
 
-    const first = await fetch(link);
+    const first = await click(link);
     expect(first.status).toBe(200);
     expect(await first.text()).toMatch(/ada@example.com will get no more/);
-    const after = await (await fetch(`${base}/subscribers`)).json();
-    expect(after.map((s: { email: string }) => s.email)).toEqual(['alan@example.com']);
+    expect(await emails()).toEqual(['alan@example.com', 'grace@example.com']);
 
-    const second = await fetch(link);
+    const second = await fetch(link, { method: 'POST' });
     expect(second.status).toBe(403);
     expect(await second.json()).toEqual({ error: { code: 'MAX_USES_EXCEEDED', message: expect.any(String) } });
 
@@ -89,18 +100,55 @@ describe('the newsletter example', () => {
         [200, null],
         [403, 'MAX_USES_EXCEEDED'],
       ]);
-    // The other subscriber's link was never used.
-    expect((await (await fetch(`${base}/subscribers`)).json()).length).toBe(1);
+    // The other subscribers' links were never used.
+    expect((await emails()).length).toBe(2);
   });
 
   it('refuses a request without a token, and a link opened on another URL than its target', async () => {
     const missing = await fetch(`${base}/unsubscribe?list=weekly`);
     expect([missing.status, (await missing.json()).error.code]).toEqual([403, 'TOKEN_MISSING']);
-    const alan = (await sentLinks(2)).get('alan@example.com')!;
+    const alan = (await sentLinks(3)).get('alan@example.com')!;
     // The link is bound to /unsubscribe?list=weekly: another list is refused and consumes nothing.
     const wrongList = new URL(alan);
     wrongList.searchParams.set('list', 'daily');
     expect((await fetch(wrongList)).status).toBe(403);
     expect((await fetch(alan)).status).toBe(200);
+    expect(await emails()).toContain('alan@example.com');
+  });
+
+  it('survives a mail scanner that fetches the link with HEAD and GET before the person clicks it', async () => {
+    const alan = (await sentLinks(3)).get('alan@example.com')!;
+    const scanner = { 'user-agent': 'Mozilla/5.0 (compatible; SafeLinks link checker)' };
+    for (let pass = 0; pass < 2; pass++) {
+      expect((await fetch(alan, { method: 'HEAD', headers: scanner })).status).toBe(200);
+      const page = await fetch(alan, { headers: scanner });
+      expect(page.status).toBe(200);
+      // Nothing a scanner that runs scripts could be made to do: no script may run, nothing redirects.
+      expect(page.headers.get('content-security-policy')).toContain("default-src 'none'");
+      expect(await page.text()).not.toMatch(/<script|http-equiv|onload/i);
+    }
+    expect(await emails()).toContain('alan@example.com');
+    const clicked = await click(alan);
+    expect(clicked.status).toBe(200);
+    expect(await clicked.text()).toMatch(/alan@example.com will get no more/);
+    expect(await emails()).not.toContain('alan@example.com');
+    const uses = await service.sql(
+      `select count(*)::int as n from request_token_log l join request_token t on t.id = l.token_id
+       where t.user_id = '2' and l.error_code is null`,
+    );
+    expect(uses[0].n).toBe(1);
+  });
+
+  it("unsubscribes through the mail provider's one-click button (RFC 8058), without cookies", async () => {
+    await sentLinks(3);
+    const headers = /^To: grace@example.com .*\n  List-Unsubscribe: <([^>]+)>\n  List-Unsubscribe-Post: (.+)$/m.exec(output)!;
+    expect(headers[2]).toBe('List-Unsubscribe=One-Click');
+    const res = await fetch(headers[1], {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: headers[2],
+    });
+    expect(res.status).toBe(200);
+    expect(await emails()).not.toContain('grace@example.com');
   });
 });

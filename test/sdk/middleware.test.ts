@@ -169,7 +169,11 @@ describe('requestToken(), the connect-style middleware on a plain node:http serv
   it('never fails or delays the response when recording the status fails', async () => {
     const failures: unknown[] = [];
     use({
-      client: { redeemRequestToken: rt.redeemRequestToken, recordResponseStatus: () => Promise.reject(new Error('down')) },
+      client: {
+        redeemRequestToken: rt.redeemRequestToken,
+        inspectRequestToken: rt.inspectRequestToken,
+        recordResponseStatus: () => Promise.reject(new Error('down')),
+      },
       onRecordError: (error) => failures.push(error),
     });
     const issued = await issue({ scope: 'download' });
