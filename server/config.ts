@@ -18,6 +18,8 @@ export interface Config {
   dbLockTimeoutMs: number;
   /** Deadline for a graceful shutdown (SIGTERM/SIGINT): in-flight requests get this long, then the process exits. */
   shutdownTimeoutMs: number;
+  /** Idempotency keys of redemptions are honoured this long (at least 24 hours, as the API promises), then pruned. */
+  idempotencyKeyRetentionHours: number;
   /** Null in development until a secret is generated and kept under `dataDir`. */
   secret: string | null;
   adminKey: string | null;
@@ -106,6 +108,7 @@ export function loadConfig(env: Env = process.env): Config {
     dbStatementTimeoutMs,
     dbLockTimeoutMs,
     shutdownTimeoutMs: intVar(env, 'SHUTDOWN_TIMEOUT_MS', 10_000, 100, 600_000),
+    idempotencyKeyRetentionHours: intVar(env, 'IDEMPOTENCY_KEY_RETENTION_HOURS', 168, 24, 24 * 3650),
     secret,
     adminKey,
     defaultMaxUses: intVar(env, 'DEFAULT_MAX_USES', 1, 1, 2_147_483_647),

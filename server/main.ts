@@ -9,6 +9,7 @@ import { startEmbeddedDatabase, type EmbeddedDatabase } from './embedded-db.js';
 import { createJwtCodec } from './jwt.js';
 import { createLogger } from './logger.js';
 import { createAuthenticator } from './services/api-keys.js';
+import { pruneIdempotencyKeys } from './services/idempotency.js';
 
 /** The composition root: config → database → services → HTTP, and the reverse on SIGINT/SIGTERM. */
 async function main(): Promise<void> {
@@ -58,6 +59,14 @@ async function main(): Promise<void> {
     const url_ = await app.listen(config.port, config.host);
     log.info(`ready in ${Math.round(performance.now() - started)} ms: GraphiQL at ${url_}/graphql, health at ${url_}/healthz`);
 
+    // Hourly, on every instance (the DELETE is idempotent and indexed): old idempotency keys go.
+    const prune = setInterval(() => {
+      pruneIdempotencyKeys(services.pool, config.idempotencyKeyRetentionHours).catch((error) =>
+        log.error('pruning idempotency keys failed', error),
+      );
+    }, 3_600_000);
+    prune.unref();
+
     let stopping = false;
     const shutdown = async (signal: string) => {
       if (stopping) return;
@@ -70,6 +79,7 @@ async function main(): Promise<void> {
         process.exit(1);
       }, deadline);
       force.unref();
+      clearInterval(prune);
       await app.stop(Math.max(deadline / 2, deadline - 3_000));
       await cleanUp();
       log.info('stopped');

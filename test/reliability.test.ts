@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { pruneIdempotencyKeys } from '../server/services/idempotency.js';
 import { startTestServer, type TestServer } from './support/harness.js';
 import { issue, RECORD, redeem, tokenState } from './support/operations.js';
 
@@ -165,6 +166,20 @@ describe('redeemRequestToken with an idempotencyKey', () => {
     ]);
     expect((await redeem(server, { jwt, scope: 'old', idempotencyKey: 'yesterday' })).id).toBe(first.id);
     expect((await tokenState(server, token.id)).usedToDate).toBe(1);
+  });
+
+  it('prunes keys past their retention, never younger than 24 hours', async () => {
+    const { jwt, token } = await issue(server, { scope: 'prune', maxUses: 3 });
+    await redeem(server, { jwt, scope: 'prune', idempotencyKey: 'old' });
+    await redeem(server, { jwt, scope: 'prune', idempotencyKey: 'young' });
+    await server.sql(
+      `update request_token_idempotency set created_at = now() - case key when 'old' then interval '49 hours'
+         else interval '23 hours' end where token_id = $1`,
+      [token.id],
+    );
+    expect(await pruneIdempotencyKeys(server.services.pool, 1)).toBeGreaterThanOrEqual(1); // 1 h is raised to 24 h
+    const left = await server.sql('select key from request_token_idempotency where token_id = $1', [token.id]);
+    expect(left.map((r) => r.key)).toEqual(['young']);
   });
 
   it('refuses a key that is empty or too long', async () => {

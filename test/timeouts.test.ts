@@ -104,6 +104,7 @@ describe('timeout configuration', () => {
     [{ DB_STATEMENT_TIMEOUT_MS: '5' }, 'DB_STATEMENT_TIMEOUT_MS'],
     [{ DB_LOCK_TIMEOUT_MS: '9000', DB_STATEMENT_TIMEOUT_MS: '5000' }, 'DB_LOCK_TIMEOUT_MS'],
     [{ SHUTDOWN_TIMEOUT_MS: '-1' }, 'SHUTDOWN_TIMEOUT_MS'],
+    [{ IDEMPOTENCY_KEY_RETENTION_HOURS: '12' }, 'IDEMPOTENCY_KEY_RETENTION_HOURS'],
   ])('%o is refused naming the variable', (env, variable) => {
     expect(() => loadConfig(env)).toThrow(new RegExp(`^${variable}: `));
   });
@@ -114,6 +115,7 @@ describe('timeout configuration', () => {
       dbStatementTimeoutMs: 5_000,
       dbLockTimeoutMs: 2_000,
       shutdownTimeoutMs: 10_000,
+      idempotencyKeyRetentionHours: 168,
     });
   });
 });

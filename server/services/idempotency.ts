@@ -56,6 +56,15 @@ export async function findReplay(
   return rows[0];
 }
 
+/** Deletes keys older than `hours` (never fewer than 24); returns how many. Safe to run from every instance at once. */
+export async function pruneIdempotencyKeys(pool: pg.Pool, hours: number): Promise<number> {
+  const { rowCount } = await pool.query(
+    'delete from request_token_idempotency where created_at < now() - make_interval(hours => $1)',
+    [Math.max(24, hours)],
+  );
+  return rowCount ?? 0;
+}
+
 /** True for the unique violation of a second, concurrent redemption with the same key. */
 export function isKeyConflict(error: unknown): boolean {
   const e = error as { code?: string; constraint?: string } | null;
