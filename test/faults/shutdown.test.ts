@@ -107,7 +107,7 @@ describe('graceful shutdown on SIGTERM', () => {
       service.child.kill('SIGTERM');
       const code = await service.exited;
       const took = performance.now() - signalled;
-      expect(took).toBeLessThan(2_000 + 1_000);
+      expect(took).toBeLessThan(2_000 + 2_000); // the deadline, plus slack for a loaded machine
       expect(code).toBe(1);
       expect(service.output()).toContain('shutdown took longer than 2000 ms');
       expect(await stuck).toBeInstanceOf(Error); // the stuck request's connection was closed, not left hanging

@@ -5,12 +5,18 @@ const REDEEM = `mutation($input: RedeemRequestTokenInput!) { redeemRequestToken(
 const ISSUE = `mutation($input: CreateRequestTokenInput!) { createRequestToken(input: $input) {
   ... on CreateRequestTokenSuccess { jwt token { id maxUses } } } }`;
 
-export async function gql(base: string, key: string, query: string, variables: Record<string, unknown>) {
+export async function gql(
+  base: string,
+  key: string,
+  query: string,
+  variables: Record<string, unknown>,
+  timeoutMs = 10_000,
+) {
   const res = await fetch(`${base}/graphql`, {
     method: 'POST',
     headers: { 'content-type': 'application/json', authorization: `Bearer ${key}` },
     body: JSON.stringify({ query, variables }),
-    signal: AbortSignal.timeout(10_000),
+    signal: AbortSignal.timeout(timeoutMs),
   });
   return { status: res.status, body: (await res.json()) as any };
 }
