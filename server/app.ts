@@ -6,6 +6,7 @@ import { schema } from '../schema/index.js';
 import { createContext, type Context, type Services } from './context.js';
 import { TRANSIENT_MESSAGES, transientReason } from './db-errors.js';
 import { graphiqlExample } from './graphiql-example.js';
+import { createFastPath } from './graphql-fast-path.js';
 
 export interface App {
   server: Server;
@@ -24,6 +25,32 @@ export function createApp(services: Services): App {
   const { log } = services;
   let stopping = false;
 
+  // Deliberate GraphQL errors pass; anything else is logged in full and reaches the client as an opaque error.
+  const maskError = (error: unknown, message: string) => {
+    const original = error instanceof GraphQLError ? error.originalError : error;
+    if (error instanceof GraphQLError && (!original || original instanceof GraphQLError)) return error;
+    const reason = transientReason(original ?? error);
+    if (reason) {
+      log.info(`retryable failure (${reason}): ${(original as Error | undefined)?.message ?? message}`);
+      return new GraphQLError(TRANSIENT_MESSAGES[reason], {
+        extensions: {
+          code: 'SERVICE_UNAVAILABLE',
+          reason,
+          retryable: true,
+          http: { status: 503, headers: { 'retry-after': '1' } },
+        },
+      });
+    }
+    log.error('unexpected error while serving a request', original ?? error);
+    return new GraphQLError(message, { extensions: { code: 'INTERNAL_SERVER_ERROR' } });
+  };
+  /** The caller's context, or null when the Authorization header holds no valid API key. */
+  const contextFor = async (header: string | null | undefined): Promise<Context | null> => {
+    const match = header ? /^Bearer\s+(\S+)$/i.exec(header) : null;
+    const caller = match ? await services.authenticator.authenticate(services.orm.em.fork(), match[1]) : null;
+    return caller ? createContext(services, caller) : null;
+  };
+
   const yoga = createYoga<{ req: IncomingMessage; res: ServerResponse }, Context>({
     schema,
     graphqlEndpoint: '/graphql',
@@ -34,36 +61,20 @@ export function createApp(services: Services): App {
       defaultQuery: graphiqlExample,
       headers: JSON.stringify({ Authorization: 'Bearer <your API key: see DATA_DIR/admin-api-key>' }, null, 2),
     },
-    // Deliberate GraphQL errors pass; anything else is logged in full and reaches the client as an opaque error.
-    maskedErrors: {
-      maskError(error, message) {
-        const original = error instanceof GraphQLError ? error.originalError : error;
-        if (error instanceof GraphQLError && (!original || original instanceof GraphQLError)) return error;
-        const reason = transientReason(original ?? error);
-        if (reason) {
-          log.info(`retryable failure (${reason}): ${(original as Error | undefined)?.message ?? message}`);
-          return new GraphQLError(TRANSIENT_MESSAGES[reason], {
-            extensions: {
-              code: 'SERVICE_UNAVAILABLE',
-              reason,
-              retryable: true,
-              http: { status: 503, headers: { 'retry-after': '1' } },
-            },
-          });
-        }
-        log.error('unexpected error while serving a request', original ?? error);
-        return new GraphQLError(message, { extensions: { code: 'INTERNAL_SERVER_ERROR' } });
-      },
-    },
+    maskedErrors: { maskError },
     context: async ({ request }) => {
       const header = request.headers.get('authorization');
       if (!header) throw unauthenticated('Missing API key: send "Authorization: Bearer <api key>".');
-      const match = /^Bearer\s+(\S+)$/i.exec(header);
-      const caller = match ? await services.authenticator.authenticate(services.orm.em.fork(), match[1]) : null;
-      if (!caller) throw unauthenticated('Invalid, expired or revoked API key.');
-      return createContext(services, caller);
+      const context = await contextFor(header);
+      if (!context) throw unauthenticated('Invalid, expired or revoked API key.');
+      return context;
     },
   });
+  const yogaHandler = (req: IncomingMessage, res: ServerResponse) => void yoga(req, res, { req, res });
+  // Plain JSON POSTs skip Yoga's Fetch-API adaptation; anything else (and any doubt) goes to Yoga.
+  const fastPath = services.config.graphqlFastPath
+    ? createFastPath({ schema, yoga, fallback: yogaHandler, context: contextFor, maskError })
+    : null;
 
   const inFlight = new Set<ServerResponse>();
   const server = createServer((req, res) => {
@@ -83,7 +94,8 @@ export function createApp(services: Services): App {
       res.end();
       return;
     }
-    void yoga(req, res, { req, res });
+    if (fastPath && path === '/graphql') fastPath.handle(req, res);
+    else yogaHandler(req, res);
   });
   server.keepAliveTimeout = 5_000;
 
