@@ -97,12 +97,15 @@ builder.mutationField('recordResponseStatus', (t) =>
     type: RecordResponseStatusSuccess,
     errors: { types: [NotFoundError, ValidationError], union: { name: 'RecordResponseStatusResult' } },
     args: { input: t.arg({ type: RecordResponseStatusInput, required: true }) },
-    resolve: async (_root, { input }, ctx) => ({
-      log: await recordResponseStatus(ctx.pool, {
+    resolve: async (_root, { input }, ctx) => {
+      // A refusal's row may still sit in the batched writer's queue.
+      await ctx.refusalLog.settle(String(input.redemptionId));
+      const log = await recordResponseStatus(ctx.pool, {
         redemptionId: String(input.redemptionId),
         statusCode: input.statusCode,
         releaseUse: input.releaseUse,
-      }),
-    }),
+      });
+      return { log };
+    },
   }),
 );

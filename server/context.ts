@@ -3,6 +3,7 @@ import type pg from 'pg';
 import type { Config } from './config.js';
 import type { JwtCodec } from './jwt.js';
 import type { Authenticator, Caller } from './services/api-keys.js';
+import type { RefusalLog } from './services/refusal-log.js';
 
 /** What the process holds once: built by the composition root (server/main.ts) or a test. */
 export interface Services {
@@ -12,6 +13,8 @@ export interface Services {
   codec: JwtCodec;
   authenticator: Authenticator;
   log: Logger;
+  /** Batched, off-request-path writer of refusals that no token can be tied to. */
+  refusalLog: RefusalLog;
 }
 
 export interface Logger {

@@ -10,6 +10,7 @@ import { createJwtCodec } from './jwt.js';
 import { createLogger } from './logger.js';
 import { createAuthenticator } from './services/api-keys.js';
 import { pruneIdempotencyKeys } from './services/idempotency.js';
+import { createRefusalLog } from './services/refusal-log.js';
 
 /** The composition root: config → database → services → HTTP, and the reverse on SIGINT/SIGTERM. */
 async function main(): Promise<void> {
@@ -28,7 +29,10 @@ async function main(): Promise<void> {
 
   let embedded: EmbeddedDatabase | null = null;
   let db: Database | null = null;
+  let services: Services | null = null;
   const cleanUp = async () => {
+    // Queued refusal log rows are written before the pool closes.
+    await services?.refusalLog.close();
     await db?.close();
     await embedded?.stop();
   };
@@ -47,21 +51,24 @@ async function main(): Promise<void> {
     db = await initDatabase(url, config, log.info);
     const secret = await resolveSecret(config, log.info);
     await ensureAdminKey(db.orm.em.fork(), config, log.info);
-    const services: Services = {
+    services = {
       config,
       orm: db.orm,
       pool: db.pool,
       codec: await createJwtCodec(secret),
       authenticator: createAuthenticator(),
       log,
+      refusalLog: createRefusalLog(db.pool, { flushMs: config.refusalLogFlushMs, onError: log.error }),
     };
+    await services.refusalLog.ready();
     const app = createApp(services);
     const url_ = await app.listen(config.port, config.host);
     log.info(`ready in ${Math.round(performance.now() - started)} ms: GraphiQL at ${url_}/graphql, health at ${url_}/healthz`);
 
     // Hourly, on every instance (the DELETE is idempotent and indexed): old idempotency keys go.
+    const pool = services.pool;
     const prune = setInterval(() => {
-      pruneIdempotencyKeys(services.pool, config.idempotencyKeyRetentionHours).catch((error) =>
+      pruneIdempotencyKeys(pool, config.idempotencyKeyRetentionHours).catch((error) =>
         log.error('pruning idempotency keys failed', error),
       );
     }, 3_600_000);

@@ -18,6 +18,8 @@ async function expectRefused(tokenId: string | null, input: Record<string, unkno
   const result = await redeem(server, { ...visitor, ...input });
   expect(result.__typename, JSON.stringify(result)).toBe('TokenRejectedError');
   expect(result.code).toBe(code);
+  // Refusals that no token can be tied to are logged by the batched writer (server/services/refusal-log.ts).
+  await server.services.refusalLog.flush();
   const [log] = await server.sql('select * from request_token_log where id = $1', [result.logId]);
   expect(log).toMatchObject({ error_code: code, client_ip: visitor.clientIp, user_agent: visitor.userAgent });
   if (tokenId) {

@@ -7,6 +7,7 @@ import type { JwtCodec } from '../jwt.js';
 import { parseHttpUrl, urlParts, type UrlParts } from '../target-url.js';
 import { findReplay, fingerprint, isKeyConflict, MAX_IDEMPOTENCY_KEY_LENGTH } from './idempotency.js';
 import { checkString, MAX_USER_AGENT_LENGTH, MAX_USER_ID_LENGTH } from '../validation.js';
+import type { RefusalLog } from './refusal-log.js';
 import { MAX_SCOPE_LENGTH, TOKEN_COLUMNS, tokenFromRow, type TokenRecord } from './tokens.js';
 
 export interface RedeemInput {
@@ -34,6 +35,7 @@ export interface RedeemDeps {
   pool: pg.Pool;
   codec: JwtCodec;
   config: Pick<Config, 'clockToleranceSeconds'>;
+  refusalLog: RefusalLog;
 }
 
 /** Far above any JWT we issue; the codec refuses anything over its own cap as malformed without decoding it. */
@@ -82,9 +84,6 @@ const REFUSE_SQL = `with ${VERDICT_CTE}
   select id, code, $6, $7, $8 from verdict where code is not null
   returning id, token_id, error_code`;
 
-const LOG_UNTIED_SQL = `insert into request_token_log (token_id, error_code, user_id, client_ip, user_agent)
-  values (null, $1, $2, $3, $4) returning id`;
-
 export function validateRedeemInput(input: RedeemInput): { requested: UrlParts | null; userAgent: string | null } {
   const issues = new Issues();
   checkString(issues, ['input', 'jwt'], input.jwt, { min: 1, max: MAX_JWT_INPUT });
@@ -121,12 +120,9 @@ export async function redeemToken(deps: RedeemDeps, input: RedeemInput): Promise
 
   const verified = await deps.codec.verify(input.jwt);
   if (!verified.ok) {
-    const { rows } = await deps.pool.query({
-      name: 'log-untied',
-      text: LOG_UNTIED_SQL,
-      values: [verified.code, userId, clientIp, userAgent],
-    });
-    throw new TokenRejectedError(verified.code, null, String(rows[0].id));
+    // No database work for garbage: the attempt is logged by the batched writer, off the request path.
+    const logId = deps.refusalLog.record({ code: verified.code, userId, clientIp, userAgent });
+    throw new TokenRejectedError(verified.code, null, logId);
   }
 
   const tokenId = /^\d{1,19}$/.test(verified.claims.jti) ? verified.claims.jti : '0';

@@ -7,6 +7,7 @@ import type { Services } from '../../server/context.js';
 import { initDatabase, type Database } from '../../server/db.js';
 import { createJwtCodec } from '../../server/jwt.js';
 import { createApiKey, createAuthenticator } from '../../server/services/api-keys.js';
+import { createRefusalLog } from '../../server/services/refusal-log.js';
 
 export const TEST_SECRET = 'test-secret-test-secret-test-secret-0123456789';
 
@@ -61,7 +62,12 @@ export async function startTestServer(env: Record<string, string> = {}): Promise
     codec: await createJwtCodec(config.secret!),
     authenticator: createAuthenticator(),
     log: { info: () => {}, error: (message, error) => errors.push(error ?? message) },
+    refusalLog: createRefusalLog(db.pool, {
+      flushMs: config.refusalLogFlushMs,
+      onError: (message, error) => errors.push(error ?? message),
+    }),
   };
+  await services.refusalLog.ready();
   const { key: apiKey } = await createApiKey(db.orm.em.fork(), { name: 'test admin', permissions: ['admin'] });
   const app = createApp(services);
   const url = await app.listen(0, '127.0.0.1');
@@ -88,6 +94,7 @@ export async function startTestServer(env: Record<string, string> = {}): Promise
     },
     async close() {
       await app.stop(1_000);
+      await services.refusalLog.close();
       await db.close();
     },
   };

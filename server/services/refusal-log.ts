@@ -1,0 +1,150 @@
+import type pg from 'pg';
+import type { RejectionCode } from '../errors.js';
+
+/** One redemption attempt refused before it could be tied to a token (malformed JWT, bad signature). */
+export interface UntiedRefusal {
+  code: RejectionCode;
+  userId: string | null;
+  clientIp: string | null;
+  userAgent: string | null;
+}
+
+export interface RefusalLog {
+  /**
+   * Queues the attempt's log row and returns its log id, without waiting on the database: ids come from a block
+   * reserved ahead of time. Returns null only when the block ran dry (a burst faster than the refill); the row is
+   * still written, with an id assigned on insert.
+   */
+  record(refusal: UntiedRefusal, at?: Date): string | null;
+  /** Writes every queued row now. */
+  flush(): Promise<void>;
+  /** Makes sure the row with this id, if still queued, is written (before it is updated or read back). */
+  settle(id: string): Promise<void>;
+  /** Waits for the first block of ids. */
+  ready(): Promise<void>;
+  /** Flushes and stops the timer; rows recorded later are written by the next flush() call. */
+  close(): Promise<void>;
+}
+
+export interface RefusalLogOptions {
+  flushMs: number;
+  /** Ids reserved per round trip; a refill starts when half are used. */
+  reserve?: number;
+  /** Rows per INSERT. */
+  batch?: number;
+  /** Past this many queued rows (the database is down, or a flood), new attempts are counted and dropped. */
+  maxPending?: number;
+  onError(message: string, error?: unknown): void;
+}
+
+interface Row {
+  id: string | null;
+  refusal: UntiedRefusal;
+  at: Date;
+}
+
+const SEQUENCE = `pg_get_serial_sequence('request_token_log', 'id')`;
+
+const INSERT_SQL = `insert into request_token_log (id, token_id, error_code, user_id, client_ip, user_agent, timestamp)
+  select coalesce(id, nextval(${SEQUENCE})), null, code, user_id, client_ip, user_agent, at
+  from unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::timestamptz[])
+    as r(id, code, user_id, client_ip, user_agent, at)`;
+
+/**
+ * Refusals that no token can be tied to are the cheapest attack on the service (anyone can send garbage), so they
+ * never touch the database on the request path: each attempt still gets its own log row, but rows are queued in
+ * memory and written in batches (one multi-row INSERT per flush) off the request path, and on shutdown.
+ */
+export function createRefusalLog(pool: pg.Pool, options: RefusalLogOptions): RefusalLog {
+  const reserve = options.reserve ?? 2000;
+  const batch = options.batch ?? 5000;
+  const maxPending = options.maxPending ?? 100_000;
+  let ids: string[] = [];
+  let refilling: Promise<void> | null = null;
+  let queue: Row[] = [];
+  const queuedIds = new Set<string>();
+  let dropped = 0;
+  let writing: Promise<void> = Promise.resolve();
+  let closed = false;
+
+  const refill = () => {
+    refilling ??= pool
+      .query({
+        name: 'reserve-log-ids',
+        text: `select nextval(${SEQUENCE})::text as id from generate_series(1, $1)`,
+        values: [reserve],
+      })
+      .then(({ rows }) => {
+        // Kept descending, so that pop() hands out the lowest id first.
+        ids = rows.map((r) => r.id as string).reverse().concat(ids);
+      })
+      .catch((error) => options.onError('could not reserve log ids for refusals', error))
+      .finally(() => {
+        refilling = null;
+      });
+    return refilling;
+  };
+  const initial = refill();
+
+  async function writeQueued(): Promise<void> {
+    while (queue.length > 0) {
+      const rows = queue.slice(0, batch);
+      try {
+        await pool.query({
+          name: 'log-untied-batch',
+          text: INSERT_SQL,
+          values: [
+            rows.map((r) => r.id),
+            rows.map((r) => r.refusal.code),
+            rows.map((r) => r.refusal.userId),
+            rows.map((r) => r.refusal.clientIp),
+            rows.map((r) => r.refusal.userAgent),
+            rows.map((r) => r.at),
+          ],
+        });
+      } catch (error) {
+        options.onError(`could not write ${rows.length} refusal log rows; keeping them for the next flush`, error);
+        return;
+      }
+      queue = queue.slice(rows.length);
+      for (const r of rows) if (r.id !== null) queuedIds.delete(r.id);
+    }
+    if (dropped > 0) {
+      options.onError(`${dropped} refusal log rows were dropped: more than ${maxPending} were waiting`);
+      dropped = 0;
+    }
+  }
+
+  // Flushes are chained, so rows are written once and in order.
+  const flush = () => (writing = writing.then(writeQueued));
+
+  const timer = setInterval(() => {
+    if (queue.length > 0) void flush();
+  }, options.flushMs);
+  timer.unref();
+
+  return {
+    record(refusal, at = new Date()) {
+      if (queue.length >= maxPending) {
+        dropped++;
+        return null;
+      }
+      const id = ids.pop() ?? null;
+      if (ids.length < reserve / 2 && !closed) void refill();
+      queue.push({ id, refusal, at });
+      if (id !== null) queuedIds.add(id);
+      return id;
+    },
+    flush,
+    async settle(id) {
+      if (queuedIds.has(id)) await flush();
+    },
+    ready: () => initial,
+    async close() {
+      closed = true;
+      clearInterval(timer);
+      await refilling;
+      await flush();
+    },
+  };
+}

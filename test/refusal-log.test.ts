@@ -1,0 +1,129 @@
+import { SignJWT } from 'jose';
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { generateApiKey } from '../server/services/api-keys.js';
+import { createTestDatabase, startTestServer, TEST_SECRET, type TestServer } from './support/harness.js';
+import { RECORD, REDEEM } from './support/operations.js';
+import { freePort } from './support/ports.js';
+import { startService, waitForHealthy } from './support/process.js';
+
+const forged = () =>
+  new SignJWT({ jti: '1', sub: 's', mod: 'n', max: 1 })
+    .setProtectedHeader({ alg: 'HS256', typ: 'JWT' })
+    .setIssuedAt()
+    .sign(new TextEncoder().encode('not-the-secret-not-the-secret-not-the-secret'));
+
+describe('refusals that cannot be tied to a token', () => {
+  let server: TestServer;
+  beforeAll(async () => {
+    // A flush interval far beyond the test, so that only explicit flushes write.
+    server = await startTestServer({ REFUSAL_LOG_FLUSH_MS: '600000' });
+  });
+  afterAll(() => server?.close());
+
+  it('make no database query on the request path, and are written by one INSERT when flushed', async () => {
+    const jwt = await forged();
+    // Warm the API key cache: the first request of a key reads it.
+    await server.gql(REDEEM, { input: { jwt, scope: 's' } });
+    await server.services.refusalLog.flush();
+
+    // Every connection checkout, on the hot-path pool and on the ORM's pool.
+    let queries = 0;
+    server.services.pool.on('acquire', () => queries++);
+    const ormPool = (server.services.orm.em.getConnection().getKnex().client as any).pool;
+    ormPool.on('acquireSuccess', () => queries++);
+    const before = Number((await server.sql('select count(*) from request_token_log'))[0].count);
+    queries = 0;
+
+    const inputs: Record<string, string>[] = [
+      ...Array.from({ length: 40 }, (_, i) => ({ jwt, scope: 's', clientIp: '198.51.100.7', userAgent: `agent ${i}` })),
+      ...Array.from({ length: 10 }, () => ({ jwt: 'garbage', scope: 's', userId: 'u9' })),
+    ];
+    const results = await Promise.all(inputs.map((input) => server.gql(REDEEM, { input })));
+    const refusals = results.map((r) => r.data.redeemRequestToken);
+    expect(refusals.filter((r) => r.code === 'TOKEN_SIGNATURE_INVALID')).toHaveLength(40);
+    expect(refusals.filter((r) => r.code === 'TOKEN_MALFORMED')).toHaveLength(10);
+    expect(queries).toBe(0);
+
+    const logIds = refusals.map((r) => r.logId as string);
+    expect(new Set(logIds).size).toBe(50);
+    expect(logIds.every((id) => /^\d+$/.test(id))).toBe(true);
+    queries = 0;
+    await server.services.refusalLog.flush();
+    expect(queries).toBe(1);
+
+    const rows = await server.sql('select * from request_token_log where id = any($1::bigint[]) order by id', [logIds]);
+    expect(rows).toHaveLength(50);
+    expect(Number((await server.sql('select count(*) from request_token_log'))[0].count)).toBe(before + 50);
+    const byId = new Map(rows.map((r) => [String(r.id), r]));
+    refusals.forEach((refusal, i) => {
+      const row = byId.get(refusal.logId)!;
+      expect(row).toMatchObject({
+        token_id: null,
+        error_code: refusal.code,
+        client_ip: inputs[i].clientIp ?? null,
+        user_agent: inputs[i].userAgent ?? null,
+        user_id: inputs[i].userId ?? null,
+      });
+      expect(Date.now() - row.timestamp.getTime()).toBeLessThan(60_000);
+    });
+  });
+
+  it('can have their response status recorded while their row is still queued', async () => {
+    const refused = (await server.gql(REDEEM, { input: { jwt: 'garbage', scope: 's' } })).data.redeemRequestToken;
+    expect(await server.sql('select id from request_token_log where id = $1', [refused.logId])).toHaveLength(0);
+    const res = await server.gql(RECORD, { input: { redemptionId: refused.logId, statusCode: 403 } });
+    expect(res.data.recordResponseStatus).toMatchObject({
+      __typename: 'RecordResponseStatusSuccess',
+      log: { id: refused.logId, statusCode: 403, errorCode: 'TOKEN_MALFORMED' },
+    });
+  });
+});
+
+describe('a graceful shutdown', () => {
+  const client = { db: '' };
+  let service: ReturnType<typeof startService> | null = null;
+  afterAll(() => {
+    if (service && service.child.exitCode === null) service.child.kill('SIGKILL');
+  });
+
+  it('writes the refusals still queued before the process exits', async () => {
+    client.db = await createTestDatabase();
+    const port = await freePort();
+    const adminKey = generateApiKey().key;
+    service = startService({
+      DATABASE_URL: client.db,
+      PORT: String(port),
+      REQUEST_TOKEN_SECRET: TEST_SECRET,
+      REQUEST_TOKEN_ADMIN_KEY: adminKey,
+      REFUSAL_LOG_FLUSH_MS: '600000',
+      LOG_LEVEL: 'error',
+    });
+    const base = `http://127.0.0.1:${port}`;
+    await waitForHealthy(`${base}/healthz`, service);
+    const jwt = await forged();
+    const logIds = await Promise.all(
+      Array.from({ length: 25 }, async () => {
+        const res = await fetch(`${base}/graphql`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', authorization: `Bearer ${adminKey}` },
+          body: JSON.stringify({ query: REDEEM, variables: { input: { jwt, scope: 's' } } }),
+        });
+        return ((await res.json()) as any).data.redeemRequestToken.logId as string;
+      }),
+    );
+    const db = new pg.Client({ connectionString: client.db });
+    await db.connect();
+    try {
+      const queued = await db.query('select count(*)::int as n from request_token_log');
+      expect(queued.rows[0].n).toBe(0);
+      service.child.kill('SIGTERM');
+      expect(await service.exited).toBe(0);
+      const { rows } = await db.query('select id::text, error_code from request_token_log order by id');
+      expect(rows.map((r) => r.id).sort()).toEqual([...logIds].sort());
+      expect(rows.every((r) => r.error_code === 'TOKEN_SIGNATURE_INVALID')).toBe(true);
+    } finally {
+      await db.end();
+    }
+  });
+});
