@@ -6,6 +6,7 @@ import './request-token.js';
 import './request-token-log.js';
 import './redemption.js';
 import './inspection.js';
+import './request-token-bulk.js';
 
 export const schema = builder.toSchema();
 

@@ -89,7 +89,7 @@ builder.queryFields((t) => ({
   }),
 }));
 
-const CreateRequestTokenInput = builder.inputType('CreateRequestTokenInput', {
+export const CreateRequestTokenInput = builder.inputType('CreateRequestTokenInput', {
   fields: (t) => ({
     scope: t.string({
       required: true,
@@ -107,7 +107,7 @@ const CreateRequestTokenInput = builder.inputType('CreateRequestTokenInput', {
   }),
 });
 
-const CreateRequestTokenSuccess = builder.objectRef<Issued>('CreateRequestTokenSuccess').implement({
+export const CreateRequestTokenSuccess = builder.objectRef<Issued>('CreateRequestTokenSuccess').implement({
   fields: (t) => ({
     token: t.field({ type: RequestTokenRef, resolve: (r) => r.token }),
     jwt: t.exposeString('jwt'),

@@ -37,7 +37,7 @@ export interface FastPathOptions<TContext> {
 
 const MASKED_MESSAGE = 'Unexpected error.';
 /** Above this, the body goes to Yoga (which streams it and applies its own size limit). */
-const MAX_FAST_BODY = 4 * 1024 * 1024;
+const MAX_FAST_BODY = 16 * 1024 * 1024;
 
 type Accepted = 'application/json' | 'application/graphql-response+json';
 

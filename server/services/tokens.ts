@@ -142,11 +142,17 @@ export function validateIssueInput(input: IssueInput, now: Date | null, path: st
   return issues;
 }
 
-function checkAgainstNow(issues: Issues, input: IssueInput, now: Date, sessionMinutes: number): void {
+export function checkAgainstNow(
+  issues: Issues,
+  input: IssueInput,
+  now: Date,
+  sessionMinutes: number,
+  path: string[] = ['input'],
+): void {
   if ((input.loginMode ?? 'NONE') === 'SESSION' && !input.expiresAt && input.notBefore) {
     const defaultExpiry = new Date(now.getTime() + sessionMinutes * 60_000);
     if (input.notBefore >= defaultExpiry) {
-      issues.add(['input', 'notBefore'], 'must be before the session expiry (set expiresAt)');
+      issues.add([...path, 'notBefore'], 'must be before the session expiry (set expiresAt)');
     }
   }
 }
