@@ -1,3 +1,4 @@
+import { issue } from './issue.js';
 import { keygen } from './keygen.js';
 
 export interface Command {
@@ -8,4 +9,4 @@ export interface Command {
   run(args: string[], all: string[]): Promise<number>;
 }
 
-export const commands: Command[] = [keygen];
+export const commands: Command[] = [keygen, issue];
