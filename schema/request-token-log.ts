@@ -1,11 +1,42 @@
 import { NotFoundError, ValidationError } from '../server/errors.js';
-import { getToken } from '../server/services/tokens.js';
+import type { Context } from '../server/context.js';
+import { getTokens, type TokenRecord } from '../server/services/tokens.js';
 import { listLogs, recordResponseStatus, type LogRecord } from '../server/services/logs.js';
 import { builder } from './builder.js';
 import { ErrorCodeEnum } from './errors.js';
 import { connectionType } from './paging.js';
 import { asQueryError, RequestTokenRef } from './request-token.js';
 import { DateTime } from './scalars.js';
+
+// A page of logs names the same few tokens many times: within one request, the tokens asked for in the same tick are
+// read by one query, and each at most once.
+const tokenLoaders = new WeakMap<Context, (id: string) => Promise<TokenRecord | null>>();
+function tokenLoader(ctx: Context) {
+  let loader = tokenLoaders.get(ctx);
+  if (!loader) {
+    const loaded = new Map<string, Promise<TokenRecord | null>>();
+    let batch: { ids: string[]; result: Promise<Map<string, TokenRecord>> } | null = null;
+    loader = (id) => {
+      let token = loaded.get(id);
+      if (!token) {
+        if (!batch) {
+          const ids: string[] = [];
+          const result = new Promise<void>((resolve) => process.nextTick(resolve)).then(() => {
+            batch = null;
+            return getTokens(ctx.pool, ids);
+          });
+          batch = { ids, result };
+        }
+        batch.ids.push(id);
+        token = batch.result.then((found) => found.get(id) ?? null);
+        loaded.set(id, token);
+      }
+      return token;
+    };
+    tokenLoaders.set(ctx, loader);
+  }
+  return loader;
+}
 
 export const RequestTokenLogRef = builder.objectRef<LogRecord>('RequestTokenLog').implement({
   description: 'One attempt to redeem a token, successful or not.',
@@ -15,7 +46,7 @@ export const RequestTokenLogRef = builder.objectRef<LogRecord>('RequestTokenLog'
       type: RequestTokenRef,
       nullable: true,
       description: 'Null when the JWT could not be tied to a stored token.',
-      resolve: (log, _args, ctx) => (log.tokenId ? getToken(ctx.pool, log.tokenId) : null),
+      resolve: (log, _args, ctx) => (log.tokenId ? tokenLoader(ctx)(log.tokenId) : null),
     }),
     errorCode: t.expose('errorCode', {
       type: ErrorCodeEnum,

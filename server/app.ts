@@ -47,7 +47,7 @@ export function createApp(services: Services): App {
   /** The caller's context, or null when the Authorization header holds no valid API key. */
   const contextFor = async (header: string | null | undefined): Promise<Context | null> => {
     const match = header ? /^Bearer\s+(\S+)$/i.exec(header) : null;
-    const caller = match ? await services.authenticator.authenticate(services.orm.em.fork(), match[1]) : null;
+    const caller = match ? await services.authenticator.authenticate(() => services.orm.em.fork(), match[1]) : null;
     return caller ? createContext(services, caller) : null;
   };
 

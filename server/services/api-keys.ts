@@ -58,13 +58,15 @@ export function createAuthenticator(options: { ttlMs?: number } = {}) {
   const touched = new Map<string, number>();
 
   return {
-    async authenticate(em: EntityManager, key: string, now = Date.now()): Promise<Caller | null> {
+    /** `em` may be a factory, so that a cache hit costs no EntityManager fork. */
+    async authenticate(emOrFork: EntityManager | (() => EntityManager), key: string, now = Date.now()): Promise<Caller | null> {
       const hit = cache.get(key);
       if (hit && hit.until > now) {
         return hit.expiresAt !== null && hit.expiresAt <= now ? null : hit.caller;
       }
       const parts = parseApiKey(key);
       if (!parts) return null;
+      const em = typeof emOrFork === 'function' ? emOrFork() : emOrFork;
       const row = await em.findOne(ApiKey, { id: parts.id }, { disableIdentityMap: true });
       let caller: Caller | null = null;
       if (row && !row.revokedAt) {

@@ -44,7 +44,7 @@ const MAX_JWT_INPUT = 64 * 1024;
 // The success path: one statement, one round trip. The conditional UPDATE is the atomic use counter (PostgreSQL
 // re-checks `used_to_date < max_uses` on the newest row version under concurrency), and the log row is written in the
 // same statement, so a counted use always has its log row.
-const REDEEM_SQL = `with used as (
+export const REDEEM_SQL = `with used as (
     update request_token set used_to_date = used_to_date + 1
     where id = $1 and scope = $2 and revoked_at is null
       and (not_before is null or not_before <= now() + make_interval(secs => $9))
@@ -79,7 +79,7 @@ export const VERDICT_CTE = `verdict as (
     end as code
     from (select 1) as one left join request_token t on t.id = $1
   )`;
-const REFUSE_SQL = `with ${VERDICT_CTE}
+export const REFUSE_SQL = `with ${VERDICT_CTE}
   insert into request_token_log (token_id, error_code, user_id, client_ip, user_agent)
   select id, code, $6, $7, $8 from verdict where code is not null
   returning id, token_id, error_code`;

@@ -102,7 +102,7 @@ export const tokenJwt = (codec: JwtCodec, token: TokenRecord) => codec.sign(jwtC
 
 // The checks against the present (expiry in the future, not-before before a session's default expiry) are made here, on
 // the database clock, like every other time decision: servers whose clocks differ still agree. No row: a check failed.
-const ISSUE_SQL = `insert into request_token
+export const ISSUE_SQL = `insert into request_token
   (scope, target_url, target_host, target_path, target_params, user_id, login_mode, data, max_uses, not_before, expires_at)
   select $1::text, $2::text, $3::text, $4::text, $5::jsonb, $6::text, $7::text, $8::jsonb, $9::int, $10::timestamptz, e.expiry
   from (select coalesce($11::timestamptz, case when $7 = 'SESSION' then now() + make_interval(mins => $12) end) as expiry) e
@@ -205,6 +205,20 @@ export async function getToken(pool: pg.Pool, id: string): Promise<TokenRecord |
     values: [id],
   });
   return rows[0] ? tokenFromRow(rows[0]) : null;
+}
+
+/** Several tokens by id in one query (the dashboard's log pages name the same few tokens many times). */
+export async function getTokens(pool: pg.Pool, ids: string[]): Promise<Map<string, TokenRecord>> {
+  const valid = ids.filter((id) => /^\d{1,19}$/.test(id));
+  const found = new Map<string, TokenRecord>();
+  if (valid.length === 0) return found;
+  const { rows } = await pool.query({
+    name: 'get-tokens',
+    text: `select ${TOKEN_COLUMNS} from request_token where id = any($1::bigint[])`,
+    values: [valid],
+  });
+  for (const row of rows) found.set(String(row.id), tokenFromRow(row));
+  return found;
 }
 
 /** Revokes at once; revoking a revoked token keeps its first revocation time. */

@@ -1,0 +1,399 @@
+// `npm run bench`: every scenario against the service and against a hand-written baseline (bench/baseline.ts), in one
+// run and one process tree, on one PostgreSQL. The load generator runs in a child process of its own with the same
+// settings for both sides; sides alternate within each round and figures are medians over rounds. See BENCHMARKS.md.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { createWriteStream } from 'node:fs';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { cpus, loadavg, totalmem, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { SignJWT } from 'jose';
+import pg from 'pg';
+import { startEmbeddedDatabase, type EmbeddedDatabase } from '../server/embedded-db.js';
+import { generateApiKey } from '../server/services/api-keys.js';
+
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
+const env = process.env;
+const num = (name: string, fallback: number) => (env[name] ? Number(env[name]) : fallback);
+const settings = {
+  seconds: num('BENCH_SECONDS', 6),
+  warmupSeconds: num('BENCH_WARMUP_SECONDS', 2),
+  rounds: num('BENCH_ROUNDS', 3),
+  connections: num('BENCH_CONNECTIONS', 32),
+  poolSize: num('BENCH_DB_POOL_SIZE', 10),
+  bulk: num('BENCH_BULK', 100_000),
+  bulkRounds: num('BENCH_BULK_ROUNDS', 1),
+  scenarios: (env.BENCH_SCENARIOS ?? 'redeem,refuse,issue,read,bulk').split(','),
+};
+/** Extra Node flags for the service only, e.g. BENCH_SERVER_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof". */
+const serverNodeArgs = (env.BENCH_SERVER_NODE_ARGS ?? '').split(' ').filter(Boolean);
+const log = (line: string) => process.stderr.write(`bench: ${line}\n`);
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as { port: number };
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+const node = (args: string[], childEnv: Record<string, string>, stdio: any = ['ignore', 'pipe', 'inherit']) =>
+  spawn(process.execPath, ['--import', 'tsx', ...(args[0] === 'server/main.ts' ? serverNodeArgs : []), ...args], {
+    cwd: ROOT,
+    env: { PATH: env.PATH ?? '', HOME: env.HOME ?? '/tmp', ...childEnv },
+    stdio,
+  });
+
+async function waitFor(check: () => Promise<boolean>, what: string, child: ChildProcess, ms = 60_000) {
+  const started = Date.now();
+  while (Date.now() - started < ms) {
+    if (child.exitCode !== null) throw new Error(`${what} exited early`);
+    if (await check().catch(() => false)) return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`${what} not ready after ${ms} ms`);
+}
+
+/** Resident set size in bytes, now and (since the last reset) at its peak. */
+async function memory(pid: number): Promise<{ rss: number; hwm: number }> {
+  const status = await readFile(`/proc/${pid}/status`, 'utf8');
+  const kb = (field: string) => Number(new RegExp(`${field}:\\s+(\\d+)`).exec(status)?.[1] ?? 0) * 1024;
+  return { rss: kb('VmRSS'), hwm: kb('VmHWM') };
+}
+const resetPeak = (pid: number) => writeFile(`/proc/${pid}/clear_refs`, '5').catch(() => {});
+
+interface Side {
+  name: 'ours' | 'baseline';
+  url: string;
+  pid: number;
+}
+interface Scenario {
+  name: string;
+  /** Per side: path and request bodies. */
+  requests(side: Side): { path: string; bodies: string[] };
+  /** Checks one answer, so that a benchmark of errors cannot pass for a result. */
+  check(side: Side, body: any): boolean;
+}
+interface Run {
+  rps: number;
+  p50: number;
+  p99: number;
+  peakRss: number;
+  non2xx: number;
+  errors: number;
+  timeouts: number;
+}
+
+async function load(side: Side, scenario: Scenario, seconds: number, headers: Record<string, string>, dir: string) {
+  const { path, bodies } = scenario.requests(side);
+  const jobFile = join(dir, `job-${side.name}-${scenario.name}.json`);
+  await writeFile(jobFile, JSON.stringify({ url: side.url, path, headers, bodies, connections: settings.connections, seconds }));
+  await resetPeak(side.pid);
+  let sampled = 0;
+  const sampler = setInterval(() => {
+    void memory(side.pid).then((m) => (sampled = Math.max(sampled, m.rss)), () => {});
+  }, 100);
+  const child = node(['bench/load.ts', jobFile], {});
+  let out = '';
+  child.stdout!.on('data', (c) => (out += c));
+  const code = await new Promise<number | null>((resolve) => child.on('exit', resolve));
+  clearInterval(sampler);
+  if (code !== 0) throw new Error(`load generator failed for ${side.name} ${scenario.name}`);
+  const result = JSON.parse(out.trim().split('\n').pop()!);
+  const { hwm } = await memory(side.pid);
+  return { ...result, peakRss: Math.max(sampled, hwm) } as Run;
+}
+
+const median = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+};
+const mb = (bytes: number) => `${Math.round(bytes / 1024 / 1024)} MB`;
+
+async function main() {
+  const dir = await mkdtemp(join(tmpdir(), 'rt-bench-'));
+  let embedded: EmbeddedDatabase | null = null;
+  const children: ChildProcess[] = [];
+  const admin = { client: null as pg.Client | null };
+  try {
+    let serverUrl = env.DATABASE_URL;
+    if (!serverUrl) {
+      log('starting an embedded PostgreSQL');
+      embedded = await startEmbeddedDatabase({ dir: join(dir, 'pg'), port: await freePort(), persistent: false });
+      serverUrl = embedded.url;
+    }
+    const dbName = `rt_bench_${randomBytes(4).toString('hex')}`;
+    const root = new pg.Client({ connectionString: serverUrl });
+    await root.connect();
+    await root.query(`create database ${dbName}`);
+    const pgVersion = (await root.query('show server_version')).rows[0].server_version;
+    await root.end();
+    const dbUrl = new URL(serverUrl);
+    dbUrl.pathname = `/${dbName}`;
+    const databaseUrl = dbUrl.toString();
+
+    const secret = randomBytes(32).toString('base64url');
+    const apiKey = generateApiKey().key;
+    const common = {
+      DATABASE_URL: databaseUrl,
+      REQUEST_TOKEN_SECRET: secret,
+      REQUEST_TOKEN_ADMIN_KEY: apiKey,
+      DB_POOL_SIZE: String(settings.poolSize),
+    };
+
+    const oursPort = await freePort();
+    const ours = node(['server/main.ts'], {
+      ...common,
+      PORT: String(oursPort),
+      HOST: '127.0.0.1',
+      NODE_ENV: 'production',
+      LOG_LEVEL: 'error',
+      DATA_DIR: join(dir, 'data'),
+    });
+    children.push(ours);
+    const oursUrl = `http://127.0.0.1:${oursPort}`;
+    await waitFor(async () => (await fetch(`${oursUrl}/healthz`)).status === 200, 'the service', ours);
+
+    const basePort = await freePort();
+    const baseline = node(['bench/baseline.ts'], { ...common, PORT: String(basePort) });
+    children.push(baseline);
+    let baselineReady = false;
+    baseline.stdout!.on('data', (c) => (baselineReady ||= String(c).includes('ready')));
+    await waitFor(async () => baselineReady, 'the baseline', baseline);
+    const sides: Side[] = [
+      { name: 'ours', url: oursUrl, pid: ours.pid! },
+      { name: 'baseline', url: `http://127.0.0.1:${basePort}`, pid: baseline.pid! },
+    ];
+
+    log('seeding tokens and logs');
+    admin.client = new pg.Client({ connectionString: databaseUrl });
+    const db = admin.client;
+    await db.connect();
+    const { rows: seeded } = await db.query(
+      `insert into request_token (scope, max_uses) select 'bench', 1000000000 from generate_series(1, 20000) returning id::text, issued_at`,
+    );
+    const key = new TextEncoder().encode(secret);
+    const sign = (id: string, iat: Date, k = key) =>
+      new SignJWT({ jti: id, sub: 'bench', mod: 'n', max: 1000000000, iat: Math.floor(iat.getTime() / 1000) })
+        .setProtectedHeader({ alg: 'HS256', typ: 'JWT' })
+        .sign(k);
+    const jwts = await Promise.all(seeded.map((r) => sign(r.id, r.issued_at)));
+    const wrongKey = new TextEncoder().encode(randomBytes(32).toString('hex'));
+    const forged = await Promise.all(seeded.slice(0, 1000).map((r) => sign(r.id, r.issued_at, wrongKey)));
+    const readIds = seeded.slice(0, 100).map((r) => r.id);
+    await db.query(
+      `insert into request_token_log (token_id, user_id, client_ip, user_agent, status_code)
+       select t, 'u' || n, '203.0.113.' || (n % 250), 'Mozilla/5.0 (bench)', 200
+       from unnest($1::bigint[]) as t, generate_series(1, 30) as n`,
+      [readIds],
+    );
+    await db.query('analyze');
+
+    const visitor = { clientIp: '198.51.100.23', userAgent: 'Mozilla/5.0 (X11; Linux x86_64) bench' };
+    const gql = (query: string, variables: unknown) => JSON.stringify({ query, variables });
+    const all: Scenario[] = [
+      {
+        name: 'redeem',
+        requests: (side) =>
+          side.name === 'ours'
+            ? { path: '/graphql', bodies: jwts.map((jwt) => gql(REDEEM, { input: { jwt, scope: 'bench', ...visitor } })) }
+            : { path: '/redeem', bodies: jwts.map((jwt) => JSON.stringify({ jwt, scope: 'bench', ...visitor })) },
+        check: (side, b) => (side.name === 'ours' ? b.data?.redeemRequestToken?.__typename === 'Redemption' : !!b.id),
+      },
+      {
+        name: 'refuse',
+        requests: (side) =>
+          side.name === 'ours'
+            ? { path: '/graphql', bodies: forged.map((jwt) => gql(REDEEM, { input: { jwt, scope: 'bench', ...visitor } })) }
+            : { path: '/redeem', bodies: forged.map((jwt) => JSON.stringify({ jwt, scope: 'bench', ...visitor })) },
+        check: (side, b) =>
+          (side.name === 'ours' ? b.data?.redeemRequestToken?.code : b.code) === 'TOKEN_SIGNATURE_INVALID',
+      },
+      {
+        name: 'issue',
+        requests: (side) => {
+          const inputs = Array.from({ length: 1000 }, (_, i) => ({ scope: 'issued', userId: `user-${i}`, maxUses: 1 }));
+          return side.name === 'ours'
+            ? { path: '/graphql', bodies: inputs.map((input) => gql(CREATE, { input })) }
+            : { path: '/issue', bodies: inputs.map((input) => JSON.stringify(input)) };
+        },
+        check: (side, b) =>
+          side.name === 'ours' ? b.data?.createRequestToken?.__typename === 'CreateRequestTokenSuccess' : !!b.jwt,
+      },
+      {
+        name: 'read',
+        requests: (side) =>
+          side.name === 'ours'
+            ? { path: '/graphql', bodies: readIds.map((tokenId) => gql(LOGS, { filter: { tokenId }, first: 20 })) }
+            : { path: '/logs', bodies: readIds.map((tokenId) => JSON.stringify({ tokenId, first: 20 })) },
+        check: (side, b) =>
+          (side.name === 'ours' ? b.data?.requestTokenLogs?.edges?.length : b.nodes?.length) === 20,
+      },
+    ];
+    const scenarios = all.filter((s) => settings.scenarios.includes(s.name));
+
+    const headers = { authorization: `Bearer ${apiKey}` };
+    for (const scenario of scenarios) {
+      for (const side of sides) {
+        const { path, bodies } = scenario.requests(side);
+        const res = await fetch(`${side.url}${path}`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', ...headers },
+          body: bodies[bodies.length - 1],
+        });
+        const body = await res.json();
+        if (!scenario.check(side, body)) throw new Error(`${side.name} ${scenario.name}: unexpected answer ${JSON.stringify(body)}`);
+      }
+    }
+
+    const loadBefore = loadavg();
+    const results = new Map<string, Run[]>();
+    if (settings.warmupSeconds > 0) {
+      log(`warming up (${settings.warmupSeconds} s per scenario and side)`);
+      for (const scenario of scenarios) for (const side of sides) await load(side, scenario, settings.warmupSeconds, headers, dir);
+    }
+    for (let round = 0; round < settings.rounds; round++) {
+      for (const scenario of scenarios) {
+        for (const side of round % 2 ? [...sides].reverse() : sides) {
+          const run = await load(side, scenario, settings.seconds, headers, dir);
+          const keyName = `${scenario.name}/${side.name}`;
+          results.set(keyName, [...(results.get(keyName) ?? []), run]);
+          log(`round ${round + 1} ${keyName}: ${Math.round(run.rps)} req/s, p50 ${run.p50} ms, p99 ${run.p99} ms, ` +
+            `peak RSS ${mb(run.peakRss)}${run.non2xx || run.errors || run.timeouts ? `, non-2xx ${run.non2xx}, errors ${run.errors}, timeouts ${run.timeouts}` : ''}`);
+        }
+      }
+    }
+
+    const bulkResults = new Map<string, { seconds: number; peakRss: number }[]>();
+    if (settings.scenarios.includes('bulk') && settings.bulk > 0) {
+      const csv = join(dir, 'recipients.csv');
+      const rows = Array.from({ length: settings.bulk }, (_, i) => `recipient-${i},${i % 3 ? 'weekly' : 'daily'}`);
+      await writeFile(csv, `userId,list\n${rows.join('\n')}\n`);
+      for (let round = 0; round < settings.bulkRounds; round++) {
+        for (const name of round % 2 ? ['baseline', 'ours'] : ['ours', 'baseline']) {
+          const outFile = join(dir, `links-${name}.csv`);
+          const out = createWriteStream(outFile);
+          await new Promise((r) => out.once('open', r));
+          const started = performance.now();
+          const child =
+            name === 'ours'
+              ? spawn(process.execPath, ['bin/request-token.mjs', 'issue', '--scope', 'bulk', '--csv', csv,
+                  '--url', oursUrl, '--api-key', apiKey], { cwd: ROOT, stdio: ['ignore', out, 'ignore'] })
+              : node(['bench/bulk-baseline.ts', csv], { ...common, BULK_SCOPE: 'bulk' }, ['ignore', out, 'inherit']);
+          const watched = name === 'ours' ? ours.pid! : child.pid!;
+          await resetPeak(ours.pid!);
+          let peak = 0;
+          const sampler = setInterval(() => {
+            void memory(watched).then((m) => (peak = Math.max(peak, m.rss)), () => {});
+          }, 100);
+          const code = await new Promise<number | null>((resolve) => child.on('exit', resolve));
+          clearInterval(sampler);
+          const seconds = (performance.now() - started) / 1000;
+          out.end();
+          if (code !== 0) throw new Error(`bulk ${name} exited with ${code}`);
+          const lines = (await readFile(outFile, 'utf8')).trim().split('\n').length - 1;
+          if (lines !== settings.bulk) throw new Error(`bulk ${name} wrote ${lines} links, expected ${settings.bulk}`);
+          if (name === 'ours') peak = Math.max(peak, (await memory(ours.pid!)).hwm);
+          bulkResults.set(name, [...(bulkResults.get(name) ?? []), { seconds, peakRss: peak }]);
+          log(`bulk round ${round + 1} ${name}: ${settings.bulk} tokens in ${seconds.toFixed(2)} s (${Math.round(settings.bulk / seconds)} tokens/s)`);
+        }
+      }
+    }
+    const loadAfter = loadavg();
+
+    // The table.
+    const lines: string[] = [];
+    lines.push(`machine: ${cpus().length} × ${cpus()[0]?.model ?? 'unknown CPU'}, ${mb(totalmem())} RAM, Node ${process.version}, PostgreSQL ${pgVersion}`);
+    lines.push(`settings: ${settings.connections} connections, ${settings.seconds} s per run, ${settings.rounds} rounds (medians), DB pool ${settings.poolSize} for both sides; load average before ${loadBefore.map((l) => l.toFixed(2)).join(' ')}, after ${loadAfter.map((l) => l.toFixed(2)).join(' ')}`);
+    lines.push('');
+    lines.push('| scenario | ours req/s | baseline req/s | ratio | ours p50 / p99 ms | baseline p50 / p99 ms | p99 ratio | ours peak RSS | baseline peak RSS |');
+    lines.push('|---|---|---|---|---|---|---|---|---|');
+    const verdicts: string[] = [];
+    for (const scenario of scenarios) {
+      const o = results.get(`${scenario.name}/ours`)!;
+      const b = results.get(`${scenario.name}/baseline`)!;
+      const oRps = median(o.map((r) => r.rps));
+      const bRps = median(b.map((r) => r.rps));
+      const oP99 = median(o.map((r) => r.p99));
+      const bP99 = median(b.map((r) => r.p99));
+      const oRss = Math.max(...o.map((r) => r.peakRss));
+      lines.push(
+        `| ${scenario.name} | ${Math.round(oRps)} | ${Math.round(bRps)} | ${(oRps / bRps).toFixed(2)} | ` +
+          `${median(o.map((r) => r.p50))} / ${oP99} | ${median(b.map((r) => r.p50))} / ${bP99} | ${(oP99 / bP99).toFixed(2)} | ` +
+          `${mb(oRss)} | ${mb(Math.max(...b.map((r) => r.peakRss)))} |`,
+      );
+      const floor = { redeem: 0.6, issue: 0.6, refuse: 0.8 }[scenario.name];
+      if (floor !== undefined) {
+        const ok = oRps / bRps >= floor && (scenario.name === 'refuse' || oP99 <= 2 * bP99);
+        verdicts.push(`${scenario.name}: throughput ratio ${(oRps / bRps).toFixed(2)} (floor ${floor})` +
+          `${scenario.name === 'refuse' ? '' : `, p99 ratio ${(oP99 / bP99).toFixed(2)} (ceiling 2)`} → ${ok ? 'met' : 'NOT met'}`);
+      }
+      if (scenario.name === 'redeem') verdicts.push(`redeem peak RSS ${mb(oRss)} (ceiling 250 MB) → ${oRss <= 250 * 1024 * 1024 ? 'met' : 'NOT met'}`);
+    }
+    if (bulkResults.size === 2) {
+      const o = median(bulkResults.get('ours')!.map((r) => r.seconds));
+      const b = median(bulkResults.get('baseline')!.map((r) => r.seconds));
+      lines.push('');
+      lines.push(`| bulk, ${settings.bulk} tokens end to end | ours | baseline (COPY + sign) | ratio (speed) |`);
+      lines.push('|---|---|---|---|');
+      lines.push(`| seconds | ${o.toFixed(2)} | ${b.toFixed(2)} | ${(b / o).toFixed(2)} |`);
+      lines.push(`| tokens/s | ${Math.round(settings.bulk / o)} | ${Math.round(settings.bulk / b)} | |`);
+      lines.push(`| peak RSS (service / baseline process) | ${mb(Math.max(...bulkResults.get('ours')!.map((r) => r.peakRss)))} | ${mb(Math.max(...bulkResults.get('baseline')!.map((r) => r.peakRss)))} | |`);
+      verdicts.push(`bulk: speed ratio ${(b / o).toFixed(2)} (floor 0.5) → ${b / o >= 0.5 ? 'met' : 'NOT met'}`);
+    }
+    lines.push('');
+    lines.push(...verdicts.map((v) => `- ${v}`));
+    process.stdout.write(`${lines.join('\n')}\n`);
+    if (env.BENCH_JSON) {
+      await writeFile(env.BENCH_JSON, JSON.stringify({ settings, runs: Object.fromEntries(results), bulk: Object.fromEntries(bulkResults) }, null, 2));
+    }
+  } finally {
+    await admin.client?.end().catch(() => {});
+    for (const child of children) {
+      if (child.exitCode === null) {
+        child.kill('SIGTERM');
+        await new Promise((r) => {
+          child.once('exit', r);
+          setTimeout(r, 15_000).unref();
+        });
+      }
+    }
+    await embedded?.stop();
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+// The SDK's documents (sdk/operations in the SDK work), inlined so that the bench does not depend on the SDK build.
+const TOKEN_FIELDS = 'id scope targetUrl userId loginMode data maxUses usedToDate issuedAt notBefore expiresAt revokedAt status';
+const REDEEM = `mutation RedeemRequestToken($input: RedeemRequestTokenInput!) {
+  redeemRequestToken(input: $input) {
+    __typename
+    ... on Redemption { id loginMode authenticateAs data usesRemaining token { ${TOKEN_FIELDS} } }
+    ... on TokenRejectedError { code message tokenId logId }
+    ... on ValidationError { code message issues { path message } }
+  }
+}`;
+const CREATE = `mutation CreateRequestToken($input: CreateRequestTokenInput!) {
+  createRequestToken(input: $input) {
+    __typename
+    ... on CreateRequestTokenSuccess { jwt url token { ${TOKEN_FIELDS} } }
+    ... on ValidationError { code message issues { path message } }
+  }
+}`;
+const LOGS = `query RequestTokenLogs($filter: RequestTokenLogFilter, $first: Int, $after: String) {
+  requestTokenLogs(filter: $filter, first: $first, after: $after) {
+    totalCount
+    pageInfo { hasNextPage hasPreviousPage startCursor endCursor }
+    edges { cursor node { id errorCode userId clientIp userAgent statusCode timestamp token { id scope } } }
+  }
+}`;
+
+main().catch((error) => {
+  process.stderr.write(`bench: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
+  process.exit(1);
+});
