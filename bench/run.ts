@@ -27,7 +27,7 @@ const settings = {
   bulkRounds: num('BENCH_BULK_ROUNDS', 1),
   scenarios: (env.BENCH_SCENARIOS ?? 'redeem,refuse,issue,read,bulk').split(','),
 };
-/** Extra Node flags for the service only, e.g. BENCH_SERVER_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof". */
+/** Extra Node flags for the service and the baseline, e.g. BENCH_SERVER_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof". */
 const serverNodeArgs = (env.BENCH_SERVER_NODE_ARGS ?? '').split(' ').filter(Boolean);
 const log = (line: string) => process.stderr.write(`bench: ${line}\n`);
 
@@ -43,7 +43,7 @@ function freePort(): Promise<number> {
 }
 
 const node = (args: string[], childEnv: Record<string, string>, stdio: any = ['ignore', 'pipe', 'inherit']) =>
-  spawn(process.execPath, ['--import', 'tsx', ...(args[0] === 'server/main.ts' ? serverNodeArgs : []), ...args], {
+  spawn(process.execPath, ['--import', 'tsx', ...(['server/main.ts', 'bench/baseline.ts'].includes(args[0]) ? serverNodeArgs : []), ...args], {
     cwd: ROOT,
     env: { PATH: env.PATH ?? '', HOME: env.HOME ?? '/tmp', ...childEnv },
     stdio,
@@ -65,6 +65,11 @@ async function memory(pid: number): Promise<{ rss: number; hwm: number }> {
   const kb = (field: string) => Number(new RegExp(`${field}:\\s+(\\d+)`).exec(status)?.[1] ?? 0) * 1024;
   return { rss: kb('VmRSS'), hwm: kb('VmHWM') };
 }
+/** CPU time (user + system) the process has used, in milliseconds. */
+async function cpuMs(pid: number): Promise<number> {
+  const fields = (await readFile(`/proc/${pid}/stat`, 'utf8')).split(') ')[1].split(' ');
+  return ((Number(fields[11]) + Number(fields[12])) * 1000) / 100; // utime, stime in clock ticks (USER_HZ = 100)
+}
 const resetPeak = (pid: number) => writeFile(`/proc/${pid}/clear_refs`, '5').catch(() => {});
 
 interface Side {
@@ -84,6 +89,8 @@ interface Run {
   p50: number;
   p99: number;
   peakRss: number;
+  /** Server CPU per request, in microseconds: less sensitive to a busy machine than throughput. */
+  cpuPerRequest: number;
   non2xx: number;
   errors: number;
   timeouts: number;
@@ -94,6 +101,7 @@ async function load(side: Side, scenario: Scenario, seconds: number, headers: Re
   const jobFile = join(dir, `job-${side.name}-${scenario.name}.json`);
   await writeFile(jobFile, JSON.stringify({ url: side.url, path, headers, bodies, connections: settings.connections, seconds }));
   await resetPeak(side.pid);
+  const cpuBefore = await cpuMs(side.pid);
   let sampled = 0;
   const sampler = setInterval(() => {
     void memory(side.pid).then((m) => (sampled = Math.max(sampled, m.rss)), () => {});
@@ -106,7 +114,8 @@ async function load(side: Side, scenario: Scenario, seconds: number, headers: Re
   if (code !== 0) throw new Error(`load generator failed for ${side.name} ${scenario.name}`);
   const result = JSON.parse(out.trim().split('\n').pop()!);
   const { hwm } = await memory(side.pid);
-  return { ...result, peakRss: Math.max(sampled, hwm) } as Run;
+  const cpuPerRequest = ((await cpuMs(side.pid)) - cpuBefore) * 1000 / Math.max(result.total, 1);
+  return { ...result, peakRss: Math.max(sampled, hwm), cpuPerRequest } as Run;
 }
 
 const median = (xs: number[]) => {
@@ -154,6 +163,8 @@ async function main() {
       NODE_ENV: 'production',
       LOG_LEVEL: 'error',
       DATA_DIR: join(dir, 'data'),
+      // To compare the service's own modes: GRAPHQL_FAST_PATH=jit|on|off npm run bench.
+      ...(env.GRAPHQL_FAST_PATH ? { GRAPHQL_FAST_PATH: env.GRAPHQL_FAST_PATH } : {}),
     });
     children.push(ours);
     const oursUrl = `http://127.0.0.1:${oursPort}`;
@@ -264,7 +275,7 @@ async function main() {
           const keyName = `${scenario.name}/${side.name}`;
           results.set(keyName, [...(results.get(keyName) ?? []), run]);
           log(`round ${round + 1} ${keyName}: ${Math.round(run.rps)} req/s, p50 ${run.p50} ms, p99 ${run.p99} ms, ` +
-            `peak RSS ${mb(run.peakRss)}${run.non2xx || run.errors || run.timeouts ? `, non-2xx ${run.non2xx}, errors ${run.errors}, timeouts ${run.timeouts}` : ''}`);
+            `peak RSS ${mb(run.peakRss)}, server CPU ${Math.round(run.cpuPerRequest)} µs/request${run.non2xx || run.errors || run.timeouts ? `, non-2xx ${run.non2xx}, errors ${run.errors}, timeouts ${run.timeouts}` : ''}`);
         }
       }
     }
@@ -311,8 +322,8 @@ async function main() {
     lines.push(`machine: ${cpus().length} × ${cpus()[0]?.model ?? 'unknown CPU'}, ${mb(totalmem())} RAM, Node ${process.version}, PostgreSQL ${pgVersion}`);
     lines.push(`settings: ${settings.connections} connections, ${settings.seconds} s per run, ${settings.rounds} rounds (medians), DB pool ${settings.poolSize} for both sides; load average before ${loadBefore.map((l) => l.toFixed(2)).join(' ')}, after ${loadAfter.map((l) => l.toFixed(2)).join(' ')}`);
     lines.push('');
-    lines.push('| scenario | ours req/s | baseline req/s | ratio | ours p50 / p99 ms | baseline p50 / p99 ms | p99 ratio | ours peak RSS | baseline peak RSS |');
-    lines.push('|---|---|---|---|---|---|---|---|---|');
+    lines.push('| scenario | ours req/s | baseline req/s | ratio | ours p50 / p99 ms | baseline p50 / p99 ms | p99 ratio | ours peak RSS | baseline peak RSS | server CPU µs/req ours / baseline |');
+    lines.push('|---|---|---|---|---|---|---|---|---|---|');
     const verdicts: string[] = [];
     for (const scenario of scenarios) {
       const o = results.get(`${scenario.name}/ours`)!;
@@ -325,7 +336,8 @@ async function main() {
       lines.push(
         `| ${scenario.name} | ${Math.round(oRps)} | ${Math.round(bRps)} | ${(oRps / bRps).toFixed(2)} | ` +
           `${median(o.map((r) => r.p50))} / ${oP99} | ${median(b.map((r) => r.p50))} / ${bP99} | ${(oP99 / bP99).toFixed(2)} | ` +
-          `${mb(oRss)} | ${mb(Math.max(...b.map((r) => r.peakRss)))} |`,
+          `${mb(oRss)} | ${mb(Math.max(...b.map((r) => r.peakRss)))} | ` +
+          `${Math.round(median(o.map((r) => r.cpuPerRequest)))} / ${Math.round(median(b.map((r) => r.cpuPerRequest)))} |`,
       );
       const floor = { redeem: 0.6, issue: 0.6, refuse: 0.8 }[scenario.name];
       if (floor !== undefined) {

@@ -72,9 +72,11 @@ export function createApp(services: Services): App {
   });
   const yogaHandler = (req: IncomingMessage, res: ServerResponse) => void yoga(req, res, { req, res });
   // Plain JSON POSTs skip Yoga's Fetch-API adaptation; anything else (and any doubt) goes to Yoga.
-  const fastPath = services.config.graphqlFastPath
-    ? createFastPath({ schema, yoga, fallback: yogaHandler, context: contextFor, maskError })
-    : null;
+  const mode = services.config.graphqlFastPath;
+  const fastPath =
+    mode === 'off'
+      ? null
+      : createFastPath({ schema, yoga, fallback: yogaHandler, context: contextFor, maskError, jit: mode === 'jit' });
 
   const inFlight = new Set<ServerResponse>();
   const server = createServer((req, res) => {

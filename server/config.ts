@@ -28,8 +28,11 @@ export interface Config {
   /** Accepted difference between clocks, in seconds, for not-before and expiry. */
   clockToleranceSeconds: number;
   logLevel: 'debug' | 'info' | 'warn' | 'error' | 'silent';
-  /** Serve plain JSON POSTs on the lean GraphQL path (server/graphql-fast-path.ts); off: everything through Yoga. */
-  graphqlFastPath: boolean;
+  /**
+   * Plain JSON POSTs take the lean GraphQL path (server/graphql-fast-path.ts) with operations compiled by graphql-jit
+   * ('jit'), or run by Yoga's executor ('on'); 'off' sends everything through Yoga.
+   */
+  graphqlFastPath: 'jit' | 'on' | 'off';
   /** How often refusals that cannot be tied to a token are written, in batches, to the log. */
   refusalLogFlushMs: number;
 }
@@ -119,7 +122,7 @@ export function loadConfig(env: Env = process.env): Config {
     sessionTokenExpiryMinutes,
     clockToleranceSeconds: intVar(env, 'CLOCK_TOLERANCE_SECONDS', 0, 0, 3600),
     logLevel: oneOf(env, 'LOG_LEVEL', ['debug', 'info', 'warn', 'error', 'silent'] as const, 'info'),
-    graphqlFastPath: oneOf(env, 'GRAPHQL_FAST_PATH', ['on', 'off'] as const, 'on') === 'on',
+    graphqlFastPath: oneOf(env, 'GRAPHQL_FAST_PATH', ['jit', 'on', 'off'] as const, 'jit'),
     refusalLogFlushMs: intVar(env, 'REFUSAL_LOG_FLUSH_MS', 250, 10, 600_000),
   };
 }

@@ -23,6 +23,15 @@ export type RejectionCode = Exclude<ErrorCode, 'VALIDATION_FAILED' | 'NOT_FOUND'
  */
 export abstract class RequestTokenError extends Error {
   abstract readonly code: ErrorCode;
+
+  // Expected outcomes carry no stack trace: a refusal is not a bug, and formatting a stack (through source maps when
+  // run by tsx) cost more than the rest of a refused redemption.
+  constructor(message: string) {
+    const limit = Error.stackTraceLimit;
+    Error.stackTraceLimit = 0;
+    super(message);
+    Error.stackTraceLimit = limit;
+  }
 }
 
 export interface ValidationIssue {

@@ -2,13 +2,19 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { normalizedExecutor } from '@graphql-tools/executor';
 import {
   getOperationAST,
+  GraphQLError,
+  Kind,
   parse,
   specifiedRules,
   validate,
   type DocumentNode,
   type ExecutionResult,
-  type GraphQLSchema,
+  type FieldNode,
+  type OperationDefinitionNode,
+  type SelectionSetNode,
 } from 'graphql';
+import type { GraphQLSchema } from 'graphql';
+import { compileQuery, isCompiledQuery, type CompiledQuery } from 'graphql-jit';
 import { processRegularResult, type YogaServerInstance } from 'graphql-yoga';
 
 /**
@@ -33,6 +39,8 @@ export interface FastPathOptions<TContext> {
   maskError(error: unknown, message: string): Error;
   /** Parsed and validated documents kept, by query text. */
   cacheSize?: number;
+  /** Run operations compiled by graphql-jit (else with Yoga's executor). */
+  jit?: boolean;
 }
 
 const MASKED_MESSAGE = 'Unexpected error.';
@@ -62,8 +70,36 @@ export function acceptedMediaType(accept: string | undefined): Accepted | null {
   return null;
 }
 
+/** The field nodes a response path points at (what graphql-js reports as an error's locations). */
+function fieldNodesAt(document: DocumentNode, operation: OperationDefinitionNode, path: readonly (string | number)[]) {
+  const fragments = new Map(
+    document.definitions.flatMap((d) => (d.kind === Kind.FRAGMENT_DEFINITION ? [[d.name.value, d] as const] : [])),
+  );
+  const collect = (set: SelectionSetNode, key: string, into: FieldNode[], seen: Set<string>) => {
+    for (const s of set.selections) {
+      if (s.kind === Kind.FIELD && (s.alias ?? s.name).value === key) into.push(s);
+      else if (s.kind === Kind.INLINE_FRAGMENT) collect(s.selectionSet, key, into, seen);
+      else if (s.kind === Kind.FRAGMENT_SPREAD && !seen.has(s.name.value) && fragments.has(s.name.value)) {
+        seen.add(s.name.value);
+        collect(fragments.get(s.name.value)!.selectionSet, key, into, seen);
+      }
+    }
+  };
+  let sets: SelectionSetNode[] = [operation.selectionSet];
+  let nodes: FieldNode[] = [];
+  for (const key of path) {
+    if (typeof key === 'number') continue;
+    nodes = [];
+    for (const set of sets) collect(set, key, nodes, new Set());
+    sets = nodes.flatMap((n) => (n.selectionSet ? [n.selectionSet] : []));
+  }
+  return nodes;
+}
+
 interface CachedDocument {
   document: DocumentNode;
+  /** Per operation name: the operation compiled by graphql-jit, or null where it declined (the executor runs it). */
+  compiled: Map<string | undefined, CompiledQuery | null>;
 }
 
 export function createFastPath<TContext>(options: FastPathOptions<TContext>) {
@@ -78,7 +114,7 @@ export function createFastPath<TContext>(options: FastPathOptions<TContext>) {
     let entry: CachedDocument | null = null;
     try {
       const document = parse(query);
-      if (validate(schema, document, specifiedRules).length === 0) entry = { document };
+      if (validate(schema, document, specifiedRules).length === 0) entry = { document, compiled: new Map() };
     } catch {
       entry = null;
     }
@@ -118,13 +154,44 @@ export function createFastPath<TContext>(options: FastPathOptions<TContext>) {
     const contextValue = await options.context(req.headers.authorization);
     if (contextValue === null) return handOver(req, res, body);
 
-    let result = (await normalizedExecutor({
-      schema,
-      document: cached.document,
-      variableValues: (variables as Record<string, unknown> | null) ?? undefined,
-      operationName: (operationName as string | null) ?? undefined,
-      contextValue,
-    })) as ExecutionResult;
+    const name = (operationName as string | null) ?? undefined;
+    let compiled = cached.compiled.get(name);
+    if (compiled === undefined && options.jit) {
+      const attempt = compileQuery(schema, cached.document, name);
+      compiled = isCompiledQuery(attempt) ? attempt : null;
+      cached.compiled.set(name, compiled);
+    }
+    const execute = async () =>
+      (await normalizedExecutor({
+        schema,
+        document: cached.document,
+        variableValues: (variables as Record<string, unknown> | null) ?? undefined,
+        operationName: name,
+        contextValue,
+      })) as ExecutionResult;
+    let result = compiled
+      ? ((await compiled.query(undefined, contextValue, (variables as Record<string, unknown> | null) ?? {})) as ExecutionResult)
+      : await execute();
+    if (compiled && result.errors?.length) {
+      // graphql-jit words variable errors its own way and reports some field errors without locations. Without
+      // `data` nothing ran (the variables were refused), and a query has no side effects: run those again with
+      // Yoga's executor for the exact answer. A mutation cannot run twice: its errors get the locations graphql-js
+      // gives.
+      if (!('data' in result) || operation.operation === 'query') {
+        result = await execute();
+      } else {
+        const errors = result.errors.map((e) =>
+          e.locations || !e.path
+            ? e
+            : new GraphQLError(e.message, {
+                nodes: fieldNodesAt(cached.document, operation, e.path),
+                path: e.path,
+                originalError: e.originalError ?? e,
+              }),
+        );
+        result = { ...result, errors };
+      }
+    }
 
     if (!result.errors?.length) {
       const json = JSON.stringify(result);

@@ -4,123 +4,142 @@ import { startTestServer, type TestServer } from './support/harness.js';
 import { CREATE, RECORD, REDEEM } from './support/operations.js';
 
 // Two servers on databases of their own, driven through the same sequence of requests: one serves plain JSON POSTs
-// on the lean path (the default), the other sends everything through Yoga. Their answers must be the same.
-let fast: TestServer;
-let yoga: TestServer;
-beforeAll(async () => {
-  [fast, yoga] = await Promise.all([startTestServer(), startTestServer({ GRAPHQL_FAST_PATH: 'off' })]);
-});
-afterAll(() => Promise.all([fast?.close(), yoga?.close()]));
+// on the lean path (compiled by graphql-jit, the default; or with Yoga's executor), the other sends everything
+// through Yoga. Their answers must be the same.
+for (const mode of ['jit', 'on'] as const) {
+  describe(`GRAPHQL_FAST_PATH=${mode}`, () => {
+    let fast: TestServer;
+    let yoga: TestServer;
+    beforeAll(async () => {
+      [fast, yoga] = await Promise.all([startTestServer({ GRAPHQL_FAST_PATH: mode }), startTestServer({ GRAPHQL_FAST_PATH: 'off' })]);
+    });
+    afterAll(() => Promise.all([fast?.close(), yoga?.close()]));
 
-interface Exchange {
-  status: number;
-  type: string | null;
-  body: unknown;
-}
-
-async function send(server: TestServer, init: { body: string; headers?: Record<string, string>; key?: string | null }) {
-  const headers: Record<string, string> = { 'content-type': 'application/json', ...init.headers };
-  const key = init.key === undefined ? server.apiKey : init.key;
-  if (key !== null) headers.authorization = `Bearer ${key}`;
-  const res = await fetch(server.graphqlUrl, { method: 'POST', headers, body: init.body });
-  const text = await res.text();
-  let body: unknown = text;
-  try {
-    body = JSON.parse(text);
-  } catch {
-    // compared as text
-  }
-  return { status: res.status, type: res.headers.get('content-type'), body } satisfies Exchange;
-}
-
-/** Times and signatures differ between the two servers; everything else must not. */
-const normalise = (value: unknown): unknown =>
-  JSON.parse(
-    JSON.stringify(value)
-      .replace(/\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z/g, '<time>')
-      .replace(/eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+/g, '<jwt>'),
-  );
-
-async function same(init: { body: string; headers?: Record<string, string>; key?: string | null }) {
-  const a = await send(fast, init);
-  const b = await send(yoga, init);
-  expect(normalise(a)).toEqual(normalise(b));
-  return a;
-}
-
-const op = (query: string, variables?: Record<string, unknown>, extra: Record<string, unknown> = {}) =>
-  JSON.stringify({ query, variables, ...extra });
-
-describe('the lean GraphQL path answers exactly as Yoga does', () => {
-  it('for issue, redeem, refusals and recordResponseStatus', async () => {
-    const created = await same({ body: op(CREATE, { input: { scope: 'news', userId: 'u1', maxUses: 2, data: { a: 1 } } }) });
-    expect(created.status).toBe(200);
-    const { jwt } = (created.body as any).data.createRequestToken;
-    // The JWTs differ (issued a moment apart); each server redeems its own.
-    const jwts = await Promise.all([fast, yoga].map(async (s) => {
-      const res = await send(s, { body: op(CREATE, { input: { scope: 'news', maxUses: 1 } }) });
-      return (res.body as any).data.createRequestToken.jwt as string;
-    }));
-    const [a, b] = await Promise.all([
-      send(fast, { body: op(REDEEM, { input: { jwt: jwts[0], scope: 'news', clientIp: '192.0.2.1' } }) }),
-      send(yoga, { body: op(REDEEM, { input: { jwt: jwts[1], scope: 'news', clientIp: '192.0.2.1' } }) }),
-    ]);
-    expect((a.body as any).data.redeemRequestToken.__typename).toBe('Redemption');
-    expect(normalise(a)).toEqual(normalise(b));
-    await same({ body: op(REDEEM, { input: { jwt, scope: 'other' } }) });
-    await same({ body: op(REDEEM, { input: { jwt: 'not-a-jwt', scope: 'news' } }) });
-    await same({ body: op(REDEEM, { input: { jwt: '', scope: '', clientIp: 'nope' } }) });
-    await same({ body: op(CREATE, { input: { scope: '', maxUses: 0 } }) });
-    await same({ body: op(RECORD, { input: { redemptionId: '424242', statusCode: 200 } }) });
-  });
-
-  it('for errors: bad query arguments, unknown fields, syntax errors, bad variables, missing operations', async () => {
-    const bad = await same({ body: op('{ requestTokens(first: 1000) { totalCount } }') });
-    expect((bad.body as any).errors[0].extensions.code).toBe('BAD_USER_INPUT');
-    await same({ body: op('{ nope }') });
-    await same({ body: op('{ requestTokens( }') });
-    await same({ body: op(REDEEM, { input: { jwt: 1 } }) });
-    await same({ body: op('query A { requestTokens { totalCount } } query B { requestTokens { totalCount } }') });
-    await same({ body: op('query A { requestTokens { totalCount } }', undefined, { operationName: 'B' }) });
-    await same({ body: op('mutation { redeemRequestToken(input: { jwt: "x", scope: "s" }) { __typename } }') });
-    await same({ body: '{"query": ' });
-    await same({ body: '[]' });
-    await same({ body: op('{ requestTokens { totalCount } }', undefined, { extensions: { a: 1 } }) });
-  });
-
-  it('for authentication: 401 without a key or with a bad one', async () => {
-    const missing = await same({ body: op('{ requestTokens { totalCount } }'), key: null });
-    expect(missing.status).toBe(401);
-    const wrong = await same({ body: op('{ requestTokens { totalCount } }'), key: 'rt_aaaaaaaa_bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb' });
-    expect(wrong.status).toBe(401);
-    await same({ body: op('{ requestTokens { totalCount } }'), key: 'garbage' });
-  });
-
-  it('for each Accept header a client may send', async () => {
-    for (const accept of [
-      '*/*',
-      'application/json',
-      'application/graphql-response+json',
-      'application/graphql-response+json, application/json;q=0.9',
-      'application/json, application/graphql-response+json',
-      'application/json; charset=latin1, application/graphql-response+json',
-      'application/*',
-      '',
-      'text/html',
-      'text/event-stream',
-      'multipart/mixed',
-    ]) {
-      await same({ body: op('{ requestTokens(first: 1) { totalCount } }'), headers: { accept } });
-      await same({ body: op('{ requestTokens(first: 1000) { totalCount } }'), headers: { accept } });
-      await same({ body: op('{ requestTokens(first: 1) { totalCount } }'), headers: { accept }, key: null });
+    interface Exchange {
+      status: number;
+      type: string | null;
+      body: unknown;
     }
-  });
 
-  it('picks the media type Yoga picks', () => {
-    expect(acceptedMediaType(undefined)).toBe('application/json');
-    expect(acceptedMediaType('application/graphql-response+json')).toBe('application/graphql-response+json');
-    expect(acceptedMediaType('application/graphql-response+json, application/json')).toBe('application/graphql-response+json');
-    expect(acceptedMediaType('application/json, application/graphql-response+json')).toBe('application/json');
-    expect(acceptedMediaType('text/html')).toBeNull();
+    async function send(server: TestServer, init: { body: string; headers?: Record<string, string>; key?: string | null }) {
+      const headers: Record<string, string> = { 'content-type': 'application/json', ...init.headers };
+      const key = init.key === undefined ? server.apiKey : init.key;
+      if (key !== null) headers.authorization = `Bearer ${key}`;
+      const res = await fetch(server.graphqlUrl, { method: 'POST', headers, body: init.body });
+      const text = await res.text();
+      let body: unknown = text;
+      try {
+        body = JSON.parse(text);
+      } catch {
+        // compared as text
+      }
+      return { status: res.status, type: res.headers.get('content-type'), body } satisfies Exchange;
+    }
+
+    /** Times and signatures differ between the two servers; everything else must not. */
+    const normalise = (value: unknown): unknown =>
+      JSON.parse(
+        JSON.stringify(value)
+          .replace(/\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z/g, '<time>')
+          .replace(/eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+/g, '<jwt>'),
+      );
+
+    async function same(init: { body: string; headers?: Record<string, string>; key?: string | null }) {
+      const a = await send(fast, init);
+      const b = await send(yoga, init);
+      expect(normalise(a)).toEqual(normalise(b));
+      return a;
+    }
+
+    const op = (query: string, variables?: Record<string, unknown>, extra: Record<string, unknown> = {}) =>
+      JSON.stringify({ query, variables, ...extra });
+
+    describe('the lean GraphQL path answers exactly as Yoga does', () => {
+      it('for issue, redeem, refusals and recordResponseStatus', async () => {
+        const created = await same({ body: op(CREATE, { input: { scope: 'news', userId: 'u1', maxUses: 2, data: { a: 1 } } }) });
+        expect(created.status).toBe(200);
+        const { jwt } = (created.body as any).data.createRequestToken;
+        // The JWTs differ (issued a moment apart); each server redeems its own.
+        const jwts = await Promise.all([fast, yoga].map(async (s) => {
+          const res = await send(s, { body: op(CREATE, { input: { scope: 'news', maxUses: 1 } }) });
+          return (res.body as any).data.createRequestToken.jwt as string;
+        }));
+        const [a, b] = await Promise.all([
+          send(fast, { body: op(REDEEM, { input: { jwt: jwts[0], scope: 'news', clientIp: '192.0.2.1' } }) }),
+          send(yoga, { body: op(REDEEM, { input: { jwt: jwts[1], scope: 'news', clientIp: '192.0.2.1' } }) }),
+        ]);
+        expect((a.body as any).data.redeemRequestToken.__typename).toBe('Redemption');
+        expect(normalise(a)).toEqual(normalise(b));
+        await same({ body: op(REDEEM, { input: { jwt, scope: 'other' } }) });
+        await same({ body: op(REDEEM, { input: { jwt: 'not-a-jwt', scope: 'news' } }) });
+        await same({ body: op(REDEEM, { input: { jwt: '', scope: '', clientIp: 'nope' } }) });
+        await same({ body: op(CREATE, { input: { scope: '', maxUses: 0 } }) });
+        await same({ body: op(RECORD, { input: { redemptionId: '424242', statusCode: 200 } }) });
+      });
+
+      it('for errors: bad query arguments, unknown fields, syntax errors, bad variables, missing operations', async () => {
+        const bad = await same({ body: op('{ requestTokens(first: 1000) { totalCount } }') });
+        expect((bad.body as any).errors[0].extensions.code).toBe('BAD_USER_INPUT');
+        await same({ body: op('{ nope }') });
+        await same({ body: op('{ requestTokens( }') });
+        await same({ body: op(REDEEM, { input: { jwt: 1 } }) });
+        await same({ body: op('query A { requestTokens { totalCount } } query B { requestTokens { totalCount } }') });
+        await same({ body: op('query A { requestTokens { totalCount } }', undefined, { operationName: 'B' }) });
+        await same({ body: op('mutation { redeemRequestToken(input: { jwt: "x", scope: "s" }) { __typename } }') });
+        await same({ body: '{"query": ' });
+        await same({ body: '[]' });
+        await same({ body: op('{ requestTokens { totalCount } }', undefined, { extensions: { a: 1 } }) });
+      });
+
+      it('for authentication: 401 without a key or with a bad one', async () => {
+        const missing = await same({ body: op('{ requestTokens { totalCount } }'), key: null });
+        expect(missing.status).toBe(401);
+        const wrong = await same({ body: op('{ requestTokens { totalCount } }'), key: 'rt_aaaaaaaa_bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb' });
+        expect(wrong.status).toBe(401);
+        await same({ body: op('{ requestTokens { totalCount } }'), key: 'garbage' });
+      });
+
+      it('for each Accept header a client may send', async () => {
+        for (const accept of [
+          '*/*',
+          'application/json',
+          'application/graphql-response+json',
+          'application/graphql-response+json, application/json;q=0.9',
+          'application/json, application/graphql-response+json',
+          'application/json; charset=latin1, application/graphql-response+json',
+          'application/*',
+          '',
+          'text/html',
+          'text/event-stream',
+          'multipart/mixed',
+        ]) {
+          await same({ body: op('{ requestTokens(first: 1) { totalCount } }'), headers: { accept } });
+          await same({ body: op('{ requestTokens(first: 1000) { totalCount } }'), headers: { accept } });
+          await same({ body: op('{ requestTokens(first: 1) { totalCount } }'), headers: { accept }, key: null });
+        }
+      });
+
+      it('for a failure inside a mutation: masked', async () => {
+        await Promise.all([fast, yoga].map((s) => s.sql('alter table request_token rename to request_token_away')));
+        try {
+          const broken = await same({
+            body: op(`mutation M($input: CreateRequestTokenInput!) {
+              a: createRequestToken(input: $input) { __typename }
+              b: createRequestToken(input: $input) { __typename } }`, { input: { scope: 's' } }),
+          });
+          expect((broken.body as any).errors[0]).toMatchObject({ message: 'Unexpected error.', extensions: { code: 'INTERNAL_SERVER_ERROR' } });
+        } finally {
+          await Promise.all([fast, yoga].map((s) => s.sql('alter table request_token_away rename to request_token')));
+        }
+      });
+
+      it('picks the media type Yoga picks', () => {
+        expect(acceptedMediaType(undefined)).toBe('application/json');
+        expect(acceptedMediaType('application/graphql-response+json')).toBe('application/graphql-response+json');
+        expect(acceptedMediaType('application/graphql-response+json, application/json')).toBe('application/graphql-response+json');
+        expect(acceptedMediaType('application/json, application/graphql-response+json')).toBe('application/json');
+        expect(acceptedMediaType('text/html')).toBeNull();
+      });
+    });
   });
-});
+}
