@@ -165,7 +165,13 @@ export function createFastPath<TContext>(options: FastPathOptions<TContext>) {
     const operation = getOperationAST(cached.document, (operationName as string | null) ?? undefined);
     if (!operation || operation.operation === 'subscription') return handOver(req, res, body);
 
-    const contextValue = await options.context(req.headers.authorization);
+    let contextValue: TContext | null;
+    try {
+      contextValue = await options.context(req.headers.authorization);
+    } catch {
+      // The key could not be checked (database outage): Yoga checks it again and answers as it does (a 503).
+      return handOver(req, res, body);
+    }
     if (contextValue === null) return handOver(req, res, body);
 
     const name = (operationName as string | null) ?? undefined;
@@ -253,16 +259,20 @@ export function createFastPath<TContext>(options: FastPathOptions<TContext>) {
       req.on('end', () => {
         const body = chunks.length === 1 ? chunks[0] : Buffer.concat(chunks);
         if (tooBig) return handOver(req, res, body);
-        respond(req, res, body, accepted).catch((error) => {
-          // Only a bug in this file lands here: answer as Yoga answers an unexpected error.
-          const masked = options.maskError(error, MASKED_MESSAGE);
-          if (res.headersSent) {
+        respond(req, res, body, accepted).catch(async (error) => {
+          // An error thrown outside execution: masked as Yoga masks it, status and body by Yoga's result processor.
+          if (res.headersSent) return void res.destroy();
+          try {
+            const masked = options.maskError(error, MASKED_MESSAGE);
+            const response = await processRegularResult({ errors: [masked] } as never, yoga.fetchAPI, accepted);
+            const text = await response.text();
+            const headers: Record<string, string> = {};
+            response.headers.forEach((value, name) => (headers[name] = value));
+            res.writeHead(response.status, { ...headers, 'content-length': String(Buffer.byteLength(text)) });
+            res.end(text);
+          } catch {
             res.destroy();
-            return;
           }
-          const json = JSON.stringify({ errors: [{ message: masked.message, extensions: { code: 'INTERNAL_SERVER_ERROR' } }] });
-          res.writeHead(500, { 'content-type': `${accepted}; charset=utf-8`, 'content-length': Buffer.byteLength(json) });
-          res.end(json);
         });
       });
       req.on('error', () => res.destroy());
