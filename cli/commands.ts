@@ -1,4 +1,5 @@
 import { keygen } from './keygen.js';
+import { logsTruncate } from './logs-truncate.js';
 
 export interface Command {
   /** One or more words, e.g. "keygen" or "logs truncate". */
@@ -8,4 +9,4 @@ export interface Command {
   run(args: string[], all: string[]): Promise<number>;
 }
 
-export const commands: Command[] = [keygen];
+export const commands: Command[] = [keygen, logsTruncate];

@@ -6,6 +6,11 @@ import './request-token.js';
 import './request-token-log.js';
 import './redemption.js';
 import './inspection.js';
+import './usage-stats.js';
+import './token-lookup.js';
+import './token-revocation.js';
+import './log-retention.js';
+import './viewer.js';
 
 export const schema = builder.toSchema();
 

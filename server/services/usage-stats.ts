@@ -1,0 +1,211 @@
+import type pg from 'pg';
+import { ERROR_CODES, Issues, type ErrorCode } from '../errors.js';
+import type { Caller } from './api-keys.js';
+import { MAX_SCOPE_LENGTH } from './tokens.js';
+import { checkString } from '../validation.js';
+
+export const STATS_BUCKETS = ['HOUR', 'DAY'] as const;
+export type StatsBucket = (typeof STATS_BUCKETS)[number];
+
+/** Buckets are cut on UTC boundaries (midnight UTC for DAY), whatever the server's or the database's time zone. */
+export const STATS_TIME_ZONE = 'UTC';
+const BUCKET_MS: Record<StatsBucket, number> = { HOUR: 3_600_000, DAY: 86_400_000 };
+/** Without `since`: the last 48 hours by the hour, the last 30 days by the day (the current bucket included). */
+const DEFAULT_BUCKETS: Record<StatsBucket, number> = { HOUR: 48, DAY: 30 };
+export const MAX_STATS_BUCKETS = 1_000;
+
+export interface UsageFilter {
+  scope?: string | null;
+  since?: Date | null;
+  until?: Date | null;
+}
+
+export interface ResponseStatusCounts {
+  status1xx: number;
+  status2xx: number;
+  status3xx: number;
+  status4xx: number;
+  status5xx: number;
+  /** Attempts for which the client application has not recorded a status. */
+  unrecorded: number;
+}
+
+export interface UsageCounts {
+  issued: number;
+  redemptions: number;
+  refusals: number;
+  /** Codes with at least one refusal, most frequent first. */
+  refusalsByCode: { code: ErrorCode; count: number }[];
+  responseStatuses: ResponseStatusCounts;
+}
+
+export interface UsageBucket extends UsageCounts {
+  start: Date;
+  end: Date;
+}
+
+export interface ScopeUsage extends UsageCounts {
+  /** Null for refusals whose JWT could not be tied to a stored token (malformed, bad signature, unknown id). */
+  scope: string | null;
+}
+
+export interface UsageStats {
+  bucket: StatsBucket;
+  timeZone: string;
+  since: Date;
+  until: Date;
+  buckets: UsageBucket[];
+  totals: UsageCounts;
+  scopes: ScopeUsage[];
+}
+
+export interface StatsDeps {
+  pool: pg.Pool;
+  /** Who asks; tenant scoping adds its condition on the token rows below. */
+  caller?: Caller;
+}
+
+const floorTo = (at: Date, bucket: StatsBucket) => new Date(Math.floor(at.getTime() / BUCKET_MS[bucket]) * BUCKET_MS[bucket]);
+
+/** The time window: `until` defaults to now; `since` to the start of the bucket DEFAULT_BUCKETS - 1 buckets earlier. */
+export function statsWindow(filter: UsageFilter, bucket: StatsBucket, now: Date, issues: Issues) {
+  const size = BUCKET_MS[bucket];
+  const until = filter.until ?? now;
+  const since = filter.since ?? new Date(floorTo(until, bucket).getTime() - (DEFAULT_BUCKETS[bucket] - 1) * size);
+  if (since >= until) issues.add(['filter', 'until'], 'must be after since');
+  const first = Math.floor(since.getTime() / size);
+  const last = Math.ceil(until.getTime() / size);
+  if (last - first > MAX_STATS_BUCKETS) {
+    issues.add(
+      ['filter', 'since'],
+      `the window spans more than ${MAX_STATS_BUCKETS} buckets: choose a larger bucket or a shorter window`,
+    );
+  }
+  return { since, until, first, last, size };
+}
+
+const emptyCounts = (): UsageCounts => ({
+  issued: 0,
+  redemptions: 0,
+  refusals: 0,
+  refusalsByCode: [],
+  responseStatuses: { status1xx: 0, status2xx: 0, status3xx: 0, status4xx: 0, status5xx: 0, unrecorded: 0 },
+});
+
+// Counting happens in PostgreSQL: one pass over the log rows in the window (timestamp index) and one over the tokens
+// issued in it (issued_at or scope + issued_at index), each grouped twice with GROUPING SETS: by bucket and by scope.
+// Node only adds up these aggregated rows (at most buckets × codes × status classes + scopes × codes × classes).
+const STATUS_CLASS_SQL = `case
+    when l.status_code is null then 'unrecorded'
+    when l.status_code < 200 then 'status1xx'
+    when l.status_code < 300 then 'status2xx'
+    when l.status_code < 400 then 'status3xx'
+    when l.status_code < 500 then 'status4xx'
+    else 'status5xx' end`;
+
+/** Usage per time bucket and per scope: tokens issued, redemptions, refusals by code and recorded response statuses. */
+export async function usageStats(
+  deps: StatsDeps,
+  filter: UsageFilter,
+  bucket: StatsBucket,
+  now = new Date(),
+): Promise<UsageStats> {
+  if (!STATS_BUCKETS.includes(bucket)) throw new Error(`unknown bucket ${bucket}`);
+  const issues = new Issues();
+  if (filter.scope != null) checkString(issues, ['filter', 'scope'], filter.scope, { min: 1, max: MAX_SCOPE_LENGTH });
+  const { since, until, first, last, size } = statsWindow(filter, bucket, now, issues);
+  issues.throwIfAny();
+
+  const values: unknown[] = [bucket.toLowerCase(), since, until, STATS_TIME_ZONE];
+  const param = (v: unknown) => `$${values.push(v)}`;
+  const tokenWhere = ['t.issued_at >= $2', 't.issued_at < $3'];
+  const logWhere = ['l.timestamp >= $2', 'l.timestamp < $3'];
+  if (filter.scope != null) {
+    const scope = param(filter.scope);
+    tokenWhere.push(`t.scope = ${scope}`);
+    logWhere.push(`t.scope = ${scope}`);
+  }
+
+  const { rows } = await deps.pool.query(
+    `with attempts as (
+       select date_trunc($1, l.timestamp, $4) as bucket_start, t.scope, l.error_code, ${STATUS_CLASS_SQL} as status_class
+       from request_token_log l left join request_token t on t.id = l.token_id
+       where ${logWhere.join(' and ')}
+     ), issued as (
+       select date_trunc($1, t.issued_at, $4) as bucket_start, t.scope
+       from request_token t
+       where ${tokenWhere.join(' and ')}
+     )
+     select 'attempt' as kind, grouping(bucket_start) = 1 as per_scope, bucket_start, scope, error_code, status_class,
+       count(*)::int as n
+     from attempts
+     group by grouping sets ((bucket_start, error_code, status_class), (scope, error_code, status_class))
+     union all
+     select 'issued', grouping(bucket_start) = 1, bucket_start, scope, null, null, count(*)::int
+     from issued
+     group by grouping sets ((bucket_start), (scope))`,
+    values,
+  );
+
+  const buckets: UsageBucket[] = [];
+  const byStart = new Map<number, UsageBucket>();
+  for (let i = first; i < last; i++) {
+    const b = { start: new Date(i * size), end: new Date((i + 1) * size), ...emptyCounts() };
+    buckets.push(b);
+    byStart.set(b.start.getTime(), b);
+  }
+  const scopes = new Map<string | null, ScopeUsage>();
+  const totals = emptyCounts();
+  const codeCounts = new Map<UsageCounts, Map<ErrorCode, number>>();
+
+  const add = (target: UsageCounts, row: Record<string, any>) => {
+    const n: number = row.n;
+    if (row.kind === 'issued') {
+      target.issued += n;
+      return;
+    }
+    target.responseStatuses[row.status_class as keyof ResponseStatusCounts] += n;
+    if (row.error_code === null) {
+      target.redemptions += n;
+      return;
+    }
+    target.refusals += n;
+    const codes = codeCounts.get(target) ?? new Map<ErrorCode, number>();
+    codeCounts.set(target, codes);
+    codes.set(row.error_code, (codes.get(row.error_code) ?? 0) + n);
+  };
+
+  for (const row of rows) {
+    if (row.per_scope) {
+      let usage = scopes.get(row.scope);
+      if (!usage) scopes.set(row.scope, (usage = { scope: row.scope, ...emptyCounts() }));
+      add(usage, row);
+      add(totals, row);
+    } else {
+      const target = byStart.get(new Date(row.bucket_start).getTime());
+      if (!target) throw new Error(`usage bucket ${row.bucket_start} outside the window`);
+      add(target, row);
+    }
+  }
+  for (const [target, codes] of codeCounts) {
+    target.refusalsByCode = [...codes]
+      .map(([code, count]) => ({ code, count }))
+      .sort((a, b) => b.count - a.count || ERROR_CODES.indexOf(a.code) - ERROR_CODES.indexOf(b.code));
+  }
+
+  return {
+    bucket,
+    timeZone: STATS_TIME_ZONE,
+    since,
+    until,
+    buckets,
+    totals,
+    // Busiest scopes first; the untied refusals (scope null) last.
+    scopes: [...scopes.values()].sort(
+      (a, b) =>
+        Number(a.scope === null) - Number(b.scope === null) ||
+        b.redemptions + b.refusals + b.issued - (a.redemptions + a.refusals + a.issued) ||
+        String(a.scope).localeCompare(String(b.scope)),
+    ),
+  };
+}
