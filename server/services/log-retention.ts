@@ -102,10 +102,12 @@ export async function truncateLogs(
   const limit = `$${values.push(batchSize)}`;
   for (;;) {
     const { rows } = await pool.query(
-      `with doomed as (
-         select id from request_token_log where ${condition} order by id limit ${limit}
-       ), deleted as (
-         delete from request_token_log l using doomed where l.id = doomed.id returning l.id, l.timestamp
+      // `id = any(array(…))` makes each batch a primary-key lookup of the ids picked; a join with the picked ids would
+      // let the planner hash-join against a scan of the whole table on every batch.
+      `with deleted as (
+         delete from request_token_log
+         where id = any(array(select id from request_token_log where ${condition} order by id limit ${limit}))
+         returning id, timestamp
        )
        select count(*)::int as n, min(id) as first_id, max(id) as last_id, min(timestamp) as oldest,
          max(timestamp) as newest

@@ -17,7 +17,8 @@ export interface LookupDeps {
   caller?: Caller;
 }
 
-const CLAIM_NAMES = ['jti', 'sub', 'mod', 'max', 'aud', 'iat', 'exp', 'nbf'] as const;
+// The claims that identify a token for good (its times of validity may be corrected by an operator).
+const IDENTITY_CLAIMS = ['jti', 'sub', 'aud', 'iat'] as const;
 
 /**
  * The stored token behind a pasted JWT, whatever its status (expired, exhausted, revoked), as long as the signature is
@@ -34,7 +35,7 @@ export async function findTokenByJwt(deps: LookupDeps, jwt: string): Promise<Tok
   if (!token) throw new NotFoundError('Token');
   // Ids restart when a database is recreated under the same secret: the row must be the one that was signed.
   const stored = jwtClaims(token);
-  if (CLAIM_NAMES.some((name) => stored[name] !== verified.claims[name])) {
+  if (IDENTITY_CLAIMS.some((name) => stored[name] !== verified.claims[name])) {
     throw new NotFoundError('Token');
   }
   return { token, claims: verified.claims };
