@@ -5,6 +5,8 @@ import { createYoga } from 'graphql-yoga';
 import { schema } from '../schema/index.js';
 import { createContext, type Context, type Services } from './context.js';
 import { TRANSIENT_MESSAGES, transientReason } from './db-errors.js';
+import { handleDashboard } from './dashboard.js';
+import { graphiqlTabs } from './graphiql-dashboard-tabs.js';
 import { graphiqlExample } from './graphiql-example.js';
 
 export interface App {
@@ -32,6 +34,7 @@ export function createApp(services: Services): App {
     graphiql: {
       title: 'request-token',
       defaultQuery: graphiqlExample,
+      defaultTabs: graphiqlTabs,
       headers: JSON.stringify({ Authorization: 'Bearer <your API key: see DATA_DIR/admin-api-key>' }, null, 2),
     },
     // Deliberate GraphQL errors pass; anything else is logged in full and reaches the client as an opaque error.
@@ -78,6 +81,7 @@ export function createApp(services: Services): App {
       });
       return;
     }
+    if (path && handleDashboard(req, res, path)) return;
     if (path === '/' && req.method === 'GET') {
       res.writeHead(302, { location: '/graphql' });
       res.end();
