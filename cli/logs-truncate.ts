@@ -59,8 +59,11 @@ export const logsTruncate: Command = {
     const policy = numbers as { maxCount: number | null; maxDays: number | null; batchSize: number | null };
     const issues = validateRetentionPolicy(policy).list;
     if (issues.length) {
-      const flag = (path: string[]) => (path.length ? `--${path[path.length - 1].replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}` : 'options');
-      process.stderr.write(`${issues.map((i) => `${flag(i.path)}: ${i.message}`).join('\n')}\n\n${USAGE}`);
+      const flag = (name: string) => `--${name.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;
+      const lines = issues.map((i) =>
+        i.path.length ? `${flag(i.path[i.path.length - 1])}: ${i.message}` : 'give --max-count, --max-days or both',
+      );
+      process.stderr.write(`${lines.join('\n')}\n\n${USAGE}`);
       return 2;
     }
 
@@ -82,7 +85,7 @@ export const logsTruncate: Command = {
         dryRun,
         onPlan(plan) {
           const rules = [
-            policy.maxCount !== null && `beyond the newest ${policy.maxCount} rows${plan.cutoffId ? ` (ids up to ${plan.cutoffId})` : ''}`,
+            policy.maxCount !== null && `beyond the newest ${policy.maxCount} row${policy.maxCount === 1 ? '' : 's'}${plan.cutoffId ? ` (ids up to ${plan.cutoffId})` : ''}`,
             policy.maxDays !== null && `older than ${policy.maxDays} days (before ${iso(plan.cutoffTime)})`,
           ].filter(Boolean);
           out(`log rows ${rules.join(' or ')}: ${plan.count}${plan.count ? ` (${span(plan)})` : ''}`);
