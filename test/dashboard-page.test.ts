@@ -26,7 +26,8 @@ const seeded = { exhaustedJwt: '', exhaustedId: '', weekRedemptions: 0, weekRefu
 // service's own), plus older activity inserted with explicit timestamps over the previous six days.
 async function seed() {
   const DAY = 86_400_000;
-  for (let day = 6; day >= 1; day--) {
+  // Days 5 to 1 before today: inside the 7-day window even if the UTC day turns during the test.
+  for (let day = 5; day >= 1; day--) {
     for (const [scope, issued, used, refused] of [
       ['newsletter-unsubscribe', 9 - day, 6 - (day % 3), day % 2],
       ['password-reset', 3 + (day % 3), 2 + (day % 2), (day + 1) % 3],
