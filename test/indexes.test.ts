@@ -77,6 +77,12 @@ describe('indexes behind the dashboard operations (EXPLAIN on 300,000 log rows)'
     expect(plan).not.toMatch(/"Node Type":"Seq Scan","Parallel Aware":(true|false),"Async Capable":(true|false),"Relation Name":"request_token_log"/);
   });
 
+  it('usage statistics over a month hash a few buckets instead of sorting every log row of the window', async () => {
+    const [plan] = await plansOf((pool) => usageStats({ pool }, { since: at(40), until: at(70) }, 'DAY'));
+    expect(plan).toContain('"Strategy":"Hashed"');
+    expect(plan).not.toContain('"Node Type":"Sort"');
+  });
+
   it('usage statistics of one scope read its tokens through the scope + issue time index', async () => {
     const month = { since: at(30), until: at(60), scope: 'scope-7' };
     const [plan] = await plansOf((pool) => usageStats({ pool }, month, 'DAY'));
