@@ -233,3 +233,19 @@ describe('viewer', () => {
     expect(res.data.viewer).toEqual({ keyId: server.apiKey.split('_')[1], name: 'test admin', permissions: ['admin'] });
   });
 });
+
+describe('through the SDK', () => {
+  it('exposes the dashboard operations as typed methods', async () => {
+    const { createRequestTokenClient } = await import('../sdk/index.js');
+    const rt = createRequestTokenClient({ url: server.graphqlUrl, apiKey: server.apiKey });
+    const viewer = await rt.viewer();
+    expect(viewer.permissions).toEqual(['admin']);
+    const stats = await rt.usageStats({ bucket: 'HOUR' });
+    expect(stats.timeZone).toBe('UTC');
+    expect(stats.buckets).toHaveLength(48);
+    const lookup = await rt.findRequestTokenByJwt({ jwt: 'nope' });
+    expect(lookup.__typename).toBe('InvalidJwtError');
+    const revoked = await rt.revokeRequestTokens({ filter: { scope: 'no-such-scope' } });
+    expect(revoked).toEqual({ __typename: 'RevokeRequestTokensSuccess', revokedCount: 0 });
+  });
+});
