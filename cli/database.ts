@@ -26,7 +26,12 @@ export async function openServiceDatabase(config: Config): Promise<{ db: Databas
     }
   }
   try {
-    const db = await initDatabase(url, { dbPoolSize: 2 });
+    // A command may count or delete far more rows than a request does: it gets a minute per statement.
+    const db = await initDatabase(url, {
+      ...config,
+      dbPoolSize: 2,
+      dbStatementTimeoutMs: Math.max(config.dbStatementTimeoutMs, 60_000),
+    });
     return {
       db,
       async close() {

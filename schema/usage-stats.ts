@@ -32,7 +32,10 @@ const UsageCountsInterface = builder.interfaceRef<UsageCounts>('UsageCounts').im
   description: 'What happened within a bucket, a scope or the whole window.',
   fields: (t) => ({
     issued: t.exposeInt('issued', { description: 'Tokens issued.' }),
-    redemptions: t.exposeInt('redemptions', { description: 'Successful redemptions.' }),
+    redemptions: t.exposeInt('redemptions', { description: 'Successful redemptions (released ones included).' }),
+    released: t.exposeInt('released', {
+      description: 'Redemptions whose use went back to the token afterwards (recordResponseStatus with releaseUse).',
+    }),
     refusals: t.exposeInt('refusals', { description: 'Refused redemption attempts.' }),
     refusalsByCode: t.field({
       type: [ErrorCodeCountRef],

@@ -45,9 +45,14 @@ async function plansOf(work: (pool: pg.Pool) => Promise<unknown>, client?: pg.Po
   const recorder = {
     async query(text: string | { text: string; values?: unknown[] }, values?: unknown[]) {
       const statement = typeof text === 'string' ? { text, values: values ?? [] } : { text: text.text, values: text.values ?? [] };
+      // The work's own transaction control stays out: everything runs inside the transaction rolled back below.
+      if (/^\s*(begin|commit|rollback|set local)\b/i.test(statement.text)) return { rows: [] };
       // The services build their parameter arrays as they go: keep a copy of what was sent.
       statements.push({ text: statement.text, values: [...statement.values] });
       return runner.query(statement.text, statement.values);
+    },
+    async connect() {
+      return { query: recorder.query, release() {} };
     },
   } as unknown as pg.Pool;
   if (own) await own.query('begin');

@@ -9,6 +9,7 @@ const STATS = /* GraphQL */ `
   fragment Counts on UsageCounts {
     issued
     redemptions
+    released
     refusals
     refusalsByCode { code count }
     responseStatuses { status1xx status2xx status3xx status4xx status5xx unrecorded }
@@ -29,9 +30,10 @@ const STATS = /* GraphQL */ `
 const statuses = (s: Partial<Record<string, number>> = {}) => ({
   status1xx: 0, status2xx: 0, status3xx: 0, status4xx: 0, status5xx: 0, unrecorded: 0, ...s,
 });
-const counts = (c: { issued?: number; redemptions?: number; refusals?: number; byCode?: [string, number][]; statuses?: Record<string, number> }) => ({
+const counts = (c: { issued?: number; redemptions?: number; released?: number; refusals?: number; byCode?: [string, number][]; statuses?: Record<string, number> }) => ({
   issued: c.issued ?? 0,
   redemptions: c.redemptions ?? 0,
+  released: c.released ?? 0,
   refusals: c.refusals ?? 0,
   refusalsByCode: (c.byCode ?? []).map(([code, count]) => ({ code, count })),
   responseStatuses: statuses(c.statuses),
@@ -53,15 +55,15 @@ beforeAll(async () => {
   const t3 = await token('login', '2026-03-02T00:00:00Z');
   const t4 = await token('login', '2026-03-03T12:00:00Z');
   const t5 = await token('invite', '2026-02-28T23:00:00Z');
-  const log = (tokenId: string | null, at: string, errorCode: string | null, statusCode: number | null) =>
+  const log = (tokenId: string | null, at: string, errorCode: string | null, statusCode: number | null, releasedAt: string | null = null) =>
     server.sql(
-      `insert into request_token_log (token_id, error_code, status_code, timestamp) values ($1, $2, $3, $4)`,
-      [tokenId, errorCode, statusCode, at],
+      `insert into request_token_log (token_id, error_code, status_code, timestamp, released_at) values ($1, $2, $3, $4, $5)`,
+      [tokenId, errorCode, statusCode, at, releasedAt],
     );
   await log(t1, '2026-03-01T09:00:00Z', null, 302);
   await log(t1, '2026-03-01T09:30:00Z', null, 200);
   await log(t1, '2026-03-02T10:00:00Z', 'MAX_USES_EXCEEDED', 410);
-  await log(t3, '2026-03-02T00:30:00Z', null, null);
+  await log(t3, '2026-03-02T00:30:00Z', null, null, '2026-03-02T00:30:01Z'); // its use was given back
   await log(t3, '2026-03-02T01:00:00Z', 'SCOPE_MISMATCH', 403);
   await log(t4, '2026-03-03T13:00:00Z', 'TOKEN_EXPIRED', 500);
   await log(t4, '2026-03-03T14:00:00Z', 'TOKEN_EXPIRED', null);
@@ -91,6 +93,7 @@ describe('usageStats', () => {
         ...counts({
           issued: 1,
           redemptions: 1,
+          released: 1,
           refusals: 2,
           byCode: [['SCOPE_MISMATCH', 1], ['MAX_USES_EXCEEDED', 1]],
           statuses: { status4xx: 2, unrecorded: 1 },
@@ -111,6 +114,7 @@ describe('usageStats', () => {
       counts({
         issued: 4,
         redemptions: 3,
+        released: 1,
         refusals: 5,
         byCode: [['TOKEN_EXPIRED', 2], ['TOKEN_SIGNATURE_INVALID', 1], ['SCOPE_MISMATCH', 1], ['MAX_USES_EXCEEDED', 1]],
         statuses: { status2xx: 1, status3xx: 1, status4xx: 2, status5xx: 1, unrecorded: 3 },
@@ -122,6 +126,7 @@ describe('usageStats', () => {
         ...counts({
           issued: 2,
           redemptions: 1,
+          released: 1,
           refusals: 3,
           byCode: [['TOKEN_EXPIRED', 2], ['SCOPE_MISMATCH', 1]],
           statuses: { status4xx: 1, status5xx: 1, unrecorded: 2 },

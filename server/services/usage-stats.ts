@@ -13,6 +13,11 @@ const BUCKET_MS: Record<StatsBucket, number> = { HOUR: 3_600_000, DAY: 86_400_00
 /** Without `since`: the last 48 hours by the hour, the last 30 days by the day (the current bucket included). */
 const DEFAULT_BUCKETS: Record<StatsBucket, number> = { HOUR: 48, DAY: 30 };
 export const MAX_STATS_BUCKETS = 1_000;
+/**
+ * Statistics over a long window read every log row in it (about 2 s for 30 days of 670,000 attempts on a loaded
+ * 2-core machine), so they get more time than the pool's statement timeout allows the hot paths.
+ */
+export const STATS_STATEMENT_TIMEOUT_MS = 60_000;
 
 export interface UsageFilter {
   scope?: string | null;
@@ -32,7 +37,10 @@ export interface ResponseStatusCounts {
 
 export interface UsageCounts {
   issued: number;
+  /** Successful redemptions, including those whose use was later released. */
   redemptions: number;
+  /** Redemptions whose use went back to the token (recordResponseStatus with releaseUse). */
+  released: number;
   refusals: number;
   /** Codes with at least one refusal, most frequent first. */
   refusalsByCode: { code: ErrorCode; count: number }[];
@@ -87,6 +95,7 @@ export function statsWindow(filter: UsageFilter, bucket: StatsBucket, now: Date,
 const emptyCounts = (): UsageCounts => ({
   issued: 0,
   redemptions: 0,
+  released: 0,
   refusals: 0,
   refusalsByCode: [],
   responseStatuses: { status1xx: 0, status2xx: 0, status3xx: 0, status4xx: 0, status5xx: 0, unrecorded: 0 },
@@ -107,6 +116,7 @@ const STATUS_COLUMNS: [keyof ResponseStatusCounts, string][] = [
 ];
 const ATTEMPT_COLUMNS: [string, string][] = [
   ['redemptions', 'a.error_code is null'],
+  ['released', 'a.released_at is not null'],
   ['refusals', 'a.error_code is not null'],
   ...STATUS_COLUMNS,
   ...ERROR_CODES.map((code): [string, string] => [`code_${code}`, `a.error_code = '${code}'`]),
@@ -137,26 +147,38 @@ export async function usageStats(
     logWhere.push(`t.scope = ${scope}`);
   }
 
-  const { rows } = await deps.pool.query(
-    `select grouping(bucket_start) = 1 as per_scope, bucket_start, scope, 0 as issued, ${ATTEMPT_COUNTS_SQL.join(', ')}
-     from (
-       select date_trunc($1, l.timestamp, $4) as bucket_start, t.scope, l.error_code, l.status_code
-       from request_token_log l left join request_token t on t.id = l.token_id
-       where ${logWhere.join(' and ')}
-       offset 0
-     ) a
-     group by grouping sets ((bucket_start), (scope))
-     union all
-     select grouping(bucket_start) = 1, bucket_start, scope, count(*)::int, ${NO_ATTEMPTS_SQL.join(', ')}
-     from (
-       select date_trunc($1, t.issued_at, $4) as bucket_start, t.scope
-       from request_token t
-       where ${tokenWhere.join(' and ')}
-       offset 0
-     ) a
-     group by grouping sets ((bucket_start), (scope))`,
-    values,
-  );
+  const client = await deps.pool.connect();
+  let rows: Record<string, any>[];
+  try {
+    await client.query('begin read only');
+    await client.query(`set local statement_timeout = ${STATS_STATEMENT_TIMEOUT_MS}`);
+    ({ rows } = await client.query(
+      `select grouping(bucket_start) = 1 as per_scope, bucket_start, scope, 0 as issued, ${ATTEMPT_COUNTS_SQL.join(', ')}
+       from (
+         select date_trunc($1, l.timestamp, $4) as bucket_start, t.scope, l.error_code, l.status_code, l.released_at
+         from request_token_log l left join request_token t on t.id = l.token_id
+         where ${logWhere.join(' and ')}
+         offset 0
+       ) a
+       group by grouping sets ((bucket_start), (scope))
+       union all
+       select grouping(bucket_start) = 1, bucket_start, scope, count(*)::int, ${NO_ATTEMPTS_SQL.join(', ')}
+       from (
+         select date_trunc($1, t.issued_at, $4) as bucket_start, t.scope
+         from request_token t
+         where ${tokenWhere.join(' and ')}
+         offset 0
+       ) a
+       group by grouping sets ((bucket_start), (scope))`,
+      values,
+    ));
+    await client.query('commit');
+  } catch (error) {
+    await client.query('rollback').catch(() => {});
+    throw error;
+  } finally {
+    client.release();
+  }
 
   const buckets: UsageBucket[] = [];
   const byStart = new Map<number, UsageBucket>();
@@ -171,6 +193,7 @@ export async function usageStats(
   const add = (target: UsageCounts, row: Record<string, any>) => {
     target.issued += row.issued;
     target.redemptions += row.redemptions;
+    target.released += row.released;
     target.refusals += row.refusals;
     for (const [name] of STATUS_COLUMNS) target.responseStatuses[name] += row[name];
     for (const code of ERROR_CODES) {
