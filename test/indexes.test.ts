@@ -14,7 +14,8 @@ const BASE = new Date(Math.floor(Date.now() / DAY_MS) * DAY_MS - 100 * DAY_MS);
 const at = (days: number) => new Date(BASE.getTime() + days * DAY_MS);
 
 beforeAll(async () => {
-  server = await startTestServer();
+  // Seeding 300,000 rows takes longer than a request may (DB_STATEMENT_TIMEOUT_MS), above all on a busy machine.
+  server = await startTestServer({ DB_STATEMENT_TIMEOUT_MS: '120000' });
   await server.sql(
     `insert into request_token (scope, user_id, max_uses, issued_at)
      select 'scope-' || (i % 40), 'user-' || (i % 5000), 3, $1::timestamptz + (i * interval '432 seconds')
