@@ -6,6 +6,10 @@ import './request-token.js';
 import './request-token-log.js';
 import './redemption.js';
 import './inspection.js';
+import './api-client.js';
+import './api-key.js';
+import './signing-key.js';
+import './privacy.js';
 
 export const schema = builder.toSchema();
 
