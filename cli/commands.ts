@@ -1,4 +1,7 @@
+import { clientsCreate, clientsList } from './clients.js';
 import { keygen } from './keygen.js';
+import { keysCreate, keysList, keysRevoke } from './keys.js';
+import { signingKeysList, signingKeysRetire, signingKeysRotate } from './signing-keys.js';
 
 export interface Command {
   /** One or more words, e.g. "keygen" or "logs truncate". */
@@ -8,4 +11,14 @@ export interface Command {
   run(args: string[], all: string[]): Promise<number>;
 }
 
-export const commands: Command[] = [keygen];
+export const commands: Command[] = [
+  keygen,
+  clientsCreate,
+  clientsList,
+  keysCreate,
+  keysList,
+  keysRevoke,
+  signingKeysRotate,
+  signingKeysList,
+  signingKeysRetire,
+];
