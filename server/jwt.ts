@@ -104,7 +104,9 @@ export async function createJwtCodec(source: string | KeyRing): Promise<JwtCodec
         if (headers.size < 256) headers.set(segment, header);
       }
       // The key comes from our ring only; tokens without a kid are the default key's (issued before rotation).
-      const key = await ring.lookup(header.kid ?? DEFAULT_KID);
+      const kid = header.kid ?? DEFAULT_KID;
+      // Known keys synchronously: no extra await on the hot path; an unknown kid may reload the ring (throttled).
+      const key = ring.get(kid) ?? (await ring.lookup(kid));
       if (!key || key.state === 'retired' || header.alg !== key.alg) return { ok: false, code: 'TOKEN_SIGNATURE_INVALID' };
       let payload: Uint8Array;
       try {

@@ -69,6 +69,17 @@ describe('query limits (graphql-armor)', () => {
     refusedBefore(res, /alias/i);
   });
 
+  it('refuses aliases hidden in fragments (and fragments spread many times)', async () => {
+    const aliases = Array.from({ length: 6 }, (_, i) => `a${i}: redeemRequestToken(input: $input) { __typename }`).join('\n');
+    const query = `mutation M($input: RedeemRequestTokenInput!) { ...F ...F ...G }
+      fragment F on Mutation { ${aliases} }
+      fragment G on Mutation { ${aliases.replaceAll('a', 'b')} }`;
+    const res = await withoutConsumption(server, () =>
+      post(JSON.stringify({ query, variables: { input: { jwt: token.jwt, scope: 's', url: 'https://ok.example/page' } } })),
+    );
+    refusedBefore(res, /alias/i);
+  });
+
   it('refuses batched requests (a JSON array), consuming nothing', async () => {
     const one = { query: REDEEM, variables: { input: { jwt: token.jwt, scope: 's', url: 'https://ok.example/page' } } };
     const res = await withoutConsumption(server, () => post(JSON.stringify([one, one, one])));
