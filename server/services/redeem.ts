@@ -105,7 +105,10 @@ export function validateRedeemInput(input: RedeemInput): { requested: UrlParts |
   if (input.idempotencyKey != null) {
     checkString(issues, ['input', 'idempotencyKey'], input.idempotencyKey, { min: 1, max: MAX_IDEMPOTENCY_KEY_LENGTH });
   }
-  if (input.clientIp != null && isIP(input.clientIp) === 0) issues.add(['input', 'clientIp'], 'must be an IP address');
+  // Zone ids (fe80::1%eth0) pass isIP but are no client address, and may exceed the column.
+  if (input.clientIp != null && (isIP(input.clientIp) === 0 || input.clientIp.length > 45 || input.clientIp.includes('%'))) {
+    issues.add(['input', 'clientIp'], 'must be an IP address');
+  }
   let userAgent: string | null = null;
   if (input.userAgent != null) {
     checkString(issues, ['input', 'userAgent'], input.userAgent, { max: 64 * 1024 });

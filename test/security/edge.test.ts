@@ -221,6 +221,13 @@ describe('hostile JSON and URLs', () => {
     expect((await create({ scope: 's', data: { k: 'v\u0000' } })).__typename).toBe('ValidationError');
   });
 
+  it('refuses an IPv6 address with a zone id as a client IP (it would not fit the column)', async () => {
+    const res = await withoutConsumption(server, () =>
+      server.gql(REDEEM, { input: { jwt: token.jwt, scope: 's', url: 'https://ok.example/page', clientIp: `fe80::1%${'a'.repeat(60)}` } }),
+    );
+    expect(res.data.redeemRequestToken).toMatchObject({ __typename: 'ValidationError', issues: [{ path: ['input', 'clientIp'] }] });
+  });
+
   it.each([
     'javascript:alert(1)',
     'data:text/html,<script>alert(1)</script>',
