@@ -35,7 +35,7 @@ export async function withDatabase(work: (db: Database, config: Config) => Promi
       url = embedded.url;
     }
   }
-  const db = await initDatabase(url, { dbPoolSize: 2 });
+  const db = await initDatabase(url, { ...config, dbPoolSize: 2 });
   try {
     return await work(db, config);
   } catch (error) {
