@@ -91,6 +91,36 @@ describe('tenants', () => {
     expect(row.status_code).toBeNull();
   });
 
+  it('inspects another client’s token as TOKEN_NOT_FOUND, showing nothing of it', async () => {
+    const INSPECT = `query I($input: InspectRequestTokenInput!) { inspectRequestToken(input: $input) {
+      __typename ... on Inspection { redeemable rejectionCode token { id } usesRemaining } } }`;
+    const foreign = await server.gql(INSPECT, { input: { jwt: acmeToken.jwt, scope: 's' } }, globex.key);
+    expect(foreign.data.inspectRequestToken).toEqual({
+      __typename: 'Inspection',
+      redeemable: false,
+      rejectionCode: 'TOKEN_NOT_FOUND',
+      token: null,
+      usesRemaining: null,
+    });
+    const own = await server.gql(INSPECT, { input: { jwt: acmeToken.jwt, scope: 's' } }, acme.key);
+    expect(own.data.inspectRequestToken).toMatchObject({ redeemable: true, token: { id: acmeToken.id } });
+  });
+
+  it('does not replay another client’s idempotent redemption to a key that repeats its idempotency key', async () => {
+    const input = { jwt: acmeToken.jwt, scope: 's', idempotencyKey: 'order-42' };
+    const first = await server.gql(REDEEM, { input }, acme.key);
+    expect(first.data.redeemRequestToken.__typename).toBe('Redemption');
+    const foreign = await withoutConsumption(server, () => server.gql(REDEEM, { input }, globex.key));
+    expect(foreign.data.redeemRequestToken).toMatchObject({ __typename: 'TokenRejectedError', code: 'TOKEN_NOT_FOUND', tokenId: null });
+  });
+
+  it('refuses to give back a use of another client’s redemption', async () => {
+    const res = await withoutConsumption(server, () =>
+      server.gql(RECORD, { input: { redemptionId: acmeRedemptionId, statusCode: 503, releaseUse: true } }, globex.key),
+    );
+    expect(res.data.recordResponseStatus).toMatchObject({ __typename: 'NotFoundError', code: 'NOT_FOUND' });
+  });
+
   it('refuses to issue into another client', async () => {
     const res = await server.gql(CREATE, { input: { scope: 's', clientId: acme.client.id } }, globex.key);
     expect(res.data.createRequestToken.__typename).toBe('ValidationError');
