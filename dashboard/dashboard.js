@@ -6,7 +6,7 @@
   const KEY_STORAGE = 'request-token.api-key';
   const PAGE_SIZE = 15;
   /** Who may revoke: the one place to change when key permissions are refined. */
-  const REVOKE_PERMISSIONS = ['admin'];
+  const REVOKE_PERMISSIONS = ['admin', 'issue'];
   const COLORS = {
     issued: '#2f5bd3',
     redemptions: '#1f9d55',

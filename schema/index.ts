@@ -11,6 +11,10 @@ import './token-lookup.js';
 import './token-revocation.js';
 import './log-retention.js';
 import './viewer.js';
+import './api-client.js';
+import './api-key.js';
+import './signing-key.js';
+import './privacy.js';
 
 export const schema = builder.toSchema();
 

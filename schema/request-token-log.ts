@@ -15,7 +15,7 @@ export const RequestTokenLogRef = builder.objectRef<LogRecord>('RequestTokenLog'
       type: RequestTokenRef,
       nullable: true,
       description: 'Null when the JWT could not be tied to a stored token.',
-      resolve: (log, _args, ctx) => (log.tokenId ? getToken(ctx.pool, log.tokenId) : null),
+      resolve: (log, _args, ctx) => (log.tokenId ? getToken(ctx.pool, log.tokenId, ctx.tenant) : null),
     }),
     errorCode: t.expose('errorCode', {
       type: ErrorCodeEnum,
@@ -48,7 +48,7 @@ builder.objectField(RequestTokenRef, 'logs', (t) =>
     type: RequestTokenLogConnection,
     args: { first: t.arg.int(), after: t.arg.string() },
     resolve: (token, { first, after }, ctx) =>
-      asQueryError(() => listLogs(ctx.pool, { tokenId: token.id }, { first, after })),
+      asQueryError(() => listLogs(ctx.pool, { tokenId: token.id }, { first, after }, ctx.tenant)),
   }),
 );
 
@@ -70,7 +70,12 @@ builder.queryField('requestTokenLogs', (t) =>
     args: { filter: t.arg({ type: RequestTokenLogFilter }), first: t.arg.int(), after: t.arg.string() },
     resolve: (_root, { filter, first, after }, ctx) =>
       asQueryError(() =>
-        listLogs(ctx.pool, { ...filter, tokenId: filter?.tokenId == null ? null : String(filter.tokenId) }, { first, after }),
+        listLogs(
+          ctx.pool,
+          { ...filter, tokenId: filter?.tokenId == null ? null : String(filter.tokenId) },
+          { first, after },
+          ctx.tenant,
+        ),
       ),
   }),
 );
@@ -98,11 +103,15 @@ builder.mutationField('recordResponseStatus', (t) =>
     errors: { types: [NotFoundError, ValidationError], union: { name: 'RecordResponseStatusResult' } },
     args: { input: t.arg({ type: RecordResponseStatusInput, required: true }) },
     resolve: async (_root, { input }, ctx) => ({
-      log: await recordResponseStatus(ctx.pool, {
-        redemptionId: String(input.redemptionId),
-        statusCode: input.statusCode,
-        releaseUse: input.releaseUse,
-      }),
+      log: await recordResponseStatus(
+        ctx.pool,
+        {
+          redemptionId: String(input.redemptionId),
+          statusCode: input.statusCode,
+          releaseUse: input.releaseUse,
+        },
+        ctx.tenant,
+      ),
     }),
   }),
 );

@@ -10,6 +10,7 @@ import { createJwtCodec } from './jwt.js';
 import { createLogger } from './logger.js';
 import { createAuthenticator } from './services/api-keys.js';
 import { pruneIdempotencyKeys } from './services/idempotency.js';
+import { loadKeyRing } from './signing-keys.js';
 
 /** The composition root: config → database → services → HTTP, and the reverse on SIGINT/SIGTERM. */
 async function main(): Promise<void> {
@@ -51,7 +52,9 @@ async function main(): Promise<void> {
       config,
       orm: db.orm,
       pool: db.pool,
-      codec: await createJwtCodec(secret),
+      codec: await createJwtCodec(
+        await loadKeyRing({ pool: db.pool, secret, encryptionKey: config.keyEncryptionKey ?? secret }),
+      ),
       authenticator: createAuthenticator(),
       log,
     };

@@ -108,9 +108,9 @@ describe('revokeRequestTokens', () => {
     await server.sql(`delete from request_token_log`);
     await server.sql(`delete from request_token`);
     await server.sql(
-      `insert into request_token (scope, user_id, max_uses, issued_at) values
-        ('bulk', 'u1', 1, '2026-01-01T00:00:00Z'), ('bulk', 'u1', 1, '2026-02-01T00:00:00Z'),
-        ('bulk', 'u2', 1, '2026-01-15T00:00:00Z'), ('other', 'u1', 1, '2026-01-10T00:00:00Z')`,
+      `insert into request_token (client_id, scope, user_id, max_uses, issued_at) values
+        (1, 'bulk', 'u1', 1, '2026-01-01T00:00:00Z'), (1, 'bulk', 'u1', 1, '2026-02-01T00:00:00Z'),
+        (1, 'bulk', 'u2', 1, '2026-01-15T00:00:00Z'), (1, 'other', 'u1', 1, '2026-01-10T00:00:00Z')`,
     );
   });
   const revokedRows = async () =>

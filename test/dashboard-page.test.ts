@@ -35,8 +35,8 @@ async function seed() {
     ] as const) {
       const at = new Date(Math.floor(Date.now() / DAY) * DAY - day * DAY + 9 * 3_600_000 + scope.length * 60_000);
       const ids = await server.sql(
-        `insert into request_token (scope, max_uses, used_to_date, issued_at, user_id)
-         select $1, 5, 1, $2::timestamptz + i * interval '7 minutes', 'user-' || i from generate_series(1, $3::int) i returning id`,
+        `insert into request_token (client_id, scope, max_uses, used_to_date, issued_at, user_id)
+         select 1, $1, 5, 1, $2::timestamptz + i * interval '7 minutes', 'user-' || i from generate_series(1, $3::int) i returning id`,
         [scope, at, issued],
       );
       await server.sql(
@@ -222,14 +222,14 @@ describe('the /dashboard page in headless Chromium', () => {
     expect(await page.locator('#revoke-token').count()).toBe(0);
   });
 
-  it('keeps the key in this tab only, and offers no revoke button to a key without admin', async () => {
+  it('keeps the key in this tab only, and offers no revoke button to a read-only key', async () => {
     await page.reload();
     await page.locator('#board').waitFor({ state: 'visible' });
     const storage = await page.evaluate(() => ({ session: sessionStorage.length, local: localStorage.length }));
     expect(storage).toEqual({ session: 1, local: 0 });
     expect(await context.cookies()).toEqual([]);
 
-    const { key: readKey } = await createApiKey(server.db.orm.em.fork(), { name: 'analyst', permissions: ['read'] });
+    const { key: readKey } = await createApiKey(server.db.orm.em.fork(), { name: 'analyst', permissions: ['read'], clientId: '1' });
     await page.click('#sign-out');
     expect(await page.evaluate(() => sessionStorage.length)).toBe(0);
     await page.fill('#api-key', readKey);

@@ -17,8 +17,8 @@ beforeAll(async () => {
   // Seeding 300,000 rows takes longer than a request may (DB_STATEMENT_TIMEOUT_MS), above all on a busy machine.
   server = await startTestServer({ DB_STATEMENT_TIMEOUT_MS: '120000' });
   await server.sql(
-    `insert into request_token (scope, user_id, max_uses, issued_at)
-     select 'scope-' || (i % 40), 'user-' || (i % 5000), 3, $1::timestamptz + (i * interval '432 seconds')
+    `insert into request_token (client_id, scope, user_id, max_uses, issued_at)
+     select 1, 'scope-' || (i % 40), 'user-' || (i % 5000), 3, $1::timestamptz + (i * interval '432 seconds')
      from generate_series(0, 19999) i`,
     [BASE],
   );
@@ -78,26 +78,26 @@ const DAY = { since: at(40), until: at(41) };
 
 describe('indexes behind the dashboard operations (EXPLAIN on 300,000 log rows)', () => {
   it('usage statistics over one day read the log by its timestamp index and tokens by issue time', async () => {
-    const [plan] = await plansOf((pool) => usageStats({ pool }, DAY, 'HOUR'));
+    const [plan] = await plansOf((pool) => usageStats({ pool, tenant: null }, DAY, 'HOUR'));
     expect(indexesIn(plan)).toEqual(expect.arrayContaining(['request_token_issued_at_index', 'request_token_log_timestamp_index']));
     expect(plan).not.toMatch(/"Node Type":"Seq Scan","Parallel Aware":(true|false),"Async Capable":(true|false),"Relation Name":"request_token_log"/);
   });
 
   it('usage statistics over a month hash a few buckets instead of sorting every log row of the window', async () => {
-    const [plan] = await plansOf((pool) => usageStats({ pool }, { since: at(40), until: at(70) }, 'DAY'));
+    const [plan] = await plansOf((pool) => usageStats({ pool, tenant: null }, { since: at(40), until: at(70) }, 'DAY'));
     expect(plan).toContain('"Strategy":"Hashed"');
     expect(plan).not.toContain('"Node Type":"Sort"');
   });
 
   it('usage statistics of one scope read its tokens through the scope + issue time index', async () => {
     const month = { since: at(30), until: at(60), scope: 'scope-7' };
-    const [plan] = await plansOf((pool) => usageStats({ pool }, month, 'DAY'));
+    const [plan] = await plansOf((pool) => usageStats({ pool, tenant: null }, month, 'DAY'));
     expect(indexesIn(plan)).toContain('request_token_scope_issued_at_index');
   });
 
   it('bulk revocation by scope and issue time uses the scope + issue time index', async () => {
     const [plan] = await plansOf((pool) =>
-      revokeTokens({ pool }, { scope: 'scope-3', issuedBefore: at(24) }),
+      revokeTokens({ pool, tenant: null }, { scope: 'scope-3', issuedBefore: at(24) }),
     );
     expect(indexesIn(plan)).toEqual(['request_token_scope_issued_at_index']);
   });
@@ -108,7 +108,7 @@ describe('indexes behind the dashboard operations (EXPLAIN on 300,000 log rows)'
       await client.query('begin');
       await client.query('drop index request_token_scope_issued_at_index');
       const [plan] = await plansOf(
-        (pool) => revokeTokens({ pool }, { scope: 'scope-3', issuedBefore: at(24) }),
+        (pool) => revokeTokens({ pool, tenant: null }, { scope: 'scope-3', issuedBefore: at(24) }),
         client,
       );
       expect(indexesIn(plan)).not.toContain('request_token_scope_issued_at_index');

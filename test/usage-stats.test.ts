@@ -45,7 +45,7 @@ beforeAll(async () => {
   server = await startTestServer();
   const token = async (scope: string, issuedAt: string) => {
     const [row] = await server.sql(
-      `insert into request_token (scope, max_uses, issued_at) values ($1, 5, $2) returning id`,
+      `insert into request_token (client_id, scope, max_uses, issued_at) values (1, $1, 5, $2) returning id`,
       [scope, issuedAt],
     );
     return String(row.id);
@@ -188,7 +188,7 @@ describe('usageStats', () => {
     try {
       const { rows } = await tokyo.query('show timezone');
       expect(rows[0].TimeZone).toBe('Asia/Tokyo');
-      const stats = await usageStats({ pool: tokyo }, { since: new Date(WINDOW.since), until: new Date(WINDOW.until) }, 'DAY');
+      const stats = await usageStats({ pool: tokyo, tenant: null }, { since: new Date(WINDOW.since), until: new Date(WINDOW.until) }, 'DAY');
       expect(stats.buckets.map((b) => [b.start.toISOString(), b.issued, b.redemptions, b.refusals])).toEqual([
         ['2026-03-01T00:00:00.000Z', 2, 2, 0],
         ['2026-03-02T00:00:00.000Z', 1, 1, 2],

@@ -1,7 +1,7 @@
 import type pg from 'pg';
 import { Issues } from '../errors.js';
 import { checkString, MAX_USER_ID_LENGTH } from '../validation.js';
-import type { Caller } from './api-keys.js';
+import type { Tenant } from './api-keys.js';
 import { MAX_SCOPE_LENGTH } from './tokens.js';
 
 export interface BulkRevokeFilter {
@@ -13,8 +13,8 @@ export interface BulkRevokeFilter {
 
 export interface BulkRevokeDeps {
   pool: pg.Pool;
-  /** Who asks; tenant scoping adds its condition to the UPDATE below. */
-  caller?: Caller;
+  /** The caller's client (null: an admin key, every client). */
+  tenant: Tenant;
 }
 
 /**
@@ -34,6 +34,7 @@ export async function revokeTokens(deps: BulkRevokeDeps, filter: BulkRevokeFilte
   const values: unknown[] = [];
   const where = ['revoked_at is null'];
   const param = (v: unknown) => `$${values.push(v)}`;
+  if (deps.tenant !== null) where.push(`client_id = ${param(deps.tenant)}`);
   if (filter.userId != null) where.push(`user_id = ${param(filter.userId)}`);
   if (filter.scope != null) where.push(`scope = ${param(filter.scope)}`);
   if (filter.issuedBefore != null) where.push(`issued_at < ${param(filter.issuedBefore)}`);

@@ -1,6 +1,6 @@
 import type pg from 'pg';
 import { ERROR_CODES, Issues, type ErrorCode } from '../errors.js';
-import type { Caller } from './api-keys.js';
+import type { Tenant } from './api-keys.js';
 import { MAX_SCOPE_LENGTH } from './tokens.js';
 import { checkString } from '../validation.js';
 
@@ -69,8 +69,8 @@ export interface UsageStats {
 
 export interface StatsDeps {
   pool: pg.Pool;
-  /** Who asks; tenant scoping adds its condition on the token rows below. */
-  caller?: Caller;
+  /** The caller's client (null: an admin key, every client). */
+  tenant: Tenant;
 }
 
 const floorTo = (at: Date, bucket: StatsBucket) => new Date(Math.floor(at.getTime() / BUCKET_MS[bucket]) * BUCKET_MS[bucket]);
@@ -141,6 +141,11 @@ export async function usageStats(
   const param = (v: unknown) => `$${values.push(v)}`;
   const tokenWhere = ['t.issued_at >= $2', 't.issued_at < $3'];
   const logWhere = ['l.timestamp >= $2', 'l.timestamp < $3'];
+  if (deps.tenant !== null) {
+    const tenant = param(deps.tenant);
+    tokenWhere.push(`t.client_id = ${tenant}`);
+    logWhere.push(`l.client_id = ${tenant}`);
+  }
   if (filter.scope != null) {
     const scope = param(filter.scope);
     tokenWhere.push(`t.scope = ${scope}`);

@@ -7,6 +7,7 @@ import type { Services } from '../../server/context.js';
 import { initDatabase, type Database } from '../../server/db.js';
 import { createJwtCodec } from '../../server/jwt.js';
 import { createApiKey, createAuthenticator } from '../../server/services/api-keys.js';
+import { loadKeyRing } from '../../server/signing-keys.js';
 
 export const TEST_SECRET = 'test-secret-test-secret-test-secret-0123456789';
 
@@ -58,7 +59,9 @@ export async function startTestServer(env: Record<string, string> = {}): Promise
     config,
     orm: db.orm,
     pool: db.pool,
-    codec: await createJwtCodec(config.secret!),
+    codec: await createJwtCodec(
+      await loadKeyRing({ pool: db.pool, secret: config.secret!, encryptionKey: config.keyEncryptionKey ?? config.secret! }),
+    ),
     authenticator: createAuthenticator(),
     log: { info: () => {}, error: (message, error) => errors.push(error ?? message) },
   };
@@ -88,6 +91,7 @@ export async function startTestServer(env: Record<string, string> = {}): Promise
     },
     async close() {
       await app.stop(1_000);
+      services.codec.ring.close();
       await db.close();
     },
   };
