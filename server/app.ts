@@ -8,6 +8,7 @@ import { createAuthorizer } from './authorization.js';
 import { createContext, type Context, type Services } from './context.js';
 import { TRANSIENT_MESSAGES, transientReason } from './db-errors.js';
 import { handleDashboard } from './dashboard.js';
+import { renderGraphiQL } from '@graphql-yoga/render-graphiql';
 import { graphiqlTabs } from './graphiql-dashboard-tabs.js';
 import { graphiqlExample } from './graphiql-example.js';
 import { createRateLimiter } from './rate-limit.js';
@@ -73,7 +74,9 @@ export function createApp(services: Services): App {
     logging: false,
     batching: false,
     plugins: edgePlugins(services),
-    // GraphiQL needs introspection: it is offered where introspection is.
+    // GraphiQL needs introspection: it is offered where introspection is. Its page and assets are inlined from the
+    // package (no CDN), so it works offline like the dashboard.
+    renderGraphiQL,
     graphiql: config.introspection && {
       title: 'request-token',
       defaultQuery: graphiqlExample,
