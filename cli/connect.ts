@@ -1,41 +1,29 @@
-import { join } from 'node:path';
 import { ConfigError, loadConfig, type Config } from '../server/config.js';
-import { initDatabase, type Database } from '../server/db.js';
-import {
-  embeddedDatabaseUrl,
-  isEmbeddedDatabaseRunning,
-  startEmbeddedDatabase,
-  type EmbeddedDatabase,
-} from '../server/embedded-db.js';
+import type { Database } from '../server/db.js';
 import { ValidationError } from '../server/errors.js';
+import { openServiceDatabase } from './database.js';
 
-/**
- * Runs `work` against the service's database, found as the service finds it: DATABASE_URL; else the embedded cluster
- * under DATA_DIR, reached on EMBEDDED_PG_PORT while a service runs it, started (and stopped again) otherwise.
- */
-export async function withDatabase(work: (db: Database, config: Config) => Promise<number>): Promise<number> {
-  let config: Config;
+/** The configuration, or null after printing why it is invalid. */
+export function loadCliConfig(): Config | null {
   try {
-    config = loadConfig(process.env);
+    return loadConfig(process.env);
   } catch (error) {
     if (error instanceof ConfigError) {
       process.stderr.write(`request-token: invalid configuration: ${error.message}\n`);
-      return 1;
+      return null;
     }
     throw error;
   }
-  let embedded: EmbeddedDatabase | null = null;
-  let url = config.databaseUrl;
-  if (!url) {
-    const dir = join(config.dataDir, 'pg');
-    if (await isEmbeddedDatabaseRunning(dir)) {
-      url = embeddedDatabaseUrl(config.embeddedPgPort);
-    } else {
-      embedded = await startEmbeddedDatabase({ dir, port: config.embeddedPgPort });
-      url = embedded.url;
-    }
-  }
-  const db = await initDatabase(url, { ...config, dbPoolSize: 2 });
+}
+
+/**
+ * Runs `work` against the service's database (found as the service finds it: see openServiceDatabase) and maps
+ * expected failures to exit statuses: 1 for bad configuration, 2 for bad input or a missing record.
+ */
+export async function withDatabase(work: (db: Database, config: Config) => Promise<number>): Promise<number> {
+  const config = loadCliConfig();
+  if (!config) return 1;
+  const { db, close } = await openServiceDatabase(config);
   try {
     return await work(db, config);
   } catch (error) {
@@ -49,8 +37,7 @@ export async function withDatabase(work: (db: Database, config: Config) => Promi
     }
     throw error;
   } finally {
-    await db.close();
-    await embedded?.stop();
+    await close();
   }
 }
 

