@@ -1,5 +1,6 @@
 import { defineConfig } from '@mikro-orm/postgresql';
 import { Migrator } from '@mikro-orm/migrations';
+import { ApiClient } from './server/entities/api-client.js';
 import { ApiKey } from './server/entities/api-key.js';
 import { RequestToken } from './server/entities/request-token.js';
 import { RequestTokenLog } from './server/entities/request-token-log.js';
@@ -12,7 +13,7 @@ import { migrationsList } from './server/migrations/index.js';
 export function ormOptions(clientUrl: string | undefined, poolSize = 10) {
   return defineConfig({
     clientUrl,
-    entities: [RequestToken, RequestTokenLog, ApiKey],
+    entities: [RequestToken, RequestTokenLog, ApiKey, ApiClient],
     extensions: [Migrator],
     discovery: { warnWhenNoEntities: true },
     pool: { min: 0, max: poolSize },

@@ -56,7 +56,8 @@ async function redeem(input: any) {
   const values = [claims.jti, input.scope, null, null, '{}', input.userId ?? null, input.clientIp ?? null,
     input.userAgent ?? null, 0];
   // No idempotency key ($10, $11): the service's statement then writes no key row either.
-  const used = await pool.query({ name: 'redeem', text: REDEEM_SQL, values: [...values, null, null] });
+  // No idempotency key ($10, $11), an admin key's tenant ($12: null, every client's tokens), as the service's.
+  const used = await pool.query({ name: 'redeem', text: REDEEM_SQL, values: [...values, null, null, null] });
   if (used.rows[0]) {
     const row = used.rows[0];
     return {
@@ -68,7 +69,7 @@ async function redeem(input: any) {
       token: token(row),
     };
   }
-  const refused = await pool.query({ name: 'refuse', text: REFUSE_SQL, values });
+  const refused = await pool.query({ name: 'refuse', text: REFUSE_SQL, values: [...values, null] });
   return { code: refused.rows[0]?.error_code, logId: String(refused.rows[0]?.id) };
 }
 
@@ -77,7 +78,9 @@ async function issue(input: any) {
   const { rows } = await pool.query({
     name: 'issue-token',
     text: ISSUE_SQL,
-    values: [input.scope, null, null, null, null, input.userId ?? null, 'NONE', null, input.maxUses ?? 1, null, null, 10],
+    // The default client ('1') and the default key id, as the service issues for an admin key.
+    values: [input.scope, null, null, null, null, input.userId ?? null, 'NONE', null, input.maxUses ?? 1, null, null, 10,
+      '1', 'default'],
   });
   const row = rows[0];
   const claims: Record<string, unknown> = { jti: String(row.id), sub: row.scope, mod: 'n', max: row.max_uses,

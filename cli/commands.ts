@@ -1,5 +1,9 @@
+import { clientsCreate, clientsList } from './clients.js';
 import { issue } from './issue.js';
 import { keygen } from './keygen.js';
+import { logsTruncate } from './logs-truncate.js';
+import { keysCreate, keysList, keysRevoke } from './keys.js';
+import { signingKeysList, signingKeysRetire, signingKeysRotate } from './signing-keys.js';
 
 export interface Command {
   /** One or more words, e.g. "keygen" or "logs truncate". */
@@ -9,4 +13,16 @@ export interface Command {
   run(args: string[], all: string[]): Promise<number>;
 }
 
-export const commands: Command[] = [keygen, issue];
+export const commands: Command[] = [
+  keygen,
+  clientsCreate,
+  clientsList,
+  keysCreate,
+  keysList,
+  keysRevoke,
+  signingKeysRotate,
+  signingKeysList,
+  signingKeysRetire,
+  logsTruncate,
+  issue,
+];

@@ -1,5 +1,6 @@
 import SchemaBuilder from '@pothos/core';
 import ErrorsPlugin from '@pothos/plugin-errors';
+import './input-screen.js';
 import type { Context } from '../server/context.js';
 
 /** The schema builder and its plugins; the types live one file each beside it. */
@@ -12,7 +13,8 @@ export const builder = new SchemaBuilder<{
     ID: { Input: string; Output: string };
   };
 }>({
-  plugins: [ErrorsPlugin],
+  // Order matters: input screening runs inside the errors plugin, so its ValidationError becomes a union member.
+  plugins: [ErrorsPlugin, 'inputScreen'],
   defaultFieldNullability: false,
   errors: { directResult: true },
 });

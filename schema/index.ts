@@ -7,6 +7,15 @@ import './request-token-log.js';
 import './redemption.js';
 import './inspection.js';
 import './request-token-bulk.js';
+import './usage-stats.js';
+import './token-lookup.js';
+import './token-revocation.js';
+import './log-retention.js';
+import './viewer.js';
+import './api-client.js';
+import './api-key.js';
+import './signing-key.js';
+import './privacy.js';
 
 export const schema = builder.toSchema();
 

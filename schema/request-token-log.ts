@@ -23,7 +23,7 @@ function tokenLoader(ctx: Context) {
           const ids: string[] = [];
           const result = new Promise<void>((resolve) => process.nextTick(resolve)).then(() => {
             batch = null;
-            return getTokens(ctx.pool, ids);
+            return getTokens(ctx.pool, ids, ctx.tenant);
           });
           batch = { ids, result };
         }
@@ -79,7 +79,7 @@ builder.objectField(RequestTokenRef, 'logs', (t) =>
     type: RequestTokenLogConnection,
     args: { first: t.arg.int(), after: t.arg.string() },
     resolve: (token, { first, after }, ctx) =>
-      asQueryError(() => listLogs(ctx.pool, { tokenId: token.id }, { first, after })),
+      asQueryError(() => listLogs(ctx.pool, { tokenId: token.id }, { first, after }, ctx.tenant)),
   }),
 );
 
@@ -101,7 +101,12 @@ builder.queryField('requestTokenLogs', (t) =>
     args: { filter: t.arg({ type: RequestTokenLogFilter }), first: t.arg.int(), after: t.arg.string() },
     resolve: (_root, { filter, first, after }, ctx) =>
       asQueryError(() =>
-        listLogs(ctx.pool, { ...filter, tokenId: filter?.tokenId == null ? null : String(filter.tokenId) }, { first, after }),
+        listLogs(
+          ctx.pool,
+          { ...filter, tokenId: filter?.tokenId == null ? null : String(filter.tokenId) },
+          { first, after },
+          ctx.tenant,
+        ),
       ),
   }),
 );
@@ -131,11 +136,11 @@ builder.mutationField('recordResponseStatus', (t) =>
     resolve: async (_root, { input }, ctx) => {
       // A refusal's row may still sit in the batched writer's queue.
       await ctx.refusalLog.settle(String(input.redemptionId));
-      const log = await recordResponseStatus(ctx.pool, {
-        redemptionId: String(input.redemptionId),
-        statusCode: input.statusCode,
-        releaseUse: input.releaseUse,
-      });
+      const log = await recordResponseStatus(
+        ctx.pool,
+        { redemptionId: String(input.redemptionId), statusCode: input.statusCode, releaseUse: input.releaseUse },
+        ctx.tenant,
+      );
       return { log };
     },
   }),

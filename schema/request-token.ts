@@ -80,12 +80,12 @@ builder.queryFields((t) => ({
     type: RequestTokenRef,
     nullable: true,
     args: { id: t.arg.id({ required: true }) },
-    resolve: (_root, { id }, ctx) => getToken(ctx.pool, String(id)),
+    resolve: (_root, { id }, ctx) => getToken(ctx.pool, String(id), ctx.tenant),
   }),
   requestTokens: t.field({
     type: RequestTokenConnection,
     args: { filter: t.arg({ type: RequestTokenFilter }), first: t.arg.int(), after: t.arg.string() },
-    resolve: (_root, { filter, first, after }, ctx) => asQueryError(() => listTokens(ctx.pool, filter ?? {}, { first, after })),
+    resolve: (_root, { filter, first, after }, ctx) => asQueryError(() => listTokens(ctx.pool, filter ?? {}, { first, after }, ctx.tenant)),
   }),
 }));
 
@@ -104,6 +104,9 @@ export const CreateRequestTokenInput = builder.inputType('CreateRequestTokenInpu
     expiresAt: t.field({ type: DateTime }),
     notBefore: t.field({ type: DateTime }),
     data: t.field({ type: JSONScalar }),
+    clientId: t.id({
+      description: 'Admin keys only: the client that will own the token (default: the "default" client, id 1).',
+    }),
   }),
 });
 
@@ -127,12 +130,13 @@ builder.mutationFields((t) => ({
     type: CreateRequestTokenSuccess,
     errors: { types: [ValidationError], union: { name: 'CreateRequestTokenResult' } },
     args: { input: t.arg({ type: CreateRequestTokenInput, required: true }) },
-    resolve: (_root, { input }, ctx) => issueToken(ctx, input),
+    resolve: (_root, { input }, ctx) =>
+      issueToken(ctx, { ...input, clientId: input.clientId == null ? null : String(input.clientId) }),
   }),
   revokeRequestToken: t.field({
     type: RevokeRequestTokenSuccess,
     errors: { types: [NotFoundError], union: { name: 'RevokeRequestTokenResult' } },
     args: { id: t.arg.id({ required: true }) },
-    resolve: async (_root, { id }, ctx) => ({ token: await revokeToken(ctx.pool, String(id)) }),
+    resolve: async (_root, { id }, ctx) => ({ token: await revokeToken(ctx.pool, String(id), ctx.tenant) }),
   }),
 }));

@@ -1,11 +1,17 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { GraphQLError } from 'graphql';
-import { createYoga } from 'graphql-yoga';
+import { EnvelopArmor } from '@escape.tech/graphql-armor';
+import { GraphQLError, NoSchemaIntrospectionCustomRule } from 'graphql';
+import { createYoga, type Plugin } from 'graphql-yoga';
 import { schema } from '../schema/index.js';
+import { createAuthorizer } from './authorization.js';
 import { createContext, type Context, type Services } from './context.js';
 import { TRANSIENT_MESSAGES, transientReason } from './db-errors.js';
+import { handleDashboard } from './dashboard.js';
+import { renderGraphiQL } from '@graphql-yoga/render-graphiql';
+import { graphiqlTabs } from './graphiql-dashboard-tabs.js';
 import { graphiqlExample } from './graphiql-example.js';
+import { createRateLimiter } from './rate-limit.js';
 import { createFastPath } from './graphql-fast-path.js';
 
 export interface App {
@@ -21,9 +27,45 @@ function unauthenticated(message: string): GraphQLError {
   return new GraphQLError(message, { extensions: { code: 'UNAUTHENTICATED', http: { status: 401 } } });
 }
 
+/**
+ * The GraphQL edge's own protections. graphql-armor limits depth, aliases, directives, tokens and cost (fragments
+ * flattened, so they cannot hide depth) and removes field suggestions; introspection is off unless configured; every
+ * selected field is checked against the caller's permissions (server/authorization.ts) before anything executes.
+ */
+function edgePlugins(services: Services, authorize: ReturnType<typeof createAuthorizer>): Plugin<Context>[] {
+  const armor = new EnvelopArmor({
+    maxDepth: { n: 10, flattenFragments: true, ignoreIntrospection: true },
+    maxAliases: { n: 10 },
+    maxDirectives: { n: 10 },
+    maxTokens: { n: 2000 },
+    costLimit: { maxCost: 5000, flattenFragments: true, ignoreIntrospection: true },
+    blockFieldSuggestion: { enabled: true },
+  });
+  const plugins: Plugin<Context>[] = [...(armor.protect().plugins as Plugin<Context>[])];
+  if (!services.config.introspection) {
+    plugins.push({ onValidate: ({ addValidationRule }) => addValidationRule(NoSchemaIntrospectionCustomRule) });
+  }
+  plugins.push({
+    onExecute({ args, setResultAndStopExecution }) {
+      const error = authorize(args.schema, args.document, (args.contextValue as Context).caller);
+      if (error) setResultAndStopExecution({ errors: [error] });
+    },
+  });
+  return plugins;
+}
+
+function refuse(res: ServerResponse, status: number, code: string, message: string): void {
+  res.writeHead(status, { 'content-type': 'application/json', connection: 'close' });
+  res.end(JSON.stringify({ errors: [{ message, extensions: { code } }] }));
+}
+
+// Content types a browser may send cross-site without a preflight: a GraphQL POST must not use them (CSRF).
+const SIMPLE_CONTENT_TYPES = /^(text\/plain|application\/x-www-form-urlencoded|multipart\/form-data)\b/i;
+
 export function createApp(services: Services): App {
-  const { log } = services;
+  const { log, config } = services;
   let stopping = false;
+  const limiter = createRateLimiter();
 
   // Deliberate GraphQL errors pass; anything else is logged in full and reaches the client as an opaque error.
   const maskError = (error: unknown, message: string) => {
@@ -44,21 +86,38 @@ export function createApp(services: Services): App {
     log.error('unexpected error while serving a request', original ?? error);
     return new GraphQLError(message, { extensions: { code: 'INTERNAL_SERVER_ERROR' } });
   };
-  /** The caller's context, or null when the Authorization header holds no valid API key. */
+  /**
+   * The caller's context, or null when the Authorization header holds no valid API key. Throws the 429 of a caller
+   * over its rate limit.
+   */
   const contextFor = async (header: string | null | undefined): Promise<Context | null> => {
     const match = header ? /^Bearer\s+(\S+)$/i.exec(header) : null;
     const caller = match ? await services.authenticator.authenticate(() => services.orm.em.fork(), match[1]) : null;
-    return caller ? createContext(services, caller) : null;
+    if (!caller) return null;
+    const retryAfter = limiter.take(caller.keyId, caller.rateLimitPerMinute ?? config.rateLimitPerMinute);
+    if (retryAfter !== null) {
+      throw new GraphQLError('Too many requests for this API key; retry later.', {
+        extensions: { code: 'RATE_LIMITED', http: { status: 429, headers: { 'retry-after': String(retryAfter) } } },
+      });
+    }
+    return createContext(services, caller);
   };
+  const authorize = createAuthorizer();
 
   const yoga = createYoga<{ req: IncomingMessage; res: ServerResponse }, Context>({
     schema,
     graphqlEndpoint: '/graphql',
     landingPage: false,
     logging: false,
-    graphiql: {
+    batching: false,
+    plugins: edgePlugins(services, authorize),
+    // GraphiQL needs introspection: it is offered where introspection is. Its page and assets are inlined from the
+    // package (no CDN), so it works offline like the dashboard.
+    renderGraphiQL,
+    graphiql: config.introspection && {
       title: 'request-token',
       defaultQuery: graphiqlExample,
+      defaultTabs: graphiqlTabs,
       headers: JSON.stringify({ Authorization: 'Bearer <your API key: see DATA_DIR/admin-api-key>' }, null, 2),
     },
     maskedErrors: { maskError },
@@ -76,7 +135,22 @@ export function createApp(services: Services): App {
   const fastPath =
     mode === 'off'
       ? null
-      : createFastPath({ schema, yoga, fallback: yogaHandler, context: contextFor, maskError, jit: mode === 'jit' });
+      : createFastPath({
+          schema,
+          yoga,
+          fallback: yogaHandler,
+          context: contextFor,
+          maskError,
+          jit: mode === 'jit',
+          // The edge's rules, exactly: parse and validate through Yoga's plugins (graphql-armor's limits, the
+          // introspection rule), and the same per-field permission check before anything executes.
+          parseAndValidate: (query) => {
+            const enveloped = yoga.getEnveloped({});
+            const document = enveloped.parse(query);
+            return { document, errors: enveloped.validate(enveloped.schema, document) };
+          },
+          authorize: (document, context) => authorize(schema, document, context.caller),
+        });
 
   const inFlight = new Set<ServerResponse>();
   const server = createServer((req, res) => {
@@ -91,6 +165,24 @@ export function createApp(services: Services): App {
       });
       return;
     }
+    if (path === '/.well-known/jwks.json' && (req.method === 'GET' || req.method === 'HEAD')) {
+      // Public keys only (asymmetric keys that still verify), so client backends can check signatures offline.
+      res.writeHead(200, { 'content-type': 'application/jwk-set+json', 'cache-control': 'public, max-age=300' });
+      res.end(req.method === 'HEAD' ? undefined : JSON.stringify(services.codec.ring.jwks()));
+      return;
+    }
+    if (path === '/graphql' && req.method !== 'GET' && req.method !== 'HEAD' && req.method !== 'OPTIONS') {
+      const length = req.headers['content-length'];
+      if (length === undefined) {
+        if (req.headers['transfer-encoding']) return refuse(res, 411, 'LENGTH_REQUIRED', 'Send a Content-Length.');
+      } else if (!/^\d+$/.test(length) || Number(length) > config.maxBodyBytes) {
+        return refuse(res, 413, 'PAYLOAD_TOO_LARGE', `Request bodies are limited to ${config.maxBodyBytes} bytes.`);
+      }
+      if (SIMPLE_CONTENT_TYPES.test(req.headers['content-type'] ?? 'text/plain')) {
+        return refuse(res, 415, 'UNSUPPORTED_MEDIA_TYPE', 'Send GraphQL requests as application/json.');
+      }
+    }
+    if (path && handleDashboard(req, res, path)) return;
     if (path === '/' && req.method === 'GET') {
       res.writeHead(302, { location: '/graphql' });
       res.end();

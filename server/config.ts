@@ -1,4 +1,5 @@
 import { resolve } from 'node:path';
+import { CLIENT_IP_STORAGE, type ClientIpStorage } from './privacy.js';
 
 /** Everything the service reads from its environment, validated once at start-up. */
 export interface Config {
@@ -35,6 +36,20 @@ export interface Config {
   graphqlFastPath: 'jit' | 'on' | 'off';
   /** How often refusals that cannot be tied to a token are written, in batches, to the log. */
   refusalLogFlushMs: number;
+  /**
+   * Encrypts signing keys at rest (AES-256-GCM). Null: a key derived from the signing secret (set a separate one in
+   * production, so that a leaked secret does not also open the stored keys).
+   */
+  keyEncryptionKey: string | null;
+  /** How client IPs are kept in the log. */
+  clientIpStorage: ClientIpStorage;
+  clientIpHashSalt: string | null;
+  /** Requests per minute per API key (a key's own limit wins); 0: unlimited. */
+  rateLimitPerMinute: number;
+  /** Larger request bodies are answered 413 before they are read. */
+  maxBodyBytes: number;
+  /** Introspection (and GraphiQL, which needs it): on outside production unless configured. */
+  introspection: boolean;
 }
 
 export class ConfigError extends Error {
@@ -95,6 +110,17 @@ export function loadConfig(env: Env = process.env): Config {
     if (!adminKey) throw new ConfigError('REQUEST_TOKEN_ADMIN_KEY', 'is required when NODE_ENV=production');
   }
 
+  const keyEncryptionKey = env.REQUEST_TOKEN_KEY_ENCRYPTION_KEY || null;
+  if (keyEncryptionKey !== null && Buffer.byteLength(keyEncryptionKey, 'utf8') < MIN_SECRET_BYTES) {
+    throw new ConfigError('REQUEST_TOKEN_KEY_ENCRYPTION_KEY', `must be at least ${MIN_SECRET_BYTES} bytes long`);
+  }
+  const clientIpStorage = oneOf(env, 'CLIENT_IP_STORAGE', CLIENT_IP_STORAGE, 'full');
+  const clientIpHashSalt = env.CLIENT_IP_HASH_SALT || null;
+  if (clientIpStorage === 'hashed' && (clientIpHashSalt === null || clientIpHashSalt.length < 16)) {
+    throw new ConfigError('CLIENT_IP_HASH_SALT', 'must be at least 16 characters when CLIENT_IP_STORAGE=hashed');
+  }
+  const introspectionRaw = oneOf(env, 'GRAPHQL_INTROSPECTION', ['true', 'false'] as const, nodeEnv === 'production' ? 'false' : 'true');
+
   const host = env.HOST?.trim() || '127.0.0.1';
   const sessionTokenExpiryMinutes = intVar(env, 'SESSION_TOKEN_EXPIRY_MINUTES', 10, 1, 60 * 24 * 365);
   const dbStatementTimeoutMs = intVar(env, 'DB_STATEMENT_TIMEOUT_MS', 5_000, 100, 600_000);
@@ -124,5 +150,11 @@ export function loadConfig(env: Env = process.env): Config {
     logLevel: oneOf(env, 'LOG_LEVEL', ['debug', 'info', 'warn', 'error', 'silent'] as const, 'info'),
     graphqlFastPath: oneOf(env, 'GRAPHQL_FAST_PATH', ['jit', 'on', 'off'] as const, 'jit'),
     refusalLogFlushMs: intVar(env, 'REFUSAL_LOG_FLUSH_MS', 250, 10, 600_000),
+    keyEncryptionKey,
+    clientIpStorage,
+    clientIpHashSalt,
+    rateLimitPerMinute: intVar(env, 'RATE_LIMIT_PER_MINUTE', 0, 0, 100_000_000),
+    maxBodyBytes: intVar(env, 'MAX_BODY_BYTES', 256 * 1024, 1024, 100 * 1024 * 1024),
+    introspection: introspectionRaw === 'true',
   };
 }

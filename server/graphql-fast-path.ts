@@ -41,6 +41,10 @@ export interface FastPathOptions<TContext> {
   cacheSize?: number;
   /** Run operations compiled by graphql-jit (else with Yoga's executor). */
   jit?: boolean;
+  /** Parses and validates as Yoga does (its plugins' rules included); throws on a syntax error. */
+  parseAndValidate?: (query: string) => { document: DocumentNode; errors: readonly GraphQLError[] };
+  /** Yoga's per-request check before execution: an error stops the operation, as `setResultAndStopExecution`. */
+  authorize?: (document: DocumentNode, context: TContext) => GraphQLError | null;
 }
 
 const MASKED_MESSAGE = 'Unexpected error.';
@@ -127,8 +131,13 @@ export function createFastPath<TContext>(options: FastPathOptions<TContext>) {
     if (hit !== undefined) return hit;
     let entry: CachedDocument | null = null;
     try {
-      const document = parse(query);
-      if (validate(schema, document, specifiedRules).length === 0) entry = { document, compiled: new Map() };
+      if (options.parseAndValidate) {
+        const { document, errors } = options.parseAndValidate(query);
+        if (errors.length === 0) entry = { document, compiled: new Map() };
+      } else {
+        const document = parse(query);
+        if (validate(schema, document, specifiedRules).length === 0) entry = { document, compiled: new Map() };
+      }
     } catch {
       entry = null;
     }
@@ -175,6 +184,7 @@ export function createFastPath<TContext>(options: FastPathOptions<TContext>) {
     if (contextValue === null) return handOver(req, res, body);
 
     const name = (operationName as string | null) ?? undefined;
+    const refused = options.authorize?.(cached.document, contextValue) ?? null;
     let compiled = cached.compiled.get(name);
     if (compiled === undefined && options.jit) {
       const attempt = compileQuery(schema, cached.document, name);
@@ -189,10 +199,12 @@ export function createFastPath<TContext>(options: FastPathOptions<TContext>) {
         operationName: name,
         contextValue,
       })) as ExecutionResult;
-    let result = compiled
-      ? ((await compiled.query(undefined, contextValue, (variables as Record<string, unknown> | null) ?? {})) as ExecutionResult)
-      : await execute();
-    if (compiled && result.errors?.length) {
+    let result = refused
+      ? ({ errors: [refused] } as ExecutionResult)
+      : compiled
+        ? ((await compiled.query(undefined, contextValue, (variables as Record<string, unknown> | null) ?? {})) as ExecutionResult)
+        : await execute();
+    if (!refused && compiled && result.errors?.length) {
       // graphql-jit words variable errors its own way and reports some field errors without locations. Without
       // `data` nothing ran (the variables were refused), and a query has no side effects: run those again with
       // Yoga's executor for the exact answer. A mutation cannot run twice: its errors get the locations graphql-js

@@ -1,7 +1,8 @@
-import { createHmac, createSecretKey, timingSafeEqual, type KeyObject } from 'node:crypto';
-import { compactVerify, errors as joseErrors } from 'jose';
+import { SignJWT, compactVerify, errors as joseErrors } from 'jose';
 import type { LoginMode } from './entities/request-token.js';
+import { DEFAULT_KID, KID_PATTERN, staticKeyRing, type KeyRing } from './signing-keys.js';
 
+/** The algorithm of the default key (REQUEST_TOKEN_SECRET). */
 export const JWT_ALGORITHM = 'HS256';
 /** Longer input is refused before any decoding. */
 export const MAX_JWT_LENGTH = 4096;
@@ -24,63 +25,99 @@ export interface TokenClaims {
 }
 
 export type VerifyResult =
-  | { ok: true; claims: TokenClaims }
+  | { ok: true; claims: TokenClaims; kid: string }
   | { ok: false; code: 'TOKEN_MALFORMED' | 'TOKEN_SIGNATURE_INVALID' };
 
 export interface JwtCodec {
-  sign(claims: TokenClaims): Promise<string>;
+  /**
+   * Signs with key `kid` while it is usable, else with the active key. `kid` null: a token from before the key ring,
+   * signed with the default key and no kid header, exactly as it was first issued.
+   */
+  sign(claims: TokenClaims, kid?: string | null): Promise<string>;
   /** Checks shape and signature only; time, scope and use checks belong to redemption, against the database. */
   verify(jwt: string): Promise<VerifyResult>;
+  /** The kid new tokens are signed with. */
+  activeKid(): string;
+  ring: KeyRing;
 }
 
 const MODES: Record<LoginMode, TokenClaims['mod']> = { NONE: 'n', REQUEST: 'r', SESSION: 's' };
 export const modeClaim = (mode: LoginMode) => MODES[mode];
 
 const JWS_SHAPE = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/;
+/** The only header parameters we write, so the only ones we accept: no jwk, jku, x5u, x5c, crit, b64… */
+const HEADER_PARAMS = new Set(['alg', 'typ', 'kid']);
 
-/** The protected header of every token we issue, as it appears in the JWT (jose writes the same bytes). */
-const HEADER_SEGMENT = Buffer.from(JSON.stringify({ alg: JWT_ALGORITHM, typ: 'JWT' })).toString('base64url');
+interface Header {
+  alg: string;
+  kid: string | undefined;
+}
 
-const hs256 = (key: KeyObject, signingInput: string) => createHmac('sha256', key).update(signingInput).digest();
+/** Parses and screens a JWS header; a string says what is wrong with it. */
+function parseHeader(segment: string): Header | 'TOKEN_MALFORMED' | 'TOKEN_SIGNATURE_INVALID' {
+  let value: unknown;
+  try {
+    value = JSON.parse(Buffer.from(segment, 'base64url').toString('utf8'));
+  } catch {
+    return 'TOKEN_MALFORMED';
+  }
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return 'TOKEN_MALFORMED';
+  const h = value as Record<string, unknown>;
+  for (const name of Object.keys(h)) if (!HEADER_PARAMS.has(name)) return 'TOKEN_MALFORMED';
+  if (typeof h.alg !== 'string') return 'TOKEN_MALFORMED';
+  if (h.typ !== undefined && h.typ !== 'JWT') return 'TOKEN_MALFORMED';
+  if (h.kid !== undefined && typeof h.kid !== 'string') return 'TOKEN_MALFORMED';
+  // A kid that no key of ours can have is an unknown key: no lookup, no reload.
+  if (typeof h.kid === 'string' && !KID_PATTERN.test(h.kid)) return 'TOKEN_SIGNATURE_INVALID';
+  return { alg: h.alg, kid: h.kid };
+}
 
 /**
- * HS256 keyed with the UTF-8 bytes of the secret. Tokens carrying the header we issue are signed and checked with
- * node:crypto's HMAC (synchronous, several times faster than Web Crypto, and without an error object per refusal);
- * the bytes are the ones jose produces (JSON of the claims in the same order). Any other header goes through jose's
- * compactVerify, which applies the JWS rules (alg allow-list, crit, …) with the key imported once as a CryptoKey.
+ * Signs and verifies with the key ring. Keys are CryptoKeys imported once per kid (twice as fast as raw bytes, which
+ * jose imports per call). A plain secret gives a ring of the default HS256 key alone.
  */
-export async function createJwtCodec(secret: string): Promise<JwtCodec> {
-  const raw = new TextEncoder().encode(secret);
-  const hmacKey = createSecretKey(raw);
-  const cryptoKey = await crypto.subtle.importKey('raw', raw, { name: 'HMAC', hash: 'SHA-256' }, false, ['verify']);
+export async function createJwtCodec(source: string | KeyRing): Promise<JwtCodec> {
+  const ring = typeof source === 'string' ? await staticKeyRing(source) : source;
+  // Headers repeat (one per key), so screened ones are remembered; the cache holds only accepted headers.
+  const headers = new Map<string, Header>();
+
   return {
-    async sign(claims) {
-      const signingInput = `${HEADER_SEGMENT}.${Buffer.from(JSON.stringify({ ...claims })).toString('base64url')}`;
-      return `${signingInput}.${hs256(hmacKey, signingInput).toString('base64url')}`;
+    ring,
+    activeKid: () => ring.active().kid,
+    sign(claims, kid) {
+      let key = kid === undefined ? undefined : ring.get(kid ?? DEFAULT_KID);
+      if (!key || key.state === 'retired' || !key.signKey) key = ring.active();
+      const header =
+        kid === null && key.kid === DEFAULT_KID
+          ? { alg: key.alg, typ: 'JWT' }
+          : { alg: key.alg, typ: 'JWT', kid: key.kid };
+      return new SignJWT({ ...claims }).setProtectedHeader(header).sign(key.signKey!);
     },
     async verify(jwt) {
       if (jwt.length > MAX_JWT_LENGTH || !JWS_SHAPE.test(jwt)) return { ok: false, code: 'TOKEN_MALFORMED' };
+      const segment = jwt.slice(0, jwt.indexOf('.'));
+      let header = headers.get(segment);
+      if (!header) {
+        const parsed = parseHeader(segment);
+        if (typeof parsed === 'string') return { ok: false, code: parsed };
+        header = parsed;
+        if (headers.size < 256) headers.set(segment, header);
+      }
+      // The key comes from our ring only; tokens without a kid are the default key's (issued before rotation).
+      const kid = header.kid ?? DEFAULT_KID;
+      // Known keys synchronously: no extra await on the hot path; an unknown kid may reload the ring (throttled).
+      const key = ring.get(kid) ?? (await ring.lookup(kid));
+      if (!key || key.state === 'retired' || header.alg !== key.alg) return { ok: false, code: 'TOKEN_SIGNATURE_INVALID' };
       let payload: Uint8Array;
-      const firstDot = jwt.indexOf('.');
-      if (jwt.slice(0, firstDot) === HEADER_SEGMENT) {
-        const lastDot = jwt.lastIndexOf('.');
-        const expected = hs256(hmacKey, jwt.slice(0, lastDot));
-        const given = Buffer.from(jwt.slice(lastDot + 1), 'base64url');
-        if (given.length !== expected.length || !timingSafeEqual(given, expected)) {
-          return { ok: false, code: 'TOKEN_SIGNATURE_INVALID' };
-        }
-        payload = Buffer.from(jwt.slice(firstDot + 1, lastDot), 'base64url');
-      } else {
-        try {
-          ({ payload } = await compactVerify(jwt, cryptoKey, { algorithms: [JWT_ALGORITHM] }));
-        } catch (error) {
-          if (error instanceof joseErrors.JWSInvalid) return { ok: false, code: 'TOKEN_MALFORMED' };
-          if (error instanceof joseErrors.JOSEError) return { ok: false, code: 'TOKEN_SIGNATURE_INVALID' };
-          throw error;
-        }
+      try {
+        ({ payload } = await compactVerify(jwt, key.verifyKey, { algorithms: [key.alg] }));
+      } catch (error) {
+        if (error instanceof joseErrors.JWSInvalid) return { ok: false, code: 'TOKEN_MALFORMED' };
+        if (error instanceof joseErrors.JOSEError) return { ok: false, code: 'TOKEN_SIGNATURE_INVALID' };
+        throw error;
       }
       const claims = parseClaims(payload);
-      return claims ? { ok: true, claims } : { ok: false, code: 'TOKEN_MALFORMED' };
+      return claims ? { ok: true, claims, kid: key.kid } : { ok: false, code: 'TOKEN_MALFORMED' };
     },
   };
 }

@@ -11,6 +11,7 @@ import { createLogger } from './logger.js';
 import { createAuthenticator } from './services/api-keys.js';
 import { pruneIdempotencyKeys } from './services/idempotency.js';
 import { createRefusalLog } from './services/refusal-log.js';
+import { loadKeyRing } from './signing-keys.js';
 
 /** The composition root: config → database → services → HTTP, and the reverse on SIGINT/SIGTERM. */
 async function main(): Promise<void> {
@@ -55,7 +56,9 @@ async function main(): Promise<void> {
       config,
       orm: db.orm,
       pool: db.pool,
-      codec: await createJwtCodec(secret),
+      codec: await createJwtCodec(
+        await loadKeyRing({ pool: db.pool, secret, encryptionKey: config.keyEncryptionKey ?? secret }),
+      ),
       authenticator: createAuthenticator(),
       log,
       refusalLog: createRefusalLog(db.pool, { flushMs: config.refusalLogFlushMs, onError: log.error }),

@@ -50,7 +50,7 @@ describe('createRequestToken', () => {
       notBefore,
       data: { secret: 'server-side only' },
     });
-    expect(decodeProtectedHeader(jwt)).toEqual({ alg: 'HS256', typ: 'JWT' });
+    expect(decodeProtectedHeader(jwt)).toEqual({ alg: 'HS256', typ: 'JWT', kid: 'default' });
     const claims = decodeJwt(jwt);
     expect(claims).toEqual({
       jti: token.id,

@@ -12,6 +12,10 @@ export const ApiKey = defineEntity({
     name: p.string().length(100),
     secretHash: p.string().length(64),
     permissions: p.array<Permission>(),
+    /** The tenant; null only for admin keys, which see every tenant. */
+    clientId: p.bigint('string').nullable(),
+    /** Requests per minute; null takes RATE_LIMIT_PER_MINUTE. */
+    rateLimitPerMinute: p.integer().nullable(),
     createdAt: p.datetime().defaultRaw('now()'),
     lastUsedAt: p.datetime().nullable(),
     expiresAt: p.datetime().nullable(),

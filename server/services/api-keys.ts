@@ -7,8 +7,21 @@ const ALPHANUMERIC = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz012345
 
 export interface Caller {
   keyId: string;
+  /** The key's tenant; null for admin keys. */
+  clientId: string | null;
   permissions: readonly Permission[];
+  /** Requests per minute allowed to this key; null: the server default. */
+  rateLimitPerMinute?: number | null;
 }
+
+/**
+ * The tenant a caller's reads and writes are confined to: its client, or null (every tenant) for admin keys.
+ * Service functions take this explicitly so that no query forgets it.
+ */
+export type Tenant = string | null;
+export const tenantOf = (caller: Caller): Tenant => (caller.permissions.includes('admin') ? null : caller.clientId);
+export const hasPermission = (caller: Caller, permission: Permission) =>
+  caller.permissions.includes('admin') || caller.permissions.includes(permission);
 
 export function generateApiKey(): { id: string; secret: string; key: string } {
   const id = Array.from(randomBytes(12), (b) => ALPHANUMERIC[b % ALPHANUMERIC.length]).join('');
@@ -26,7 +39,10 @@ export function parseApiKey(key: string): { id: string; secret: string } | null 
 export interface NewApiKey {
   name: string;
   permissions: Permission[];
+  /** Required unless the key is an admin key. */
+  clientId?: string | null;
   expiresAt?: Date | null;
+  rateLimitPerMinute?: number | null;
   /** A key chosen by the operator (REQUEST_TOKEN_ADMIN_KEY); generated when absent. */
   key?: string;
 }
@@ -37,12 +53,15 @@ export async function createApiKey(em: EntityManager, input: NewApiKey): Promise
   if (input.key && !parts) throw new Error('API key must look like rt_<id>_<secret>');
   const { id, secret, key } = parts ? { ...parts, key: input.key! } : generateApiKey();
   for (const p of input.permissions) if (!PERMISSIONS.includes(p)) throw new Error(`unknown permission ${p}`);
+  if (!input.clientId && !input.permissions.includes('admin')) throw new Error('a non-admin key needs a client');
   const apiKey = em.create(ApiKey, {
     id,
     name: input.name,
     secretHash: hashSecret(secret),
     permissions: input.permissions,
+    clientId: input.clientId ?? null,
     expiresAt: input.expiresAt ?? null,
+    rateLimitPerMinute: input.rateLimitPerMinute ?? null,
   });
   await em.flush();
   return { apiKey, key };
@@ -73,7 +92,12 @@ export function createAuthenticator(options: { ttlMs?: number } = {}) {
         const expected = Buffer.from(row.secretHash, 'hex');
         const actual = Buffer.from(hashSecret(parts.secret), 'hex');
         if (expected.length === actual.length && timingSafeEqual(expected, actual)) {
-          caller = { keyId: row.id, permissions: row.permissions };
+          caller = {
+            keyId: row.id,
+            clientId: row.clientId ?? null,
+            permissions: row.permissions,
+            rateLimitPerMinute: row.rateLimitPerMinute ?? null,
+          };
         }
       }
       if (cache.size > 10_000) cache.clear();

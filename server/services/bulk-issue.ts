@@ -1,4 +1,6 @@
+import { DEFAULT_CLIENT_ID } from '../entities/api-client.js';
 import { Issues } from '../errors.js';
+import { tenantOf } from './api-keys.js';
 import { parseHttpUrl, tokeniseUrl, urlParts } from '../target-url.js';
 import {
   checkAgainstNow,
@@ -22,15 +24,15 @@ const BULK_ISSUE_SQL = `with input as (
     select i.*, coalesce(i.expires_at, case when i.login_mode = 'SESSION' then now() + make_interval(mins => $12) end)
       as expiry
     from unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
-      $8::text[], $9::int[], $10::timestamptz[], $11::timestamptz[])
+      $8::text[], $9::int[], $10::timestamptz[], $11::timestamptz[], $13::bigint[])
       with ordinality as i(scope, target_url, target_host, target_path, target_params, user_id, login_mode, data,
-        max_uses, not_before, expires_at, n)
+        max_uses, not_before, expires_at, client_id, n)
   ), stored as (
     insert into request_token
       (scope, target_url, target_host, target_path, target_params, user_id, login_mode, data, max_uses, not_before,
-       expires_at)
+       expires_at, client_id, kid)
     select scope, target_url, target_host, target_path, target_params::jsonb, user_id, login_mode, data::jsonb,
-      max_uses, not_before, expiry
+      max_uses, not_before, expiry, client_id, $14::text
     from input
     where not exists (select 1 from input c where not (
       (c.expiry is null or c.expiry > now()) and (c.not_before is null or c.expiry is null or c.not_before < c.expiry)))
@@ -50,6 +52,22 @@ export async function issueTokens(deps: TokenDeps, inputs: IssueInput[]): Promis
     issues.throwIfAny();
   }
   inputs.forEach((input, i) => issues.list.push(...validateIssueInput(input, null, ['inputs', String(i)]).list));
+  // Tokens go into the caller's client; an admin key may name a client per input (as createRequestToken allows).
+  const tenant = tenantOf(deps.caller);
+  const named = [...new Set(inputs.flatMap((input) => (input.clientId != null ? [input.clientId] : [])))];
+  let known = new Set<string>();
+  if (named.length > 0 && tenant === null) {
+    const valid = named.filter((id) => /^\d{1,18}$/.test(id));
+    const { rows } = await deps.pool.query('select id::text from api_client where id = any($1::bigint[])', [valid]);
+    known = new Set(rows.map((r) => r.id as string));
+  } else if (tenant !== null) {
+    known = new Set([tenant]);
+  }
+  const clientIds = inputs.map((input, i) => {
+    if (input.clientId == null) return tenant ?? DEFAULT_CLIENT_ID;
+    if (!known.has(input.clientId)) issues.add(['inputs', String(i), 'clientId'], 'no such client');
+    return input.clientId;
+  });
   issues.throwIfAny();
   if (inputs.length === 0) return [];
 
@@ -71,7 +89,7 @@ export async function issueTokens(deps: TokenDeps, inputs: IssueInput[]): Promis
   const { rows } = await deps.pool.query({
     name: 'issue-tokens',
     text: BULK_ISSUE_SQL,
-    values: [...columns, deps.config.sessionTokenExpiryMinutes],
+    values: [...columns, deps.config.sessionTokenExpiryMinutes, clientIds, deps.codec.activeKid()],
   });
   if (rows.length !== inputs.length) {
     // A check against the present failed: say which, judged on the database clock.

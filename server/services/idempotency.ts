@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import type pg from 'pg';
 import { Issues } from '../errors.js';
 import { TOKEN_COLUMNS } from './tokens.js';
+import type { Tenant } from './api-keys.js';
 
 /**
  * Idempotency keys of successful redemptions. A key is scoped to one token: the same key on another token is another
@@ -31,7 +32,7 @@ export function fingerprint(parameters: RedemptionParameters): string {
 const REPLAY_SQL = `select k.fingerprint, k.log_id, tok.*
   from request_token_idempotency k
   cross join lateral (select ${TOKEN_COLUMNS} from request_token where id = k.token_id) tok
-  where k.token_id = $1 and k.key = $2`;
+  where k.token_id = $1 and k.key = $2 and ($3::bigint is null or tok.client_id = $3::bigint)`;
 
 /**
  * The token row (as it stands now) and log id of the redemption that used `key` on this token, or null. Throws a
@@ -42,8 +43,10 @@ export async function findReplay(
   tokenId: string,
   key: string,
   expected: string,
+  /** Another client's token has no replay, as it has no redemption. */
+  tenant: Tenant,
 ): Promise<Record<string, any> | null> {
-  const { rows } = await pool.query({ name: 'redeem-replay', text: REPLAY_SQL, values: [tokenId, key] });
+  const { rows } = await pool.query({ name: 'redeem-replay', text: REPLAY_SQL, values: [tokenId, key, tenant] });
   if (!rows[0]) return null;
   if (rows[0].fingerprint !== expected) {
     const issues = new Issues();

@@ -1,6 +1,7 @@
 import type { RejectionCode } from '../errors.js';
 import { TOKEN_COLUMNS, tokenFromRow, type TokenRecord } from './tokens.js';
 import { validateRedeemInput, VERDICT_CTE, type RedeemDeps } from './redeem.js';
+import { tenantOf } from './api-keys.js';
 
 export interface InspectInput {
   jwt: string;
@@ -49,6 +50,8 @@ export async function inspectToken(deps: RedeemDeps, input: InspectInput): Promi
       null,
       null,
       deps.config.clockToleranceSeconds,
+      // Another client's token inspects as TOKEN_NOT_FOUND, like at redemption.
+      tenantOf(deps.caller),
     ],
   });
   const row = rows[0];

@@ -2,6 +2,7 @@ import type pg from 'pg';
 import { Issues, NotFoundError, RequestTokenError } from '../errors.js';
 import type { ErrorCode } from '../errors.js';
 import { encodeCursor, pageWindow, type Page, type PageArgs } from '../paging.js';
+import type { Tenant } from './api-keys.js';
 
 export interface LogRecord {
   id: string;
@@ -46,7 +47,7 @@ export interface RecordStatusInput {
  * `releaseUse` the redemption's use goes back to the token, once: the log row keeps when (`released_at`), a second
  * release changes nothing, and the redemption's idempotency key is freed so a retry with it redeems afresh.
  */
-export async function recordResponseStatus(pool: pg.Pool, input: RecordStatusInput): Promise<LogRecord> {
+export async function recordResponseStatus(pool: pg.Pool, input: RecordStatusInput, tenant: Tenant): Promise<LogRecord> {
   const issues = new Issues();
   const validStatus = Number.isInteger(input.statusCode) && input.statusCode >= 100 && input.statusCode <= 599;
   if (!validStatus) issues.add(['input', 'statusCode'], 'must be an HTTP status code (100–599)');
@@ -55,25 +56,27 @@ export async function recordResponseStatus(pool: pg.Pool, input: RecordStatusInp
   }
   issues.throwIfAny();
   if (!isId(input.redemptionId)) throw new NotFoundError('Redemption');
-  if (input.releaseUse) return releaseUse(pool, input.redemptionId, input.statusCode);
+  if (input.releaseUse) return releaseUse(pool, input.redemptionId, input.statusCode, tenant);
   const { rows } = await pool.query({
     name: 'record-status',
-    text: `update request_token_log l set status_code = $2 where id = $1 returning ${LOG_COLUMNS}`,
-    values: [input.redemptionId, input.statusCode],
+    text: `update request_token_log l set status_code = $2
+      where id = $1 and ($3::bigint is null or client_id = $3::bigint) returning ${LOG_COLUMNS}`,
+    values: [input.redemptionId, input.statusCode, tenant],
   });
   if (!rows[0]) throw new NotFoundError('Redemption');
   return logFromRow(rows[0]);
 }
 
-async function releaseUse(pool: pg.Pool, id: string, statusCode: number): Promise<LogRecord> {
+async function releaseUse(pool: pg.Pool, id: string, statusCode: number, tenant: Tenant): Promise<LogRecord> {
   const client = await pool.connect();
   let broken: Error | undefined;
   try {
     await client.query('begin');
     // The row lock makes concurrent releases of one redemption take turns: only the first finds released_at null.
     const { rows } = await client.query(
-      'select token_id, error_code, released_at from request_token_log where id = $1 for update',
-      [id],
+      `select token_id, error_code, released_at from request_token_log
+       where id = $1 and ($2::bigint is null or client_id = $2::bigint) for update`,
+      [id, tenant],
     );
     if (!rows[0]) throw new NotFoundError('Redemption');
     if (rows[0].error_code !== null || rows[0].token_id === null) {
@@ -104,9 +107,12 @@ async function releaseUse(pool: pg.Pool, id: string, statusCode: number): Promis
   }
 }
 
-export async function getLog(pool: pg.Pool, id: string): Promise<LogRecord | null> {
+export async function getLog(pool: pg.Pool, id: string, tenant: Tenant): Promise<LogRecord | null> {
   if (!isId(id)) return null;
-  const { rows } = await pool.query(`select ${LOG_COLUMNS} from request_token_log l where id = $1`, [id]);
+  const { rows } = await pool.query(
+    `select ${LOG_COLUMNS} from request_token_log l where id = $1 and ($2::bigint is null or l.client_id = $2::bigint)`,
+    [id, tenant],
+  );
   return rows[0] ? logFromRow(rows[0]) : null;
 }
 
@@ -121,7 +127,12 @@ export interface LogFilter {
   until?: Date | null;
 }
 
-export async function listLogs(pool: pg.Pool, filter: LogFilter, args: PageArgs): Promise<Page<LogRecord>> {
+export async function listLogs(
+  pool: pg.Pool,
+  filter: LogFilter,
+  args: PageArgs,
+  tenant: Tenant,
+): Promise<Page<LogRecord>> {
   const issues = new Issues();
   const { limit, beforeId } = pageWindow(args, issues);
   if (filter.since && filter.until && filter.since > filter.until) issues.add(['filter', 'until'], 'must not be before since');
@@ -130,6 +141,7 @@ export async function listLogs(pool: pg.Pool, filter: LogFilter, args: PageArgs)
   const where: string[] = [];
   const values: unknown[] = [];
   const param = (v: unknown) => `$${values.push(v)}`;
+  if (tenant !== null) where.push(`l.client_id = ${param(tenant)}`);
   if (filter.tokenId != null) {
     // An id that cannot exist matches nothing rather than failing the cast.
     where.push(isId(filter.tokenId) ? `l.token_id = ${param(filter.tokenId)}` : 'false');

@@ -9,6 +9,8 @@ import { findReplay, fingerprint, isKeyConflict, MAX_IDEMPOTENCY_KEY_LENGTH } fr
 import { checkString, MAX_USER_AGENT_LENGTH, MAX_USER_ID_LENGTH } from '../validation.js';
 import type { RefusalLog } from './refusal-log.js';
 import { MAX_SCOPE_LENGTH, TOKEN_COLUMNS, tokenFromRow, type TokenRecord } from './tokens.js';
+import { tenantOf, type Caller } from './api-keys.js';
+import { storedClientIp } from '../privacy.js';
 
 export interface RedeemInput {
   jwt: string;
@@ -34,7 +36,9 @@ export interface Redemption {
 export interface RedeemDeps {
   pool: pg.Pool;
   codec: JwtCodec;
-  config: Pick<Config, 'clockToleranceSeconds'>;
+  config: Pick<Config, 'clockToleranceSeconds' | 'clientIpStorage' | 'clientIpHashSalt'>;
+  /** Only the caller's client's tokens redeem; another client's token is refused as TOKEN_NOT_FOUND. */
+  caller: Caller;
   refusalLog: RefusalLog;
 }
 
@@ -52,10 +56,11 @@ export const REDEEM_SQL = `with used as (
       and (target_host is null or (target_host = $3 and target_path = $4 and target_params <@ $5::jsonb))
       and ($6::text is null or user_id is null or user_id = $6)
       and used_to_date < max_uses
+      and ($12::bigint is null or client_id = $12::bigint)
     returning ${TOKEN_COLUMNS}
   ), log as (
-    insert into request_token_log (token_id, user_id, client_ip, user_agent)
-    select id, $6, $7, $8 from used
+    insert into request_token_log (token_id, user_id, client_ip, user_agent, client_id)
+    select id, $6, $7, $8, client_id from used
     returning id
   ), keyed as (
     insert into request_token_idempotency (token_id, key, fingerprint, log_id)
@@ -66,7 +71,7 @@ export const REDEEM_SQL = `with used as (
 // The refusal path: find the first failing check, in the documented order, and log it. Writes nothing when every
 // check passes (a concurrent change made the token redeemable again), so the caller retries the success path.
 export const VERDICT_CTE = `verdict as (
-    select t.id, case
+    select t.id, coalesce(t.client_id, $10::bigint) as client_id, case
       when t.id is null then 'TOKEN_NOT_FOUND'
       when t.revoked_at is not null then 'TOKEN_REVOKED'
       when t.not_before > now() + make_interval(secs => $9) then 'TOKEN_NOT_YET_VALID'
@@ -77,11 +82,12 @@ export const VERDICT_CTE = `verdict as (
       when $6::text is not null and t.user_id is not null and t.user_id <> $6 then 'AUDIENCE_MISMATCH'
       when t.used_to_date >= t.max_uses then 'MAX_USES_EXCEEDED'
     end as code
-    from (select 1) as one left join request_token t on t.id = $1
+    from (select 1) as one
+    left join request_token t on t.id = $1 and ($10::bigint is null or t.client_id = $10::bigint)
   )`;
 export const REFUSE_SQL = `with ${VERDICT_CTE}
-  insert into request_token_log (token_id, error_code, user_id, client_ip, user_agent)
-  select id, code, $6, $7, $8 from verdict where code is not null
+  insert into request_token_log (token_id, error_code, user_id, client_ip, user_agent, client_id)
+  select id, code, $6, $7, $8, client_id from verdict where code is not null
   returning id, token_id, error_code`;
 
 export function validateRedeemInput(input: RedeemInput): { requested: UrlParts | null; userAgent: string | null } {
@@ -98,7 +104,10 @@ export function validateRedeemInput(input: RedeemInput): { requested: UrlParts |
   if (input.idempotencyKey != null) {
     checkString(issues, ['input', 'idempotencyKey'], input.idempotencyKey, { min: 1, max: MAX_IDEMPOTENCY_KEY_LENGTH });
   }
-  if (input.clientIp != null && isIP(input.clientIp) === 0) issues.add(['input', 'clientIp'], 'must be an IP address');
+  // Zone ids (fe80::1%eth0) pass isIP but are no client address, and may exceed the column.
+  if (input.clientIp != null && (isIP(input.clientIp) === 0 || input.clientIp.length > 45 || input.clientIp.includes('%'))) {
+    issues.add(['input', 'clientIp'], 'must be an IP address');
+  }
   let userAgent: string | null = null;
   if (input.userAgent != null) {
     checkString(issues, ['input', 'userAgent'], input.userAgent, { max: 64 * 1024 });
@@ -116,12 +125,13 @@ export function validateRedeemInput(input: RedeemInput): { requested: UrlParts |
 export async function redeemToken(deps: RedeemDeps, input: RedeemInput): Promise<Redemption> {
   const { requested, userAgent } = validateRedeemInput(input);
   const userId = input.userId ?? null;
-  const clientIp = input.clientIp ?? null;
+  const clientIp = input.clientIp == null ? null : storedClientIp(input.clientIp, deps.config);
+  const tenant = tenantOf(deps.caller);
 
   const verified = await deps.codec.verify(input.jwt);
   if (!verified.ok) {
     // No database work for garbage: the attempt is logged by the batched writer, off the request path.
-    const logId = deps.refusalLog.record({ code: verified.code, userId, clientIp, userAgent });
+    const logId = deps.refusalLog.record({ code: verified.code, userId, clientIp, userAgent, clientId: tenant });
     throw new TokenRejectedError(verified.code, null, logId);
   }
 
@@ -132,7 +142,7 @@ export async function redeemToken(deps: RedeemDeps, input: RedeemInput): Promise
   // No look-up before redeeming: a first attempt (the common case) stays one round trip. A retry's statement fails on
   // the key's primary key and is rolled back whole, use included; then the original is looked up.
   const replay = async () => {
-    const row = key === null ? null : await findReplay(deps.pool, tokenId, key, expected!);
+    const row = key === null ? null : await findReplay(deps.pool, tokenId, key, expected!, tenant);
     return row && redemptionFromRow(row, row.log_id);
   };
   const values = [
@@ -147,6 +157,7 @@ export async function redeemToken(deps: RedeemDeps, input: RedeemInput): Promise
     deps.config.clockToleranceSeconds,
     key,
     expected,
+    tenant,
   ];
   for (let attempt = 0; attempt < 3; attempt++) {
     let used: pg.QueryResult;
@@ -166,7 +177,7 @@ export async function redeemToken(deps: RedeemDeps, input: RedeemInput): Promise
     // The use may have gone to a concurrent redemption with this very key: that one is our answer, not a refusal.
     const original = await replay();
     if (original) return original;
-    const refused = await deps.pool.query({ name: 'refuse', text: REFUSE_SQL, values: values.slice(0, 9) });
+    const refused = await deps.pool.query({ name: 'refuse', text: REFUSE_SQL, values: [...values.slice(0, 9), tenant] });
     if (refused.rows[0]) {
       const { id, token_id, error_code } = refused.rows[0];
       throw new TokenRejectedError(error_code as RejectionCode, token_id === null ? null : String(token_id), String(id));

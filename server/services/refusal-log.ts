@@ -10,6 +10,8 @@ export interface UntiedRefusal {
   userId: string | null;
   clientIp: string | null;
   userAgent: string | null;
+  /** The caller's client (tenant); null for an admin key. */
+  clientId: string | null;
 }
 
 export interface RefusalLog {
@@ -50,14 +52,16 @@ const SEQUENCE = `pg_get_serial_sequence('request_token_log', 'id')`;
 
 // Rows whose ids were reserved (nearly all) go in with COPY, which costs PostgreSQL about a third of a multi-row INSERT;
 // the few without an id get one from the sequence through this INSERT.
-const COPY_SQL = 'copy request_token_log (id, error_code, user_id, client_ip, user_agent, timestamp) from stdin';
+const COPY_SQL =
+  'copy request_token_log (id, error_code, user_id, client_ip, user_agent, timestamp, client_id) from stdin';
 const copyField = (v: string | null) =>
   v === null ? '\\N' : v.replace(/\\/g, '\\\\').replace(/\t/g, '\\t').replace(/\n/g, '\\n').replace(/\r/g, '\\r');
 
-const INSERT_SQL = `insert into request_token_log (id, token_id, error_code, user_id, client_ip, user_agent, timestamp)
-  select coalesce(id, nextval(${SEQUENCE})), null, code, user_id, client_ip, user_agent, at
-  from unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::timestamptz[])
-    as r(id, code, user_id, client_ip, user_agent, at)`;
+const INSERT_SQL = `insert into request_token_log
+    (id, token_id, error_code, user_id, client_ip, user_agent, timestamp, client_id)
+  select coalesce(id, nextval(${SEQUENCE})), null, code, user_id, client_ip, user_agent, at, client_id
+  from unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::timestamptz[], $7::bigint[])
+    as r(id, code, user_id, client_ip, user_agent, at, client_id)`;
 
 /**
  * Refusals that no token can be tied to are the cheapest attack on the service (anyone can send garbage), so they
@@ -98,7 +102,7 @@ export function createRefusalLog(pool: pg.Pool, options: RefusalLogOptions): Ref
   async function copy(rows: Row[]): Promise<void> {
     const text = rows
       .map((r) =>
-        [r.id, r.refusal.code, r.refusal.userId, r.refusal.clientIp, r.refusal.userAgent, r.at.toISOString()]
+        [r.id, r.refusal.code, r.refusal.userId, r.refusal.clientIp, r.refusal.userAgent, r.at.toISOString(), r.refusal.clientId]
           .map(copyField)
           .join('\t'),
       )
@@ -129,6 +133,7 @@ export function createRefusalLog(pool: pg.Pool, options: RefusalLogOptions): Ref
               rows.map((r) => r.refusal.clientIp),
               rows.map((r) => r.refusal.userAgent),
               rows.map((r) => r.at),
+              rows.map((r) => r.refusal.clientId),
             ],
           });
         }

@@ -6,7 +6,9 @@ import { LOGIN_MODES, TOKEN_STATUSES } from '../entities/request-token.js';
 import { modeClaim, type JwtCodec, type TokenClaims } from '../jwt.js';
 import { parseHttpUrl, tokeniseUrl, urlParts } from '../target-url.js';
 import { pageWindow, type Page, type PageArgs, encodeCursor } from '../paging.js';
-import { checkString, MAX_USER_ID_LENGTH } from '../validation.js';
+import { checkJsonValue, checkString, MAX_USER_ID_LENGTH } from '../validation.js';
+import { DEFAULT_CLIENT_ID } from '../entities/api-client.js';
+import { tenantOf, type Caller, type Tenant } from './api-keys.js';
 
 /** A token as the API shows it; the shape of a request_token row. */
 export interface TokenRecord {
@@ -22,6 +24,10 @@ export interface TokenRecord {
   notBefore: Date | null;
   expiresAt: Date | null;
   revokedAt: Date | null;
+  /** The tenant owning the token. */
+  clientId: string;
+  /** The signing key of its JWT; null for tokens issued before key rotation existed (no kid in their header). */
+  kid: string | null;
   /** Derived on the database clock when the row was read. */
   status: TokenStatus;
 }
@@ -40,6 +46,8 @@ export function tokenFromRow(row: Record<string, any>): TokenRecord {
     notBefore: row.not_before,
     expiresAt: row.expires_at,
     revokedAt: row.revoked_at,
+    clientId: String(row.client_id),
+    kid: row.kid ?? null,
     status: row.status,
   };
 }
@@ -53,12 +61,14 @@ export const STATUS_SQL = `case
   else 'ACTIVE' end`;
 
 export const TOKEN_COLUMNS = `id, scope, target_url, user_id, login_mode, data, max_uses, used_to_date, issued_at,
-  not_before, expires_at, revoked_at, ${STATUS_SQL} as status`;
+  not_before, expires_at, revoked_at, client_id, kid, ${STATUS_SQL} as status`;
 
 export interface TokenDeps {
   pool: pg.Pool;
   codec: JwtCodec;
   config: Pick<Config, 'defaultMaxUses' | 'sessionTokenExpiryMinutes'>;
+  /** Tokens are issued into the caller's client (admin keys: `clientId` of the input, else the default client). */
+  caller: Caller;
 }
 
 export interface IssueInput {
@@ -70,6 +80,8 @@ export interface IssueInput {
   expiresAt?: Date | null;
   notBefore?: Date | null;
   data?: unknown;
+  /** Admin keys only: the client to issue into. */
+  clientId?: string | null;
 }
 
 export interface Issued {
@@ -97,14 +109,19 @@ export function jwtClaims(token: TokenRecord): TokenClaims {
   return claims;
 }
 
-/** HS256 is deterministic, so the JWT of a stored token can be signed again whenever it is asked for. */
-export const tokenJwt = (codec: JwtCodec, token: TokenRecord) => codec.sign(jwtClaims(token));
+/**
+ * HS256 and EdDSA are deterministic, so the JWT of a stored token can be signed again whenever it is asked for, with the
+ * key it was issued with (ES256 gives another, equally valid signature).
+ */
+export const tokenJwt = (codec: JwtCodec, token: TokenRecord) => codec.sign(jwtClaims(token), token.kid);
 
 // The checks against the present (expiry in the future, not-before before a session's default expiry) are made here, on
 // the database clock, like every other time decision: servers whose clocks differ still agree. No row: a check failed.
 export const ISSUE_SQL = `insert into request_token
-  (scope, target_url, target_host, target_path, target_params, user_id, login_mode, data, max_uses, not_before, expires_at)
-  select $1::text, $2::text, $3::text, $4::text, $5::jsonb, $6::text, $7::text, $8::jsonb, $9::int, $10::timestamptz, e.expiry
+  (scope, target_url, target_host, target_path, target_params, user_id, login_mode, data, max_uses, not_before, expires_at,
+   client_id, kid)
+  select $1::text, $2::text, $3::text, $4::text, $5::jsonb, $6::text, $7::text, $8::jsonb, $9::int, $10::timestamptz, e.expiry,
+    $13::bigint, $14::text
   from (select coalesce($11::timestamptz, case when $7 = 'SESSION' then now() + make_interval(mins => $12) end) as expiry) e
   where (e.expiry is null or e.expiry > now()) and ($10 is null or e.expiry is null or $10 < e.expiry)
   returning ${TOKEN_COLUMNS}`;
@@ -135,8 +152,13 @@ export function validateIssueInput(input: IssueInput, now: Date | null, path: st
   if (input.data != null) {
     if (typeof input.data !== 'object' || Array.isArray(input.data)) {
       issues.add(at('data'), 'must be a JSON object');
-    } else if (Buffer.byteLength(JSON.stringify(input.data), 'utf8') > MAX_DATA_BYTES) {
-      issues.add(at('data'), `must be at most ${MAX_DATA_BYTES} bytes as JSON`);
+    } else {
+      // Depth first: it stops early, before JSON.stringify walks a hostile nesting.
+      const before = issues.list.length;
+      checkJsonValue(issues, at('data'), input.data);
+      if (issues.list.length === before && Buffer.byteLength(JSON.stringify(input.data), 'utf8') > MAX_DATA_BYTES) {
+        issues.add(at('data'), `must be at most ${MAX_DATA_BYTES} bytes as JSON`);
+      }
     }
   }
   return issues;
@@ -162,8 +184,21 @@ export function checkAgainstNow(
  * the present uses the database clock, never this process's.
  */
 export async function issueToken(deps: TokenDeps, input: IssueInput): Promise<Issued> {
-  validateIssueInput(input, null).throwIfAny();
+  const issues = validateIssueInput(input, null);
   const mode = input.loginMode ?? 'NONE';
+  const tenant = tenantOf(deps.caller);
+  let clientId = tenant ?? DEFAULT_CLIENT_ID;
+  if (input.clientId != null) {
+    // Another tenant's client id is refused exactly like one that does not exist.
+    const known =
+      /^\d{1,18}$/.test(input.clientId) &&
+      (tenant === null
+        ? (await deps.pool.query('select 1 from api_client where id = $1', [input.clientId])).rowCount === 1
+        : input.clientId === tenant);
+    if (known) clientId = input.clientId;
+    else issues.add(['input', 'clientId'], 'no such client');
+  }
+  issues.throwIfAny();
 
   const target = input.targetUrl != null ? urlParts(parseHttpUrl(input.targetUrl) as URL) : null;
   const { rows } = await deps.pool.query({
@@ -182,6 +217,8 @@ export async function issueToken(deps: TokenDeps, input: IssueInput): Promise<Is
       input.notBefore ?? null,
       input.expiresAt ?? null,
       deps.config.sessionTokenExpiryMinutes,
+      clientId,
+      deps.codec.activeKid(),
     ],
   });
   if (!rows[0]) {
@@ -197,37 +234,40 @@ export async function issueToken(deps: TokenDeps, input: IssueInput): Promise<Is
   return { token, jwt, url: token.targetUrl ? tokeniseUrl(token.targetUrl, jwt) : null };
 }
 
-export async function getToken(pool: pg.Pool, id: string): Promise<TokenRecord | null> {
+/** Another tenant's token reads as missing. */
+export async function getToken(pool: pg.Pool, id: string, tenant: Tenant): Promise<TokenRecord | null> {
   if (!/^\d{1,19}$/.test(id)) return null;
   const { rows } = await pool.query({
     name: 'get-token',
-    text: `select ${TOKEN_COLUMNS} from request_token where id = $1`,
-    values: [id],
+    text: `select ${TOKEN_COLUMNS} from request_token where id = $1 and ($2::bigint is null or client_id = $2::bigint)`,
+    values: [id, tenant],
   });
   return rows[0] ? tokenFromRow(rows[0]) : null;
 }
 
 /** Several tokens by id in one query (the dashboard's log pages name the same few tokens many times). */
-export async function getTokens(pool: pg.Pool, ids: string[]): Promise<Map<string, TokenRecord>> {
+export async function getTokens(pool: pg.Pool, ids: string[], tenant: Tenant): Promise<Map<string, TokenRecord>> {
   const valid = ids.filter((id) => /^\d{1,19}$/.test(id));
   const found = new Map<string, TokenRecord>();
   if (valid.length === 0) return found;
   const { rows } = await pool.query({
     name: 'get-tokens',
-    text: `select ${TOKEN_COLUMNS} from request_token where id = any($1::bigint[])`,
-    values: [valid],
+    text: `select ${TOKEN_COLUMNS} from request_token
+      where id = any($1::bigint[]) and ($2::bigint is null or client_id = $2::bigint)`,
+    values: [valid, tenant],
   });
   for (const row of rows) found.set(String(row.id), tokenFromRow(row));
   return found;
 }
 
 /** Revokes at once; revoking a revoked token keeps its first revocation time. */
-export async function revokeToken(pool: pg.Pool, id: string): Promise<TokenRecord> {
+export async function revokeToken(pool: pg.Pool, id: string, tenant: Tenant): Promise<TokenRecord> {
   if (!/^\d{1,19}$/.test(id)) throw new NotFoundError('Token');
   const { rows } = await pool.query({
     name: 'revoke-token',
-    text: `update request_token set revoked_at = coalesce(revoked_at, now()) where id = $1 returning ${TOKEN_COLUMNS}`,
-    values: [id],
+    text: `update request_token set revoked_at = coalesce(revoked_at, now())
+      where id = $1 and ($2::bigint is null or client_id = $2::bigint) returning ${TOKEN_COLUMNS}`,
+    values: [id, tenant],
   });
   if (!rows[0]) throw new NotFoundError('Token');
   return tokenFromRow(rows[0]);
@@ -239,7 +279,12 @@ export interface TokenFilter {
   status?: TokenStatus | null;
 }
 
-export async function listTokens(pool: pg.Pool, filter: TokenFilter, args: PageArgs): Promise<Page<TokenRecord>> {
+export async function listTokens(
+  pool: pg.Pool,
+  filter: TokenFilter,
+  args: PageArgs,
+  tenant: Tenant,
+): Promise<Page<TokenRecord>> {
   const issues = new Issues();
   const { limit, beforeId } = pageWindow(args, issues);
   if (filter.status != null && !TOKEN_STATUSES.includes(filter.status)) issues.add(['filter', 'status'], 'unknown');
@@ -248,6 +293,7 @@ export async function listTokens(pool: pg.Pool, filter: TokenFilter, args: PageA
   const where: string[] = [];
   const values: unknown[] = [];
   const param = (v: unknown) => `$${values.push(v)}`;
+  if (tenant !== null) where.push(`client_id = ${param(tenant)}`);
   if (filter.scope != null) where.push(`scope = ${param(filter.scope)}`);
   if (filter.userId != null) where.push(`user_id = ${param(filter.userId)}`);
   if (filter.status != null) where.push(`(${STATUS_SQL}) = ${param(filter.status)}`);

@@ -8,6 +8,7 @@ import { initDatabase, type Database } from '../../server/db.js';
 import { createJwtCodec } from '../../server/jwt.js';
 import { createApiKey, createAuthenticator } from '../../server/services/api-keys.js';
 import { createRefusalLog } from '../../server/services/refusal-log.js';
+import { loadKeyRing } from '../../server/signing-keys.js';
 
 export const TEST_SECRET = 'test-secret-test-secret-test-secret-0123456789';
 
@@ -59,7 +60,9 @@ export async function startTestServer(env: Record<string, string> = {}): Promise
     config,
     orm: db.orm,
     pool: db.pool,
-    codec: await createJwtCodec(config.secret!),
+    codec: await createJwtCodec(
+      await loadKeyRing({ pool: db.pool, secret: config.secret!, encryptionKey: config.keyEncryptionKey ?? config.secret! }),
+    ),
     authenticator: createAuthenticator(),
     log: { info: () => {}, error: (message, error) => errors.push(error ?? message) },
     refusalLog: createRefusalLog(db.pool, {
@@ -95,6 +98,7 @@ export async function startTestServer(env: Record<string, string> = {}): Promise
     async close() {
       await app.stop(1_000);
       await services.refusalLog.close();
+      services.codec.ring.close();
       await db.close();
     },
   };

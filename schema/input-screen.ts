@@ -1,0 +1,84 @@
+import SchemaBuilder, { BasePlugin, type PothosOutputFieldConfig, type SchemaTypes } from '@pothos/core';
+import {
+  GraphQLError,
+  isInputObjectType,
+  isListType,
+  isNonNullType,
+  isScalarType,
+  type GraphQLFieldResolver,
+  type GraphQLInputType,
+} from 'graphql';
+import { Issues, ValidationError } from '../server/errors.js';
+import { checkJsonValue } from '../server/validation.js';
+
+/** No plain string argument is longer than this; the longest legitimate ones (URLs, JWTs) are far shorter. */
+export const MAX_STRING_INPUT = 8 * 1024;
+// Control characters (CR and LF included) have no place in scopes, ids, URLs, JWTs or user agents.
+// eslint-disable-next-line no-control-regex
+const CONTROL = /[\u0000-\u0008\u000a-\u001f\u007f]/;
+
+function screen(issues: Issues, path: string[], type: GraphQLInputType, value: unknown): void {
+  if (value === null || value === undefined) return;
+  if (isNonNullType(type)) return screen(issues, path, type.ofType, value);
+  if (isListType(type)) {
+    if (Array.isArray(value)) value.forEach((item, i) => screen(issues, [...path, String(i)], type.ofType, item));
+    else screen(issues, path, type.ofType, value);
+    return;
+  }
+  if (isInputObjectType(type)) {
+    const fields = type.getFields();
+    for (const [name, field] of Object.entries(fields)) {
+      screen(issues, [...path, name], field.type, (value as Record<string, unknown>)[name]);
+    }
+    return;
+  }
+  if (isScalarType(type) && type.name === 'JSON') {
+    checkJsonValue(issues, path, value);
+    return;
+  }
+  if (typeof value === 'string') {
+    if (value.length > MAX_STRING_INPUT) issues.add(path, `must be at most ${MAX_STRING_INPUT} characters long`);
+    else if (value.includes('\u0000')) issues.add(path, 'must not contain NUL characters');
+    else if (CONTROL.test(value)) issues.add(path, 'must not contain control characters (such as CR or LF)');
+  }
+}
+
+/**
+ * A Pothos plugin that screens every argument of every field before its resolver runs, so that no string reaches a
+ * service (or PostgreSQL) with a NUL byte, a control character or an absurd length, whatever field it belongs to
+ * (fields added later included). Registered after the errors plugin, so it runs inside it: a field whose result union
+ * has ValidationError answers with that member; any other field with a BAD_USER_INPUT error.
+ */
+export class InputScreenPlugin<Types extends SchemaTypes> extends BasePlugin<Types> {
+  override wrapResolve(
+    resolver: GraphQLFieldResolver<unknown, Types['Context'], object>,
+    fieldConfig: PothosOutputFieldConfig<Types>,
+  ): GraphQLFieldResolver<unknown, Types['Context'], object> {
+    if (Object.keys(fieldConfig.args).length === 0) return resolver;
+    const errors = (fieldConfig.pothosOptions as { errors?: { types?: unknown[] } }).errors;
+    const answersValidation = errors?.types?.includes(ValidationError) ?? false;
+    return (source, args, context, info) => {
+      const issues = new Issues();
+      const field = info.parentType.getFields()[info.fieldName];
+      for (const arg of field.args) screen(issues, [arg.name], arg.type, (args as Record<string, unknown>)[arg.name]);
+      if (issues.list.length > 0) {
+        if (answersValidation) throw new ValidationError(issues.list);
+        throw new GraphQLError(new ValidationError(issues.list).message, {
+          extensions: { code: 'BAD_USER_INPUT', issues: issues.list },
+        });
+      }
+      return resolver(source, args, context, info);
+    };
+  }
+}
+
+SchemaBuilder.registerPlugin('inputScreen', InputScreenPlugin);
+
+declare global {
+  // eslint-disable-next-line @typescript-eslint/no-namespace
+  export namespace PothosSchemaTypes {
+    export interface Plugins<Types extends SchemaTypes> {
+      inputScreen: InputScreenPlugin<Types>;
+    }
+  }
+}

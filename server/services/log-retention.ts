@@ -1,0 +1,128 @@
+import type pg from 'pg';
+import { Issues } from '../errors.js';
+
+export interface RetentionPolicy {
+  /** Keep at most this many log rows, the newest (by id). */
+  maxCount?: number | null;
+  /** Keep only rows from the last this many days (24-hour periods back from now, on the database clock). */
+  maxDays?: number | null;
+  /** Rows deleted per statement; each batch is its own short transaction. Default 5,000. */
+  batchSize?: number | null;
+}
+
+export interface DoomedRows {
+  count: number;
+  firstId: string | null;
+  lastId: string | null;
+  oldest: Date | null;
+  newest: Date | null;
+}
+
+export interface TruncateOptions {
+  /** Count what would go, delete nothing. */
+  dryRun?: boolean;
+  /** Called once the doomed rows are known, before deleting. */
+  onPlan?(plan: DoomedRows & { cutoffId: string | null; cutoffTime: Date | null }): void;
+  /** Called after each batch. */
+  onBatch?(batch: DoomedRows): void;
+}
+
+export const DEFAULT_BATCH_SIZE = 5_000;
+const MAX_INT = 2_147_483_647;
+
+export function validateRetentionPolicy(policy: RetentionPolicy, path: string[] = []): Issues {
+  const issues = new Issues();
+  const { maxCount, maxDays, batchSize } = policy;
+  if (maxCount == null && maxDays == null) issues.add(path, 'give maxCount, maxDays or both');
+  if (maxCount != null && (!Number.isInteger(maxCount) || maxCount < 0 || maxCount > MAX_INT)) {
+    issues.add([...path, 'maxCount'], 'must be a whole number of at least 0');
+  }
+  if (maxDays != null && (!Number.isInteger(maxDays) || maxDays < 0 || maxDays > 100_000)) {
+    issues.add([...path, 'maxDays'], 'must be a whole number of days, at least 0');
+  }
+  if (batchSize != null && (!Number.isInteger(batchSize) || batchSize < 1 || batchSize > 100_000)) {
+    issues.add([...path, 'batchSize'], 'must be between 1 and 100000');
+  }
+  return issues;
+}
+
+const rowsOf = (row: Record<string, any>): DoomedRows => ({
+  count: row.n,
+  firstId: row.first_id === null ? null : String(row.first_id),
+  lastId: row.last_id === null ? null : String(row.last_id),
+  oldest: row.oldest,
+  newest: row.newest,
+});
+
+/**
+ * Deletes the log rows beyond the newest `maxCount` and/or older than `maxDays`, oldest first, in batches so that a
+ * large table is never locked for long. The cut-offs are fixed once at the start: rows written meanwhile are kept.
+ * Returns what was deleted (with `dryRun`, what would be).
+ */
+export async function truncateLogs(
+  pool: pg.Pool,
+  policy: RetentionPolicy,
+  options: TruncateOptions = {},
+): Promise<DoomedRows> {
+  validateRetentionPolicy(policy).throwIfAny();
+  const batchSize = policy.batchSize ?? DEFAULT_BATCH_SIZE;
+
+  // The id of the newest row beyond maxCount (primary-key index, read backwards), and the time limit.
+  const { rows: cut } = await pool.query(
+    `select
+       case when $1::int is null then null
+            else (select id from request_token_log order by id desc offset $1::int limit 1) end as cutoff_id,
+       case when $2::int is null then null else now() - make_interval(days => $2::int) end as cutoff_time`,
+    [policy.maxCount ?? null, policy.maxDays ?? null],
+  );
+  const cutoffId: string | null = cut[0].cutoff_id === null ? null : String(cut[0].cutoff_id);
+  const cutoffTime: Date | null = cut[0].cutoff_time;
+  const values: unknown[] = [];
+  const doomed: string[] = [];
+  if (cutoffId !== null) doomed.push(`id <= $${values.push(cutoffId)}`);
+  if (cutoffTime !== null) doomed.push(`timestamp < $${values.push(cutoffTime)}`);
+  if (doomed.length === 0) {
+    // maxCount only, and the table holds no more than maxCount rows.
+    const none = { count: 0, firstId: null, lastId: null, oldest: null, newest: null };
+    options.onPlan?.({ ...none, cutoffId, cutoffTime });
+    return none;
+  }
+  const condition = doomed.join(' or ');
+
+  const { rows: planned } = await pool.query(
+    `select count(*)::int as n, min(id) as first_id, max(id) as last_id, min(timestamp) as oldest, max(timestamp) as newest
+     from request_token_log where ${condition}`,
+    values,
+  );
+  const plan = rowsOf(planned[0]);
+  options.onPlan?.({ ...plan, cutoffId, cutoffTime });
+  if (options.dryRun || plan.count === 0) return plan;
+
+  const total: DoomedRows = { count: 0, firstId: null, lastId: null, oldest: null, newest: null };
+  const limit = `$${values.push(batchSize)}`;
+  for (;;) {
+    const { rows } = await pool.query(
+      // `id = any(array(…))` makes each batch a primary-key lookup of the ids picked; a join with the picked ids would
+      // let the planner hash-join against a scan of the whole table on every batch.
+      `with deleted as (
+         delete from request_token_log
+         where id = any(array(select id from request_token_log where ${condition} order by id limit ${limit}))
+         returning id, timestamp
+       )
+       select count(*)::int as n, min(id) as first_id, max(id) as last_id, min(timestamp) as oldest,
+         max(timestamp) as newest
+       from deleted`,
+      values,
+    );
+    const batch = rowsOf(rows[0]);
+    if (batch.count > 0) {
+      options.onBatch?.(batch);
+      total.count += batch.count;
+      total.firstId ??= batch.firstId;
+      total.lastId = batch.lastId;
+      if (!total.oldest || (batch.oldest && batch.oldest < total.oldest)) total.oldest = batch.oldest;
+      if (!total.newest || (batch.newest && batch.newest > total.newest)) total.newest = batch.newest;
+    }
+    if (batch.count < batchSize) return total;
+  }
+}

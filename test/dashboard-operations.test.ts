@@ -1,0 +1,251 @@
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { createJwtCodec } from '../server/jwt.js';
+import { truncateLogs } from '../server/services/log-retention.js';
+import { startTestServer, type TestServer } from './support/harness.js';
+import { issue, redeem } from './support/operations.js';
+import { ROOT } from './support/process.js';
+
+let server: TestServer;
+beforeAll(async () => {
+  server = await startTestServer();
+});
+afterAll(() => server?.close());
+
+const LOOKUP = /* GraphQL */ `
+  query Lookup($jwt: String!) {
+    findRequestTokenByJwt(jwt: $jwt) {
+      __typename
+      ... on RequestTokenLookup {
+        token { id scope status usedToDate revokedAt logs { totalCount edges { node { errorCode } } } }
+        claims { tokenId scope loginMode maxUses userId issuedAt expiresAt notBefore raw }
+      }
+      ... on Error { code message }
+      ... on ValidationError { issues { path message } }
+    }
+  }
+`;
+
+const logCount = async () => (await server.sql('select count(*)::int as n from request_token_log'))[0].n as number;
+
+describe('findRequestTokenByJwt', () => {
+  it('finds an exhausted token with its claims decoded and its history, logging nothing', async () => {
+    const expiresAt = new Date(Date.now() + 3_600_000);
+    const issued = await issue(server, { scope: 'lookup', userId: 'ann', loginMode: 'REQUEST', maxUses: 1, expiresAt: expiresAt.toISOString() });
+    await redeem(server, { jwt: issued.jwt, scope: 'lookup', userId: 'ann' });
+    await redeem(server, { jwt: issued.jwt, scope: 'lookup', userId: 'ann' });
+    const before = await logCount();
+
+    const res = await server.gql(LOOKUP, { jwt: issued.jwt });
+    const found = res.data.findRequestTokenByJwt;
+    expect(found.__typename).toBe('RequestTokenLookup');
+    expect(found.token).toMatchObject({ id: issued.token.id, scope: 'lookup', status: 'EXHAUSTED', usedToDate: 1 });
+    expect(found.token.logs.totalCount).toBe(2);
+    expect(found.token.logs.edges.map((e: any) => e.node.errorCode)).toEqual(['MAX_USES_EXCEEDED', null]);
+    const issuedAt = Math.floor(new Date(issued.token.issuedAt).getTime() / 1000);
+    expect(found.claims).toEqual({
+      tokenId: issued.token.id,
+      scope: 'lookup',
+      loginMode: 'REQUEST',
+      maxUses: 1,
+      userId: 'ann',
+      issuedAt: new Date(issuedAt * 1000).toISOString(),
+      expiresAt: new Date(Math.floor(expiresAt.getTime() / 1000) * 1000).toISOString(),
+      notBefore: null,
+      raw: { jti: issued.token.id, sub: 'lookup', mod: 'r', max: 1, aud: 'ann', iat: issuedAt, exp: Math.floor(expiresAt.getTime() / 1000) },
+    });
+    expect(await logCount()).toBe(before);
+  });
+
+  it('finds revoked and expired tokens too', async () => {
+    const revoked = await issue(server, { scope: 'lookup' });
+    await server.gql(`mutation($id: ID!) { revokeRequestToken(id: $id) { __typename } }`, { id: revoked.token.id });
+    const expired = await issue(server, { scope: 'lookup', expiresAt: new Date(Date.now() + 60_000).toISOString() });
+    await server.sql(`update request_token set expires_at = now() - interval '1 hour' where id = $1`, [expired.token.id]);
+    for (const [jwt, status] of [[revoked.jwt, 'REVOKED'], [expired.jwt, 'EXPIRED']]) {
+      const res = await server.gql(LOOKUP, { jwt });
+      expect(res.data.findRequestTokenByJwt.token.status).toBe(status);
+    }
+  });
+
+  it('tells a malformed JWT from a foreign signature and from a token that is gone', async () => {
+    const foreign = await (await createJwtCodec('another-secret-another-secret-another-secret'))
+      .sign({ jti: '1', sub: 'lookup', mod: 'n', max: 1, iat: 1 });
+    const ours = await server.services.codec.sign({ jti: '999999', sub: 'lookup', mod: 'n', max: 1, iat: 1 });
+    const existing = await issue(server, { scope: 'lookup' });
+    // Our signature on an existing id, but with claims the stored token does not have (a database recreated under
+    // the same secret): not that token.
+    const stale = await server.services.codec.sign({ jti: existing.token.id, sub: 'other', mod: 'n', max: 1, iat: 1 });
+    const cases: [string, string, string][] = [
+      ['not a jwt', 'InvalidJwtError', 'TOKEN_MALFORMED'],
+      [foreign, 'InvalidJwtError', 'TOKEN_SIGNATURE_INVALID'],
+      [ours, 'NotFoundError', 'NOT_FOUND'],
+      [stale, 'NotFoundError', 'NOT_FOUND'],
+      ['', 'ValidationError', 'VALIDATION_FAILED'],
+    ];
+    const before = await logCount();
+    for (const [jwt, typename, code] of cases) {
+      const res = await server.gql(LOOKUP, { jwt });
+      expect(res.data.findRequestTokenByJwt).toMatchObject({ __typename: typename, code });
+    }
+    expect(await logCount()).toBe(before);
+  });
+});
+
+const BULK = /* GraphQL */ `
+  mutation Bulk($filter: RevokeRequestTokensFilter!) {
+    revokeRequestTokens(filter: $filter) {
+      __typename
+      ... on RevokeRequestTokensSuccess { revokedCount }
+      ... on ValidationError { code issues { path message } }
+    }
+  }
+`;
+
+describe('revokeRequestTokens', () => {
+  beforeEach(async () => {
+    await server.sql(`delete from request_token_log`);
+    await server.sql(`delete from request_token`);
+    await server.sql(
+      `insert into request_token (client_id, scope, user_id, max_uses, issued_at) values
+        (1, 'bulk', 'u1', 1, '2026-01-01T00:00:00Z'), (1, 'bulk', 'u1', 1, '2026-02-01T00:00:00Z'),
+        (1, 'bulk', 'u2', 1, '2026-01-15T00:00:00Z'), (1, 'other', 'u1', 1, '2026-01-10T00:00:00Z')`,
+    );
+  });
+  const revokedRows = async () =>
+    (await server.sql(`select scope, user_id, issued_at from request_token where revoked_at is not null order by issued_at`))
+      .map((r) => `${r.scope}/${r.user_id}/${r.issued_at.toISOString().slice(0, 10)}`);
+
+  it('revokes by scope and issue time, counting only tokens it revoked', async () => {
+    const res = await server.gql(BULK, { filter: { scope: 'bulk', issuedBefore: '2026-01-20T00:00:00Z' } });
+    expect(res.data.revokeRequestTokens).toEqual({ __typename: 'RevokeRequestTokensSuccess', revokedCount: 2 });
+    expect(await revokedRows()).toEqual(['bulk/u1/2026-01-01', 'bulk/u2/2026-01-15']);
+    const again = await server.gql(BULK, { filter: { scope: 'bulk' } });
+    expect(again.data.revokeRequestTokens.revokedCount).toBe(1);
+    expect(await revokedRows()).toHaveLength(3);
+  });
+
+  it('revokes every token of a user across scopes', async () => {
+    const res = await server.gql(BULK, { filter: { userId: 'u1' } });
+    expect(res.data.revokeRequestTokens.revokedCount).toBe(3);
+    expect(await revokedRows()).toEqual(['bulk/u1/2026-01-01', 'other/u1/2026-01-10', 'bulk/u1/2026-02-01']);
+  });
+
+  it('refuses an empty filter and revokes nothing', async () => {
+    const res = await server.gql(BULK, { filter: {} });
+    expect(res.data.revokeRequestTokens).toMatchObject({ __typename: 'ValidationError', code: 'VALIDATION_FAILED' });
+    expect(await revokedRows()).toEqual([]);
+  });
+});
+
+const TRUNCATE = /* GraphQL */ `
+  mutation Truncate($maxCount: Int, $maxDays: Int) {
+    truncateRequestTokenLogs(maxCount: $maxCount, maxDays: $maxDays) {
+      __typename
+      ... on TruncateRequestTokenLogsSuccess { deletedCount oldestDeleted newestDeleted }
+      ... on ValidationError { code issues { path message } }
+    }
+  }
+`;
+
+describe('truncateRequestTokenLogs', () => {
+  // 40 rows, one a day, the newest today (ids ascending with time).
+  beforeEach(async () => {
+    await server.sql(`delete from request_token_log`);
+    await server.sql(
+      `insert into request_token_log (error_code, timestamp)
+       select 'TOKEN_MALFORMED', now() - make_interval(days => 39 - i) - interval '1 minute' from generate_series(0, 39) i`,
+    );
+  });
+  const remaining = async () =>
+    (await server.sql(`select count(*)::int as n, min(timestamp) as oldest from request_token_log`))[0];
+
+  it('keeps the newest maxCount rows', async () => {
+    const res = await server.gql(TRUNCATE, { maxCount: 25 });
+    expect(res.data.truncateRequestTokenLogs).toMatchObject({ __typename: 'TruncateRequestTokenLogsSuccess', deletedCount: 15 });
+    const kept = await server.sql(`select id from request_token_log order by id`);
+    const all = kept.map((r) => Number(r.id));
+    expect(all).toHaveLength(25);
+    expect(new Date(res.data.truncateRequestTokenLogs.newestDeleted) < (await remaining()).oldest).toBe(true);
+  });
+
+  it('keeps the last maxDays days', async () => {
+    const res = await server.gql(TRUNCATE, { maxDays: 10 });
+    // Rows 0..9 days old (minus a minute) stay.
+    expect(res.data.truncateRequestTokenLogs.deletedCount).toBe(30);
+    expect((await remaining()).n).toBe(10);
+  });
+
+  it('applies both limits: whichever deletes more wins', async () => {
+    expect((await server.gql(TRUNCATE, { maxCount: 35, maxDays: 5 })).data.truncateRequestTokenLogs.deletedCount).toBe(35);
+    expect((await server.gql(TRUNCATE, { maxCount: 2, maxDays: 30 })).data.truncateRequestTokenLogs.deletedCount).toBe(3);
+    expect((await remaining()).n).toBe(2);
+  });
+
+  it('deletes in batches of the given size, oldest first', async () => {
+    const batches: number[] = [];
+    let lastId = 0;
+    const result = await truncateLogs(server.db.pool, { maxCount: 3, batchSize: 8 }, {
+      onBatch(batch) {
+        batches.push(batch.count);
+        expect(Number(batch.firstId)).toBeGreaterThan(lastId);
+        lastId = Number(batch.lastId);
+      },
+    });
+    expect(batches).toEqual([8, 8, 8, 8, 5]);
+    expect(result.count).toBe(37);
+  });
+
+  it('refuses missing or negative limits and deletes nothing', async () => {
+    for (const variables of [{}, { maxCount: -1 }, { maxDays: -2 }]) {
+      const res = await server.gql(TRUNCATE, variables);
+      expect(res.data.truncateRequestTokenLogs).toMatchObject({ __typename: 'ValidationError' });
+    }
+    expect((await remaining()).n).toBe(40);
+  });
+
+  it('is a command line too, printing what it deletes', async () => {
+    const run = (args: string[]) =>
+      promisify(execFile)(process.execPath, ['bin/request-token.mjs', 'logs', 'truncate', ...args], {
+        cwd: ROOT,
+        env: { PATH: process.env.PATH, DATABASE_URL: server.databaseUrl, REQUEST_TOKEN_SECRET: 'x'.repeat(40) },
+      });
+    const dry = await run(['--max-count', '30', '--dry-run']);
+    expect(dry.stdout).toMatch(/^log rows beyond the newest 30 rows \(ids up to \d+\): 10 \(ids \d+–\d+, /);
+    expect(dry.stdout).toContain('dry run: would delete 10 log rows');
+    expect((await remaining()).n).toBe(40);
+
+    const { stdout } = await run(['--max-count', '30', '--max-days', '35', '--batch-size', '4']);
+    expect(stdout.match(/^deleted \d+ rows/gm)).toEqual(['deleted 4 rows', 'deleted 4 rows', 'deleted 2 rows']);
+    expect(stdout).toContain('deleted 10 log rows in total');
+    expect((await remaining()).n).toBe(30);
+
+    const bad = await run(['--max-count', 'ten']).catch((error) => error);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toContain('--max-count must be a whole number');
+  });
+});
+
+describe('viewer', () => {
+  it("names the calling key and its permissions, never its secret", async () => {
+    const res = await server.gql(`{ viewer { keyId name permissions } }`);
+    expect(res.data.viewer).toEqual({ keyId: server.apiKey.split('_')[1], name: 'test admin', permissions: ['admin'] });
+  });
+});
+
+describe('through the SDK', () => {
+  it('exposes the dashboard operations as typed methods', async () => {
+    const { createRequestTokenClient } = await import('../sdk/index.js');
+    const rt = createRequestTokenClient({ url: server.graphqlUrl, apiKey: server.apiKey });
+    const viewer = await rt.viewer();
+    expect(viewer.permissions).toEqual(['admin']);
+    const stats = await rt.usageStats({ bucket: 'HOUR' });
+    expect(stats.timeZone).toBe('UTC');
+    expect(stats.buckets).toHaveLength(48);
+    const lookup = await rt.findRequestTokenByJwt({ jwt: 'nope' });
+    expect(lookup.__typename).toBe('InvalidJwtError');
+    const revoked = await rt.revokeRequestTokens({ filter: { scope: 'no-such-scope' } });
+    expect(revoked).toEqual({ __typename: 'RevokeRequestTokensSuccess', revokedCount: 0 });
+  });
+});
