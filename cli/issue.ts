@@ -17,6 +17,8 @@ options:
   --max-uses N          uses per token (default: the server's)
   --expires-at ISO      expiry of every token, e.g. 2026-12-31T00:00:00Z
   --batch N             tokens per call, 1–10000 (default 5000)
+  --max-request-bytes N a call is also cut below this size (default 200000: the service's MAX_BODY_BYTES
+                        is 262144 unless configured)
   --concurrency N       calls in flight (default 2)
   --url URL             the service, e.g. http://127.0.0.1:4000 (default: $REQUEST_TOKEN_URL, else that)
   --api-key KEY         an API key allowed to issue (default: $REQUEST_TOKEN_API_KEY)
@@ -58,6 +60,7 @@ function options(args: string[], env: NodeJS.ProcessEnv) {
       'expires-at': { type: 'string' },
       batch: { type: 'string' },
       concurrency: { type: 'string' },
+      'max-request-bytes': { type: 'string' },
       url: { type: 'string' },
       'api-key': { type: 'string' },
       help: { type: 'boolean' },
@@ -89,6 +92,7 @@ function options(args: string[], env: NodeJS.ProcessEnv) {
     expiresAt: values['expires-at'] ?? null,
     batch: whole('batch', values.batch, 5000, 1, 10_000),
     concurrency: whole('concurrency', values.concurrency, 2, 1, 16),
+    maxRequestBytes: whole('max-request-bytes', values['max-request-bytes'], 200_000, 10_000, 100 * 1024 * 1024),
     endpoint,
     apiKey,
   };
@@ -158,21 +162,35 @@ export const issue: Command = {
       return 2;
     }
 
+    const inputFor = (r: Recipient) => ({
+      scope: opts.scope,
+      userId: r.userId === '' ? null : r.userId,
+      data: r.data,
+      targetUrl: opts.targetUrl,
+      loginMode: opts.loginMode ?? undefined,
+      maxUses: opts.maxUses,
+      expiresAt: opts.expiresAt,
+    });
+    // Batches of at most --batch rows whose request stays under --max-request-bytes.
     const batches: Recipient[][] = [];
-    for (let i = 0; i < list.length; i += opts.batch) batches.push(list.slice(i, i + opts.batch));
+    let current: Recipient[] = [];
+    let bytes = CREATE_MANY.length + 64;
+    for (const r of list) {
+      const size = Buffer.byteLength(JSON.stringify(inputFor(r))) + 1;
+      if (current.length > 0 && (current.length >= opts.batch || bytes + size > opts.maxRequestBytes)) {
+        batches.push(current);
+        current = [];
+        bytes = CREATE_MANY.length + 64;
+      }
+      current.push(r);
+      bytes += size;
+    }
+    if (current.length > 0) batches.push(current);
     const bar = progress(list.length, process.stderr);
     let issued = 0;
 
     const send = async (batch: Recipient[]): Promise<BatchOutcome> => {
-      const inputs = batch.map((r) => ({
-        scope: opts.scope,
-        userId: r.userId === '' ? null : r.userId,
-        data: r.data,
-        targetUrl: opts.targetUrl,
-        loginMode: opts.loginMode ?? undefined,
-        maxUses: opts.maxUses,
-        expiresAt: opts.expiresAt,
-      }));
+      const inputs = batch.map(inputFor);
       const res = await fetch(opts.endpoint, {
         method: 'POST',
         headers: { 'content-type': 'application/json', authorization: `Bearer ${opts.apiKey}` },

@@ -132,6 +132,8 @@ export function createFastPath<TContext>(options: FastPathOptions<TContext>) {
     let entry: CachedDocument | null = null;
     try {
       if (options.parseAndValidate) {
+        // A syntax error goes to Yoga before Yoga's own parser (and its cache) has seen the text.
+        parse(query);
         const { document, errors } = options.parseAndValidate(query);
         if (errors.length === 0) entry = { document, compiled: new Map() };
       } else {

@@ -4,7 +4,8 @@ import { redeem } from './support/operations.js';
 
 let server: TestServer;
 beforeAll(async () => {
-  server = await startTestServer();
+  // 10,000 inputs in one request are larger than the default MAX_BODY_BYTES (256 KiB).
+  server = await startTestServer({ MAX_BODY_BYTES: String(8 * 1024 * 1024) });
 });
 afterAll(() => server?.close());
 

@@ -18,9 +18,13 @@ async function expectRefused(tokenId: string | null, input: Record<string, unkno
   const result = await redeem(server, { ...visitor, ...input });
   expect(result.__typename, JSON.stringify(result)).toBe('TokenRejectedError');
   expect(result.code).toBe(code);
-  // Refusals that no token can be tied to are logged by the batched writer (server/services/refusal-log.ts).
+  // Refusals that no token can be tied to are logged by the batched writer (server/services/refusal-log.ts), which
+  // gives the row its id when it writes it: the response carries no logId, the newest such row is this attempt's.
   await server.services.refusalLog.flush();
-  const [log] = await server.sql('select * from request_token_log where id = $1', [result.logId]);
+  const [log] =
+    result.logId === null
+      ? await server.sql('select * from request_token_log where error_code = $1 order by id desc limit 1', [code])
+      : await server.sql('select * from request_token_log where id = $1', [result.logId]);
   expect(log).toMatchObject({ error_code: code, client_ip: visitor.clientIp, user_agent: visitor.userAgent });
   if (tokenId) {
     const after = await tokenState(server, tokenId);
@@ -229,9 +233,15 @@ describe('recordResponseStatus', () => {
   });
 
   it('records the status of a refusal page on its log row', async () => {
-    const refused = await redeem(server, { jwt: 'garbage', scope: 's' });
+    const { jwt } = await issue(server, { scope: 's' });
+    const refused = await redeem(server, { jwt, scope: 'other' });
     const res = await server.gql(RECORD, { input: { redemptionId: refused.logId, statusCode: 403 } });
-    expect(res.data.recordResponseStatus.log).toMatchObject({ statusCode: 403, errorCode: 'TOKEN_MALFORMED' });
+    expect(res.data.recordResponseStatus.log).toMatchObject({ statusCode: 403, errorCode: 'SCOPE_MISMATCH' });
+  });
+
+  it('gives no logId for a refusal that no token can be tied to (its row is written in a batch)', async () => {
+    const refused = await redeem(server, { jwt: 'garbage', scope: 's' });
+    expect(refused).toMatchObject({ code: 'TOKEN_MALFORMED', tokenId: null, logId: null });
   });
 
   it('answers NotFoundError for an unknown redemption', async () => {

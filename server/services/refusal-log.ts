@@ -16,9 +16,8 @@ export interface UntiedRefusal {
 
 export interface RefusalLog {
   /**
-   * Queues the attempt's log row and returns its log id, without waiting on the database: ids come from a block
-   * reserved ahead of time. Returns null only when the block ran dry (a burst faster than the refill); the row is
-   * still written, with an id assigned on insert.
+   * Queues the attempt's log row without waiting on the database. Returns its log id when ids are reserved ahead
+   * (`reserve` > 0) and one is left, else null: the row is still written, with an id given on insert.
    */
   record(refusal: UntiedRefusal, at?: Date): string | null;
   /** Writes every queued row now. */
@@ -33,7 +32,7 @@ export interface RefusalLog {
 
 export interface RefusalLogOptions {
   flushMs: number;
-  /** Ids reserved per round trip; a refill starts when half are used. */
+  /** Ids reserved per round trip, a refill starting when half are used; 0 (default): none. */
   reserve?: number;
   /** Rows per INSERT. */
   batch?: number;
@@ -69,7 +68,9 @@ const INSERT_SQL = `insert into request_token_log
  * memory and written in batches (one multi-row INSERT per flush) off the request path, and on shutdown.
  */
 export function createRefusalLog(pool: pg.Pool, options: RefusalLogOptions): RefusalLog {
-  const reserve = options.reserve ?? 2000;
+  // No ids reserved by default: reserved ids would be older than rows written meanwhile, and pages of the log run
+  // newest first by id. An id is then given when the row is written (logId null in the response).
+  const reserve = options.reserve ?? 0;
   const batch = options.batch ?? 5000;
   const maxPending = options.maxPending ?? 100_000;
   let ids: string[] = [];
@@ -97,7 +98,7 @@ export function createRefusalLog(pool: pg.Pool, options: RefusalLogOptions): Ref
       });
     return refilling;
   };
-  const initial = refill();
+  const initial = reserve > 0 ? refill() : Promise.resolve();
 
   async function copy(rows: Row[]): Promise<void> {
     const text = rows
@@ -165,7 +166,7 @@ export function createRefusalLog(pool: pg.Pool, options: RefusalLogOptions): Ref
         return null;
       }
       const id = ids.pop() ?? null;
-      if (ids.length < reserve / 2 && !closed) void refill();
+      if (reserve > 0 && ids.length < reserve / 2 && !closed) void refill();
       queue.push({ id, refusal, at });
       if (id !== null) queuedIds.add(id);
       return id;
