@@ -38,11 +38,11 @@ const lines = rows.map((row, i) => {
     if (col !== userCol && row[col]) data[name] = row[col];
   });
   const json = Object.keys(data).length ? JSON.stringify(data) : null;
-  return `${ids[i].id}\t${copyText(scope)}\t${copyText(row[userCol] || null)}\t${copyText(json)}\t1\t${issuedAt.toISOString()}\n`;
+  return `${ids[i].id}\t${copyText(scope)}\t${copyText(row[userCol] || null)}\t${copyText(json)}\t1\t${issuedAt.toISOString()}\t1\n`;
 });
 await pipeline(
   Readable.from(lines),
-  client.query(copyFrom('copy request_token (id, scope, user_id, data, max_uses, issued_at) from stdin')),
+  client.query(copyFrom('copy request_token (id, scope, user_id, data, max_uses, issued_at, client_id) from stdin')),
 );
 await client.query('commit');
 await client.end();

@@ -188,7 +188,9 @@ async function main() {
     const db = admin.client;
     await db.connect();
     const { rows: seeded } = await db.query(
-      `insert into request_token (scope, max_uses) select 'bench', 1000000000 from generate_series(1, 20000) returning id::text, issued_at`,
+      // The default client (1), where an admin key's tokens go; no kid: signed with the default key, no kid header.
+      `insert into request_token (scope, max_uses, client_id)
+       select 'bench', 1000000000, 1 from generate_series(1, 20000) returning id::text, issued_at`,
     );
     const key = new TextEncoder().encode(secret);
     const sign = (id: string, iat: Date, k = key) =>
@@ -200,8 +202,8 @@ async function main() {
     const forged = await Promise.all(seeded.slice(0, 1000).map((r) => sign(r.id, r.issued_at, wrongKey)));
     const readIds = seeded.slice(0, 100).map((r) => r.id);
     await db.query(
-      `insert into request_token_log (token_id, user_id, client_ip, user_agent, status_code)
-       select t, 'u' || n, '203.0.113.' || (n % 250), 'Mozilla/5.0 (bench)', 200
+      `insert into request_token_log (token_id, user_id, client_ip, user_agent, status_code, client_id)
+       select t, 'u' || n, '203.0.113.' || (n % 250), 'Mozilla/5.0 (bench)', 200, 1
        from unnest($1::bigint[]) as t, generate_series(1, 30) as n`,
       [readIds],
     );
