@@ -1,3 +1,4 @@
+import { createRequire } from 'node:module';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { EnvelopArmor } from '@escape.tech/graphql-armor';
@@ -8,11 +9,13 @@ import { createAuthorizer } from './authorization.js';
 import { createContext, type Context, type Services } from './context.js';
 import { TRANSIENT_MESSAGES, transientReason } from './db-errors.js';
 import { handleDashboard } from './dashboard.js';
-import { renderGraphiQL } from '@graphql-yoga/render-graphiql';
 import { graphiqlTabs } from './graphiql-dashboard-tabs.js';
 import { graphiqlExample } from './graphiql-example.js';
 import { createRateLimiter } from './rate-limit.js';
 import { createFastPath } from './graphql-fast-path.js';
+
+const require = createRequire(import.meta.url);
+const loadGraphiQL = () => require('@graphql-yoga/render-graphiql') as typeof import('@graphql-yoga/render-graphiql');
 
 export interface App {
   server: Server;
@@ -112,8 +115,9 @@ export function createApp(services: Services): App {
     batching: false,
     plugins: edgePlugins(services, authorize),
     // GraphiQL needs introspection: it is offered where introspection is. Its page and assets are inlined from the
-    // package (no CDN), so it works offline like the dashboard.
-    renderGraphiQL,
+    // package (no CDN), so it works offline like the dashboard. The package holds the whole GraphiQL bundle as
+    // strings (several MB of heap): it is loaded on the first page view, not at start-up.
+    renderGraphiQL: (options) => loadGraphiQL().renderGraphiQL(options),
     graphiql: config.introspection && {
       title: 'request-token',
       defaultQuery: graphiqlExample,

@@ -27,6 +27,8 @@ export interface RingKey {
   /** Imported once; never per request. Null when the private part is not held (never for keys we create). */
   signKey: CryptoKey | null;
   verifyKey: CryptoKey;
+  /** HS256 keys only: the secret bytes, for the synchronous HMAC check on the redemption hot path (server/jwt.ts). */
+  hmacSecret: Buffer | null;
   /** Asymmetric keys only. */
   publicJwk: JWK | null;
 }
@@ -99,17 +101,18 @@ async function importRow(row: KeyRow, secret: string, kek: Buffer): Promise<Ring
   const base = { kid: row.kid, alg: row.algorithm, state: row.state };
   if (row.encrypted_key === null) {
     if (row.kid !== DEFAULT_KID || row.algorithm !== 'HS256') throw new Error(`signing key ${row.kid} has no key material`);
-    const key = await importHmac(new TextEncoder().encode(secret));
-    return { ...base, signKey: key, verifyKey: key, publicJwk: null };
+    const bytes = new TextEncoder().encode(secret);
+    const key = await importHmac(bytes);
+    return { ...base, signKey: key, verifyKey: key, hmacSecret: Buffer.from(bytes), publicJwk: null };
   }
   const plain = decryptKeyMaterial(kek, row.kid, row.encrypted_key);
   if (row.algorithm === 'HS256') {
     const key = await importHmac(new Uint8Array(plain));
-    return { ...base, signKey: key, verifyKey: key, publicJwk: null };
+    return { ...base, signKey: key, verifyKey: key, hmacSecret: Buffer.from(plain), publicJwk: null };
   }
   const signKey = await importPKCS8(plain.toString('utf8'), row.algorithm);
   const verifyKey = (await importJWK(row.public_jwk!, row.algorithm)) as CryptoKey;
-  return { ...base, signKey, verifyKey, publicJwk: row.public_jwk };
+  return { ...base, signKey, verifyKey, hmacSecret: null, publicJwk: row.public_jwk };
 }
 
 /** A ring holding only the default key: for code that has a secret and no database (benchmarks, unit use). */

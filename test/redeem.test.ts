@@ -108,6 +108,18 @@ describe('redeemRequestToken', () => {
       expect((await tokenState(server, token.id)).usedToDate).toBe(0);
     });
 
+    it('TOKEN_SIGNATURE_INVALID for a signature in a non-canonical encoding of the right bytes', async () => {
+      const { jwt, token } = await issue(server, { scope: 's' });
+      const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
+      // The last of 43 characters carries 4 bits and 2 unused ones: flipping an unused bit keeps the decoded bytes.
+      const last = jwt[jwt.length - 1];
+      const twin = alphabet[alphabet.indexOf(last) ^ 1];
+      const variant = jwt.slice(0, -1) + twin;
+      expect(Buffer.from(variant.split('.')[2], 'base64url')).toEqual(Buffer.from(jwt.split('.')[2], 'base64url'));
+      await expectRefused(null, { jwt: variant, scope: 's' }, 'TOKEN_SIGNATURE_INVALID');
+      expect((await tokenState(server, token.id)).usedToDate).toBe(0);
+    });
+
     it('TOKEN_NOT_FOUND for a well-signed token that is not stored', async () => {
       const ghost = await new SignJWT({ jti: '999999999', sub: 's', mod: 'n', max: 1 })
         .setProtectedHeader({ alg: 'HS256', typ: 'JWT' })
