@@ -1,3 +1,4 @@
+import type pg from 'pg';
 import { Issues } from './errors.js';
 
 export const DEFAULT_PAGE_SIZE = 20;
@@ -37,4 +38,41 @@ export function pageWindow(args: PageArgs, issues: Issues, path: string[] = []):
     if (beforeId === null) issues.add([...path, 'after'], 'is not a valid cursor');
   }
   return { limit: first, beforeId };
+}
+
+export interface KeysetQuery<T> {
+  /** `from` clause: the table with its alias and any joins the conditions need. */
+  from: string;
+  /** The select list of a page row. */
+  columns: string;
+  /** The id column pages are cut on, newest first. */
+  idColumn: string;
+  /** Filter conditions with $n placeholders numbered into `values`; the page and the count share them. */
+  where: string[];
+  values: unknown[];
+  limit: number;
+  beforeId: string | null;
+  map(row: Record<string, any>): T & { id: string };
+}
+
+/** One page (newest first, one extra row to tell whether more follow) and the filter's total count, in parallel. */
+export async function keysetPage<T>(pool: pg.Pool, q: KeysetQuery<T>): Promise<Page<T & { id: string }>> {
+  const values = [...q.values];
+  const param = (v: unknown) => `$${values.push(v)}`;
+  const pageWhere = q.beforeId ? [...q.where, `${q.idColumn} < ${param(q.beforeId)}`] : q.where;
+  const clause = (conditions: string[]) => (conditions.length ? `where ${conditions.join(' and ')}` : '');
+  const [page, count] = await Promise.all([
+    pool.query(
+      `select ${q.columns} from ${q.from} ${clause(pageWhere)} order by ${q.idColumn} desc limit ${param(q.limit + 1)}`,
+      values,
+    ),
+    pool.query(`select count(*)::int as n from ${q.from} ${clause(q.where)}`, q.values),
+  ]);
+  return {
+    nodes: page.rows.slice(0, q.limit).map(q.map),
+    hasNextPage: page.rows.length > q.limit,
+    hasPreviousPage: q.beforeId !== null,
+    totalCount: count.rows[0].n,
+    cursorOf: (node) => encodeCursor(node.id),
+  };
 }

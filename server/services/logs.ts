@@ -1,7 +1,7 @@
 import type pg from 'pg';
 import { Issues, NotFoundError, RequestTokenError } from '../errors.js';
 import type { ErrorCode } from '../errors.js';
-import { encodeCursor, pageWindow, type Page, type PageArgs } from '../paging.js';
+import { keysetPage, pageWindow, type Page, type PageArgs } from '../paging.js';
 import type { Tenant } from './api-keys.js';
 
 export interface LogRecord {
@@ -154,23 +154,14 @@ export async function listLogs(
   if (filter.since) where.push(`l.timestamp >= ${param(filter.since)}`);
   if (filter.until) where.push(`l.timestamp < ${param(filter.until)}`);
   const join = filter.scope != null ? 'join request_token t on t.id = l.token_id' : '';
-  const countValues = [...values];
-  const countWhere = where.length ? `where ${where.join(' and ')}` : '';
-  if (beforeId) where.push(`l.id < ${param(beforeId)}`);
-  const pageWhere = where.length ? `where ${where.join(' and ')}` : '';
-
-  const [page, count] = await Promise.all([
-    pool.query(
-      `select ${LOG_COLUMNS} from request_token_log l ${join} ${pageWhere} order by l.id desc limit ${param(limit + 1)}`,
-      values,
-    ),
-    pool.query(`select count(*)::int as n from request_token_log l ${join} ${countWhere}`, countValues),
-  ]);
-  return {
-    nodes: page.rows.slice(0, limit).map(logFromRow),
-    hasNextPage: page.rows.length > limit,
-    hasPreviousPage: beforeId !== null,
-    totalCount: count.rows[0].n,
-    cursorOf: (l) => encodeCursor(l.id),
-  };
+  return keysetPage(pool, {
+    from: `request_token_log l ${join}`,
+    columns: LOG_COLUMNS,
+    idColumn: 'l.id',
+    where,
+    values,
+    limit,
+    beforeId,
+    map: logFromRow,
+  });
 }

@@ -5,7 +5,7 @@ import type { LoginMode, TokenStatus } from '../entities/request-token.js';
 import { LOGIN_MODES, TOKEN_STATUSES } from '../entities/request-token.js';
 import { modeClaim, type JwtCodec, type TokenClaims } from '../jwt.js';
 import { parseHttpUrl, tokeniseUrl, urlParts } from '../target-url.js';
-import { pageWindow, type Page, type PageArgs, encodeCursor } from '../paging.js';
+import { keysetPage, pageWindow, type Page, type PageArgs } from '../paging.js';
 import { checkJsonValue, checkString, MAX_USER_ID_LENGTH } from '../validation.js';
 import { DEFAULT_CLIENT_ID } from '../entities/api-client.js';
 import { tenantOf, type Caller, type Tenant } from './api-keys.js';
@@ -297,25 +297,14 @@ export async function listTokens(
   if (filter.scope != null) where.push(`scope = ${param(filter.scope)}`);
   if (filter.userId != null) where.push(`user_id = ${param(filter.userId)}`);
   if (filter.status != null) where.push(`(${STATUS_SQL}) = ${param(filter.status)}`);
-  const filtered = where.length ? `where ${where.join(' and ')}` : '';
-  const countValues = [...values];
-  const pageWhere = [...where];
-  if (beforeId) pageWhere.push(`id < ${param(beforeId)}`);
-
-  const [page, count] = await Promise.all([
-    pool.query(
-      `select ${TOKEN_COLUMNS} from request_token ${pageWhere.length ? `where ${pageWhere.join(' and ')}` : ''}
-       order by id desc limit ${param(limit + 1)}`,
-      values,
-    ),
-    pool.query(`select count(*)::int as n from request_token ${filtered}`, countValues),
-  ]);
-  const nodes = page.rows.slice(0, limit).map(tokenFromRow);
-  return {
-    nodes,
-    hasNextPage: page.rows.length > limit,
-    hasPreviousPage: beforeId !== null,
-    totalCount: count.rows[0].n,
-    cursorOf: (t) => encodeCursor(t.id),
-  };
+  return keysetPage(pool, {
+    from: 'request_token',
+    columns: TOKEN_COLUMNS,
+    idColumn: 'id',
+    where,
+    values,
+    limit,
+    beforeId,
+    map: tokenFromRow,
+  });
 }
