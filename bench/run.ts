@@ -5,7 +5,6 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { cpus, loadavg, totalmem, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -13,6 +12,7 @@ import { SignJWT } from 'jose';
 import pg from 'pg';
 import { startEmbeddedDatabase, type EmbeddedDatabase } from '../server/embedded-db.js';
 import { generateApiKey } from '../server/services/api-keys.js';
+import { freePort } from '../test/support/ports.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const env = process.env;
@@ -30,17 +30,6 @@ const settings = {
 /** Extra Node flags for the service and the baseline, e.g. BENCH_SERVER_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof". */
 const serverNodeArgs = (env.BENCH_SERVER_NODE_ARGS ?? '').split(' ').filter(Boolean);
 const log = (line: string) => process.stderr.write(`bench: ${line}\n`);
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 const node = (args: string[], childEnv: Record<string, string>, stdio: any = ['ignore', 'pipe', 'inherit']) =>
   spawn(process.execPath, ['--import', 'tsx', ...(['server/main.ts', 'bench/baseline.ts'].includes(args[0]) ? serverNodeArgs : []), ...args], {
