@@ -1,4 +1,4 @@
-import { ERROR_CODES, NotFoundError, TokenRejectedError, ValidationError, type ValidationIssue } from '../server/errors.js';
+import { ERROR_CODES, NotFoundError, TokenRejection, ValidationError, type ValidationIssue } from '../server/errors.js';
 import { builder } from './builder.js';
 
 export const ErrorCodeEnum = builder.enumType('ErrorCode', {
@@ -22,7 +22,7 @@ export const ValidationIssueRef = builder.objectRef<ValidationIssue>('Validation
   }),
 });
 
-builder.objectType(ValidationError, {
+export const ValidationErrorRef = builder.objectType(ValidationError, {
   name: 'ValidationError',
   interfaces: [ErrorInterface],
   fields: (t) => ({
@@ -36,7 +36,7 @@ builder.objectType(NotFoundError, {
   fields: () => ({}),
 });
 
-builder.objectType(TokenRejectedError, {
+export const TokenRejectedErrorRef = builder.objectType(TokenRejection, {
   name: 'TokenRejectedError',
   description: 'A redemption was refused; no use of the token was consumed.',
   interfaces: [ErrorInterface],

@@ -1,3 +1,4 @@
+import { wrapErrorIfMatches } from '@pothos/plugin-errors';
 import SchemaBuilder, { BasePlugin, type PothosOutputFieldConfig, type SchemaTypes } from '@pothos/core';
 import {
   GraphQLError,
@@ -5,6 +6,7 @@ import {
   isListType,
   isNonNullType,
   isScalarType,
+  getNullableType,
   type GraphQLFieldResolver,
   type GraphQLInputType,
 } from 'graphql';
@@ -17,6 +19,12 @@ export const MAX_STRING_INPUT = 8 * 1024;
 // eslint-disable-next-line no-control-regex
 const CONTROL = /[\u0000-\u0008\u000a-\u001f\u007f]/;
 
+function screenString(issues: Issues, path: () => string[], value: string): void {
+  if (value.length > MAX_STRING_INPUT) issues.add(path(), `must be at most ${MAX_STRING_INPUT} characters long`);
+  else if (value.includes('\u0000')) issues.add(path(), 'must not contain NUL characters');
+  else if (CONTROL.test(value)) issues.add(path(), 'must not contain control characters (such as CR or LF)');
+}
+
 function screen(issues: Issues, path: string[], type: GraphQLInputType, value: unknown): void {
   if (value === null || value === undefined) return;
   if (isNonNullType(type)) return screen(issues, path, type.ofType, value);
@@ -27,27 +35,38 @@ function screen(issues: Issues, path: string[], type: GraphQLInputType, value: u
   }
   if (isInputObjectType(type)) {
     const fields = type.getFields();
-    for (const [name, field] of Object.entries(fields)) {
-      screen(issues, [...path, name], field.type, (value as Record<string, unknown>)[name]);
+    // The keys given (coerced input holds only those), and a field's path only made for an issue or a nested value:
+    // this runs for every argument of every request.
+    for (const name in value as Record<string, unknown>) {
+      const field = fields[name];
+      const item = (value as Record<string, unknown>)[name];
+      if (!field) continue;
+      if (typeof item === 'string' && isScalarType(getNullableType(field.type)) && !isJson(field.type)) {
+        screenString(issues, () => [...path, name], item);
+      } else {
+        screen(issues, [...path, name], field.type, item);
+      }
     }
     return;
   }
-  if (isScalarType(type) && type.name === 'JSON') {
+  if (isJson(type)) {
     checkJsonValue(issues, path, value);
     return;
   }
-  if (typeof value === 'string') {
-    if (value.length > MAX_STRING_INPUT) issues.add(path, `must be at most ${MAX_STRING_INPUT} characters long`);
-    else if (value.includes('\u0000')) issues.add(path, 'must not contain NUL characters');
-    else if (CONTROL.test(value)) issues.add(path, 'must not contain control characters (such as CR or LF)');
-  }
+  if (typeof value === 'string') screenString(issues, () => path, value);
 }
+
+const isJson = (type: GraphQLInputType) => {
+  const nullable = getNullableType(type);
+  return isScalarType(nullable) && nullable.name === 'JSON';
+};
 
 /**
  * A Pothos plugin that screens every argument of every field before its resolver runs, so that no string reaches a
  * service (or PostgreSQL) with a NUL byte, a control character or an absurd length, whatever field it belongs to
  * (fields added later included). Registered after the errors plugin, so it runs inside it: a field whose result union
- * has ValidationError answers with that member; any other field with a BAD_USER_INPUT error.
+ * has ValidationError (through the errors plugin, or built by hand and marked `extensions: { answersValidation: true }`)
+ * answers with that member; any other field with a BAD_USER_INPUT error.
  */
 export class InputScreenPlugin<Types extends SchemaTypes> extends BasePlugin<Types> {
   override wrapResolve(
@@ -56,13 +75,15 @@ export class InputScreenPlugin<Types extends SchemaTypes> extends BasePlugin<Typ
   ): GraphQLFieldResolver<unknown, Types['Context'], object> {
     if (Object.keys(fieldConfig.args).length === 0) return resolver;
     const errors = (fieldConfig.pothosOptions as { errors?: { types?: unknown[] } }).errors;
-    const answersValidation = errors?.types?.includes(ValidationError) ?? false;
+    const answersValidation =
+      (errors?.types?.includes(ValidationError) ?? false) || fieldConfig.extensions?.answersValidation === true;
     return (source, args, context, info) => {
       const issues = new Issues();
       const field = info.parentType.getFields()[info.fieldName];
       for (const arg of field.args) screen(issues, [arg.name], arg.type, (args as Record<string, unknown>)[arg.name]);
       if (issues.list.length > 0) {
-        if (answersValidation) throw new ValidationError(issues.list);
+        // Handed over as the errors plugin hands over a thrown one (the plugin lets it pass as it is).
+        if (answersValidation) return wrapErrorIfMatches(new ValidationError(issues.list), [ValidationError]);
         throw new GraphQLError(new ValidationError(issues.list).message, {
           extensions: { code: 'BAD_USER_INPUT', issues: issues.list },
         });

@@ -1,4 +1,4 @@
-import { TokenRejectedError, ValidationError } from '../server/errors.js';
+import { rejectionMessage, ValidationError } from '../server/errors.js';
 import { inspectToken, type Inspection } from '../server/services/inspect.js';
 import { builder } from './builder.js';
 import { ErrorCodeEnum } from './errors.js';
@@ -16,7 +16,7 @@ export const InspectionRef = builder.objectRef<Inspection>('Inspection').impleme
     }),
     rejectionMessage: t.string({
       nullable: true,
-      resolve: (i) => (i.code === null ? null : new TokenRejectedError(i.code, null, null).message),
+      resolve: (i) => (i.code === null ? null : rejectionMessage(i.code)),
     }),
     status: t.field({
       type: TokenStatusEnum,

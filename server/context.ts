@@ -30,5 +30,7 @@ export interface Context extends Services {
 }
 
 export function createContext(services: Services, caller: Caller): Context {
-  return { ...services, caller, tenant: tenantOf(caller) };
+  // Spelled out rather than spread: one per request, and the spread was a few per cent of a refusal's CPU time.
+  const { config, orm, pool, codec, authenticator, log, refusalLog } = services;
+  return { config, orm, pool, codec, authenticator, log, refusalLog, caller, tenant: tenantOf(caller) };
 }

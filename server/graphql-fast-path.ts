@@ -64,6 +64,17 @@ const matches = (processor: string, asked: string) => {
  * answers those). Yoga lets the first acceptable entry of the header win, and within it application/json.
  */
 export function acceptedMediaType(accept: string | undefined): Accepted | null {
+  const key = accept ?? '';
+  const known = acceptCache.get(key);
+  if (known !== undefined) return known;
+  const type = negotiate(accept);
+  // Clients send a handful of distinct headers; anything else is answered without being kept.
+  if (acceptCache.size < 64) acceptCache.set(key, type);
+  return type;
+}
+const acceptCache = new Map<string, Accepted | null>();
+
+function negotiate(accept: string | undefined): Accepted | null {
   for (const entry of (accept || '*/*').replace(/\s/g, '').toLowerCase().split(',')) {
     const [type, ...params] = entry.split(';');
     const charset = params.find((p) => p.includes('charset=')) ?? 'charset=utf-8';

@@ -1,4 +1,4 @@
-import { createHmac, timingSafeEqual } from 'node:crypto';
+import { createHmac, timingSafeEqual, type KeyObject } from 'node:crypto';
 import { SignJWT, compactVerify, errors as joseErrors } from 'jose';
 import type { LoginMode } from './entities/request-token.js';
 import { DEFAULT_KID, KID_PATTERN, staticKeyRing, type KeyRing } from './signing-keys.js';
@@ -135,7 +135,7 @@ export async function createJwtCodec(source: string | KeyRing): Promise<JwtCodec
  * key); everything else goes through jose. The signature must be the canonical base64url of the HMAC, compared in
  * constant time. Returns the payload bytes, or null for a bad signature.
  */
-function verifyHs256(jwt: string, secret: Buffer): Buffer | null {
+function verifyHs256(jwt: string, secret: KeyObject): Buffer | null {
   const firstDot = jwt.indexOf('.');
   const lastDot = jwt.lastIndexOf('.');
   const expected = createHmac('sha256', secret).update(jwt.slice(0, lastDot)).digest();
@@ -146,10 +146,12 @@ function verifyHs256(jwt: string, secret: Buffer): Buffer | null {
   return Buffer.from(jwt.slice(firstDot + 1, lastDot), 'base64url');
 }
 
+const utf8 = new TextDecoder();
+
 function parseClaims(payload: Uint8Array): TokenClaims | null {
   let value: unknown;
   try {
-    value = JSON.parse(new TextDecoder().decode(payload));
+    value = JSON.parse(utf8.decode(payload));
   } catch {
     return null;
   }

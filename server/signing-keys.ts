@@ -1,4 +1,4 @@
-import { createCipheriv, createDecipheriv, hkdfSync, randomBytes } from 'node:crypto';
+import { createCipheriv, createDecipheriv, createSecretKey, hkdfSync, randomBytes, type KeyObject } from 'node:crypto';
 import { exportJWK, exportPKCS8, generateKeyPair, importJWK, importPKCS8, type JWK } from 'jose';
 import type pg from 'pg';
 import { Issues, NotFoundError } from './errors.js';
@@ -28,7 +28,8 @@ export interface RingKey {
   signKey: CryptoKey | null;
   verifyKey: CryptoKey;
   /** HS256 keys only: the secret bytes, for the synchronous HMAC check on the redemption hot path (server/jwt.ts). */
-  hmacSecret: Buffer | null;
+  /** HS256 only: the secret as a node:crypto KeyObject, made once (verifying with it skips preparing the key). */
+  hmacSecret: KeyObject | null;
   /** Asymmetric keys only. */
   publicJwk: JWK | null;
 }
@@ -103,12 +104,12 @@ async function importRow(row: KeyRow, secret: string, kek: Buffer): Promise<Ring
     if (row.kid !== DEFAULT_KID || row.algorithm !== 'HS256') throw new Error(`signing key ${row.kid} has no key material`);
     const bytes = new TextEncoder().encode(secret);
     const key = await importHmac(bytes);
-    return { ...base, signKey: key, verifyKey: key, hmacSecret: Buffer.from(bytes), publicJwk: null };
+    return { ...base, signKey: key, verifyKey: key, hmacSecret: createSecretKey(bytes), publicJwk: null };
   }
   const plain = decryptKeyMaterial(kek, row.kid, row.encrypted_key);
   if (row.algorithm === 'HS256') {
     const key = await importHmac(new Uint8Array(plain));
-    return { ...base, signKey: key, verifyKey: key, hmacSecret: Buffer.from(plain), publicJwk: null };
+    return { ...base, signKey: key, verifyKey: key, hmacSecret: createSecretKey(plain), publicJwk: null };
   }
   const signKey = await importPKCS8(plain.toString('utf8'), row.algorithm);
   const verifyKey = (await importJWK(row.public_jwk!, row.algorithm)) as CryptoKey;

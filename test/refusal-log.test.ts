@@ -37,7 +37,7 @@ describe('refusals that cannot be tied to a token', () => {
     queries = 0;
 
     const inputs: Record<string, string>[] = [
-      ...Array.from({ length: 40 }, (_, i) => ({ jwt, scope: 's', clientIp: '198.51.100.7', userAgent: `agent ${i} "q" \\N \\ end` })),
+      ...Array.from({ length: 40 }, (_, i) => ({ jwt, scope: 's', clientIp: '198.51.100.7', userAgent: `agent ${i} "q" \\N \\ end \t é ✓ \u2028` })),
       ...Array.from({ length: 10 }, () => ({ jwt: 'garbage', scope: 's', userId: 'u9' })),
     ];
     const results = await Promise.all(inputs.map((input) => server.gql(REDEEM, { input })));

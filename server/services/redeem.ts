@@ -2,7 +2,7 @@ import { isIP } from 'node:net';
 import type pg from 'pg';
 import type { Config } from '../config.js';
 import type { LoginMode } from '../entities/request-token.js';
-import { Issues, TokenRejectedError, type RejectionCode } from '../errors.js';
+import { Issues, TokenRejection, type RejectionCode } from '../errors.js';
 import type { JwtCodec } from '../jwt.js';
 import { parseHttpUrl, urlParts, type UrlParts } from '../target-url.js';
 import { findReplay, fingerprint, isKeyConflict, MAX_IDEMPOTENCY_KEY_LENGTH } from './idempotency.js';
@@ -119,10 +119,10 @@ export function validateRedeemInput(input: RedeemInput): { requested: UrlParts |
 }
 
 /**
- * Redeems a token: checks the JWT, then counts one use and logs it atomically. A refusal throws TokenRejectedError,
- * logs the attempt and consumes nothing. Bad input throws ValidationError and changes nothing.
+ * Redeems a token: checks the JWT, then counts one use and logs it atomically. A refusal is returned as a
+ * TokenRejection: the attempt is logged and nothing is consumed. Bad input throws ValidationError and changes nothing.
  */
-export async function redeemToken(deps: RedeemDeps, input: RedeemInput): Promise<Redemption> {
+export async function redeemToken(deps: RedeemDeps, input: RedeemInput): Promise<Redemption | TokenRejection> {
   const { requested, userAgent } = validateRedeemInput(input);
   const userId = input.userId ?? null;
   const clientIp = input.clientIp == null ? null : storedClientIp(input.clientIp, deps.config);
@@ -132,7 +132,7 @@ export async function redeemToken(deps: RedeemDeps, input: RedeemInput): Promise
   if (!verified.ok) {
     // No database work for garbage: the attempt is logged by the batched writer, off the request path.
     const logId = deps.refusalLog.record({ code: verified.code, userId, clientIp, userAgent, clientId: tenant });
-    throw new TokenRejectedError(verified.code, null, logId);
+    return new TokenRejection(verified.code, null, logId);
   }
 
   const tokenId = /^\d{1,19}$/.test(verified.claims.jti) ? verified.claims.jti : '0';
@@ -180,7 +180,7 @@ export async function redeemToken(deps: RedeemDeps, input: RedeemInput): Promise
     const refused = await deps.pool.query({ name: 'refuse', text: REFUSE_SQL, values: [...values.slice(0, 9), tenant] });
     if (refused.rows[0]) {
       const { id, token_id, error_code } = refused.rows[0];
-      throw new TokenRejectedError(error_code as RejectionCode, token_id === null ? null : String(token_id), String(id));
+      return new TokenRejection(error_code as RejectionCode, token_id === null ? null : String(token_id), String(id));
     }
   }
   throw new Error(`token ${tokenId} kept changing under redemption`);

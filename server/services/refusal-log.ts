@@ -59,8 +59,8 @@ const copyField = (v: string | null) =>
 const INSERT_SQL = `insert into request_token_log
     (id, token_id, error_code, user_id, client_ip, user_agent, timestamp, client_id)
   select coalesce(id, nextval(${SEQUENCE})), null, code, user_id, client_ip, user_agent, at, client_id
-  from unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::timestamptz[], $7::bigint[])
-    as r(id, code, user_id, client_ip, user_agent, at, client_id)`;
+  from json_to_recordset($1::json)
+    as r(id bigint, code text, user_id text, client_ip text, user_agent text, at timestamptz, client_id bigint)`;
 
 /**
  * Refusals that no token can be tied to are the cheapest attack on the service (anyone can send garbage), so they
@@ -127,14 +127,14 @@ export function createRefusalLog(pool: pg.Pool, options: RefusalLogOptions): Ref
           await pool.query({
             name: 'log-untied-batch',
             text: INSERT_SQL,
+            // One JSON document (JSON.stringify is native) rather than seven arrays, which pg escapes element by
+            // element in JavaScript: that cost about 5% of a refusal's CPU time under a flood of them.
             values: [
-              rows.map((r) => r.id),
-              rows.map((r) => r.refusal.code),
-              rows.map((r) => r.refusal.userId),
-              rows.map((r) => r.refusal.clientIp),
-              rows.map((r) => r.refusal.userAgent),
-              rows.map((r) => r.at),
-              rows.map((r) => r.refusal.clientId),
+              JSON.stringify(
+                rows.map(({ id, refusal: r, at }) => ({
+                  id, code: r.code, user_id: r.userId, client_ip: r.clientIp, user_agent: r.userAgent, at, client_id: r.clientId,
+                })),
+              ),
             ],
           });
         }
