@@ -12,6 +12,7 @@ import { SignJWT } from 'jose';
 import pg from 'pg';
 import { startEmbeddedDatabase, type EmbeddedDatabase } from '../server/embedded-db.js';
 import { generateApiKey } from '../server/services/api-keys.js';
+import { bundle } from '../scripts/build-service.js';
 import { freePort } from '../test/support/ports.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -31,12 +32,19 @@ const settings = {
 const serverNodeArgs = (env.BENCH_SERVER_NODE_ARGS ?? '').split(' ').filter(Boolean);
 const log = (line: string) => process.stderr.write(`bench: ${line}\n`);
 
+// The service runs as `npm start` runs it, from its bundle (scripts/build-service.ts); the baseline is bundled the
+// same way, so neither side carries the TypeScript loader. The load generator and the bulk baseline run through tsx.
+const BUNDLES: Record<string, string> = { 'server/main.ts': 'dist/server.mjs', 'bench/baseline.ts': 'dist/bench-baseline.mjs' };
 const node = (args: string[], childEnv: Record<string, string>, stdio: any = ['ignore', 'pipe', 'inherit']) =>
-  spawn(process.execPath, ['--import', 'tsx', ...(['server/main.ts', 'bench/baseline.ts'].includes(args[0]) ? serverNodeArgs : []), ...args], {
-    cwd: ROOT,
-    env: { PATH: env.PATH ?? '', HOME: env.HOME ?? '/tmp', ...childEnv },
-    stdio,
-  });
+  spawn(
+    process.execPath,
+    BUNDLES[args[0]] ? [...serverNodeArgs, BUNDLES[args[0]], ...args.slice(1)] : ['--import', 'tsx', ...args],
+    {
+      cwd: ROOT,
+      env: { PATH: env.PATH ?? '', HOME: env.HOME ?? '/tmp', ...childEnv },
+      stdio,
+    },
+  );
 
 async function waitFor(check: () => Promise<boolean>, what: string, child: ChildProcess, ms = 60_000) {
   const started = Date.now();
@@ -119,6 +127,7 @@ async function main() {
   const children: ChildProcess[] = [];
   const admin = { client: null as pg.Client | null };
   try {
+    for (const [entry, outfile] of Object.entries(BUNDLES)) await bundle(entry, join(ROOT, outfile));
     let serverUrl = env.DATABASE_URL;
     if (!serverUrl) {
       log('starting an embedded PostgreSQL');

@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TestProject } from 'vitest/node';
 import { startEmbeddedDatabase } from '../server/embedded-db.js';
+import { bundle } from '../scripts/build-service.js';
 import { freePort } from './support/ports.js';
 
 declare module 'vitest' {
@@ -12,8 +13,10 @@ declare module 'vitest' {
   }
 }
 
-/** One real PostgreSQL per run: DATABASE_URL when given, else an embedded cluster in a temporary folder. */
+/** The service bundle, and one real PostgreSQL per run: DATABASE_URL when given, else an embedded cluster in a temporary folder. */
 export default async function setup(project: TestProject) {
+  // Tests that start the service as a process run what `npm start` runs: this bundle of the current sources.
+  await bundle();
   if (process.env.DATABASE_URL) {
     project.provide('databaseUrl', process.env.DATABASE_URL);
     return;

@@ -9,9 +9,9 @@ export interface ServiceProcess {
   exited: Promise<number | null>;
 }
 
-/** Starts the service the way `npm start` does, with the given environment. */
+/** Starts the service the way `npm start` does (the bundle test/global-setup.ts built), with the given environment. */
 export function startService(env: Record<string, string>): ServiceProcess {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'server/main.ts'], {
+  const child = spawn(process.execPath, ['dist/server.mjs'], {
     cwd: ROOT,
     env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
