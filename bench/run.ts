@@ -26,7 +26,7 @@ const settings = {
   poolSize: num('BENCH_DB_POOL_SIZE', 10),
   bulk: num('BENCH_BULK', 100_000),
   bulkRounds: num('BENCH_BULK_ROUNDS', 1),
-  scenarios: (env.BENCH_SCENARIOS ?? 'redeem,refuse,issue,read,bulk').split(','),
+  scenarios: (env.BENCH_SCENARIOS ?? 'redeem,redeem-low,refuse,issue,read,bulk').split(','),
 };
 /** Extra Node flags for the service and the baseline, e.g. BENCH_SERVER_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof". */
 const serverNodeArgs = (env.BENCH_SERVER_NODE_ARGS ?? '').split(' ').filter(Boolean);
@@ -76,6 +76,8 @@ interface Side {
 }
 interface Scenario {
   name: string;
+  /** Connections of the load generator, if not the settings' (e.g. 1: latency at low load). */
+  connections?: number;
   /** Per side: path and request bodies. */
   requests(side: Side): { path: string; bodies: string[] };
   /** Checks one answer, so that a benchmark of errors cannot pass for a result. */
@@ -96,7 +98,7 @@ interface Run {
 async function load(side: Side, scenario: Scenario, seconds: number, headers: Record<string, string>, dir: string) {
   const { path, bodies } = scenario.requests(side);
   const jobFile = join(dir, `job-${side.name}-${scenario.name}.json`);
-  await writeFile(jobFile, JSON.stringify({ url: side.url, path, headers, bodies, connections: settings.connections, seconds }));
+  await writeFile(jobFile, JSON.stringify({ url: side.url, path, headers, bodies, connections: scenario.connections ?? settings.connections, seconds }));
   await resetPeak(side.pid);
   const cpuBefore = await cpuMs(side.pid);
   let sampled = 0;
@@ -165,6 +167,8 @@ async function main() {
       ...(env.GRAPHQL_FAST_PATH ? { GRAPHQL_FAST_PATH: env.GRAPHQL_FAST_PATH } : {}),
       // E.g. 600000 to keep refusal log rows out of the measured window (to see what writing them costs).
       ...(env.REFUSAL_LOG_FLUSH_MS ? { REFUSAL_LOG_FLUSH_MS: env.REFUSAL_LOG_FLUSH_MS } : {}),
+      // REDEEM_BATCH_MAX=1 compares with micro-batching off.
+      ...(env.REDEEM_BATCH_MAX ? { REDEEM_BATCH_MAX: env.REDEEM_BATCH_MAX } : {}),
     });
     children.push(ours);
     const oursUrl = `http://127.0.0.1:${oursPort}`;
@@ -209,14 +213,23 @@ async function main() {
 
     const visitor = { clientIp: '198.51.100.23', userAgent: 'Mozilla/5.0 (X11; Linux x86_64) bench' };
     const gql = (query: string, variables: unknown) => JSON.stringify({ query, variables });
+    const redeeming: Pick<Scenario, 'requests' | 'check'> = {
+      requests: (side) =>
+        side.name === 'ours'
+          ? { path: '/graphql', bodies: jwts.map((jwt) => gql(REDEEM, { input: { jwt, scope: 'bench', ...visitor } })) }
+          : { path: '/redeem', bodies: jwts.map((jwt) => JSON.stringify({ jwt, scope: 'bench', ...visitor })) },
+      check: (side, b) => (side.name === 'ours' ? b.data?.redeemRequestToken?.__typename === 'Redemption' : !!b.id),
+    };
     const all: Scenario[] = [
       {
         name: 'redeem',
-        requests: (side) =>
-          side.name === 'ours'
-            ? { path: '/graphql', bodies: jwts.map((jwt) => gql(REDEEM, { input: { jwt, scope: 'bench', ...visitor } })) }
-            : { path: '/redeem', bodies: jwts.map((jwt) => JSON.stringify({ jwt, scope: 'bench', ...visitor })) },
-        check: (side, b) => (side.name === 'ours' ? b.data?.redeemRequestToken?.__typename === 'Redemption' : !!b.id),
+        ...redeeming,
+      },
+      {
+        // One request at a time: what a single click waits for, with nothing to batch.
+        name: 'redeem-low',
+        connections: 1,
+        ...redeeming,
       },
       {
         name: 'refuse',

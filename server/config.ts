@@ -36,6 +36,8 @@ export interface Config {
   graphqlFastPath: 'jit' | 'on' | 'off';
   /** How often refusals that cannot be tied to a token are written, in batches, to the log. */
   refusalLogFlushMs: number;
+  /** Successful redemptions per statement at most while the pool is busy (micro-batching); 1: one statement each. */
+  redeemBatchMax: number;
   /**
    * Encrypts signing keys at rest (AES-256-GCM). Null: a key derived from the signing secret (set a separate one in
    * production, so that a leaked secret does not also open the stored keys).
@@ -150,6 +152,7 @@ export function loadConfig(env: Env = process.env): Config {
     logLevel: oneOf(env, 'LOG_LEVEL', ['debug', 'info', 'warn', 'error', 'silent'] as const, 'info'),
     graphqlFastPath: oneOf(env, 'GRAPHQL_FAST_PATH', ['jit', 'on', 'off'] as const, 'jit'),
     refusalLogFlushMs: intVar(env, 'REFUSAL_LOG_FLUSH_MS', 250, 10, 600_000),
+    redeemBatchMax: intVar(env, 'REDEEM_BATCH_MAX', 64, 1, 1000),
     keyEncryptionKey,
     clientIpStorage,
     clientIpHashSalt,

@@ -2,6 +2,7 @@ import type { MikroORM } from '@mikro-orm/postgresql';
 import type pg from 'pg';
 import type { Config } from './config.js';
 import type { JwtCodec } from './jwt.js';
+import type { RedeemBatcher } from './services/redeem-batch.js';
 import type { RefusalLog } from './services/refusal-log.js';
 import { tenantOf, type Authenticator, type Caller, type Tenant } from './services/api-keys.js';
 
@@ -15,6 +16,8 @@ export interface Services {
   log: Logger;
   /** Batched, off-request-path writer of refusals that no token can be tied to. */
   refusalLog: RefusalLog;
+  /** Batches successful redemptions under load; null: one statement each (REDEEM_BATCH_MAX=1). */
+  redeemBatcher: RedeemBatcher | null;
 }
 
 export interface Logger {
@@ -31,6 +34,6 @@ export interface Context extends Services {
 
 export function createContext(services: Services, caller: Caller): Context {
   // Spelled out rather than spread: one per request, and the spread was a few per cent of a refusal's CPU time.
-  const { config, orm, pool, codec, authenticator, log, refusalLog } = services;
-  return { config, orm, pool, codec, authenticator, log, refusalLog, caller, tenant: tenantOf(caller) };
+  const { config, orm, pool, codec, authenticator, log, refusalLog, redeemBatcher } = services;
+  return { config, orm, pool, codec, authenticator, log, refusalLog, redeemBatcher, caller, tenant: tenantOf(caller) };
 }

@@ -11,6 +11,7 @@ import { createLogger } from './logger.js';
 import { createAuthenticator } from './services/api-keys.js';
 import { pruneIdempotencyKeys } from './services/idempotency.js';
 import { createRefusalLog } from './services/refusal-log.js';
+import { redeemBatcherFor } from './services/redeem-batch.js';
 import { loadKeyRing } from './signing-keys.js';
 
 /** The composition root: config → database → services → HTTP, and the reverse on SIGINT/SIGTERM. */
@@ -62,6 +63,7 @@ async function main(): Promise<void> {
       authenticator: createAuthenticator(),
       log,
       refusalLog: createRefusalLog(db.pool, { flushMs: config.refusalLogFlushMs, onError: log.error }),
+      redeemBatcher: redeemBatcherFor(db.pool, config),
     };
     await services.refusalLog.ready();
     const app = createApp(services);

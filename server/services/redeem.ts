@@ -7,6 +7,7 @@ import type { JwtCodec } from '../jwt.js';
 import { parseHttpUrl, urlParts, type UrlParts } from '../target-url.js';
 import { findReplay, fingerprint, isKeyConflict, MAX_IDEMPOTENCY_KEY_LENGTH } from './idempotency.js';
 import { checkString, MAX_USER_AGENT_LENGTH, MAX_USER_ID_LENGTH } from '../validation.js';
+import type { RedeemBatcher } from './redeem-batch.js';
 import type { RefusalLog } from './refusal-log.js';
 import { MAX_SCOPE_LENGTH, TOKEN_COLUMNS, tokenFromRow, type TokenRecord } from './tokens.js';
 import { tenantOf, type Caller } from './api-keys.js';
@@ -40,6 +41,8 @@ export interface RedeemDeps {
   /** Only the caller's client's tokens redeem; another client's token is refused as TOKEN_NOT_FOUND. */
   caller: Caller;
   refusalLog: RefusalLog;
+  /** Batches the success statement under load (server/services/redeem-batch.ts); without it, one statement each. */
+  redeemBatcher?: RedeemBatcher | null;
 }
 
 /** Far above any JWT we issue; the codec refuses anything over its own cap as malformed without decoding it. */
@@ -160,9 +163,14 @@ export async function redeemToken(deps: RedeemDeps, input: RedeemInput): Promise
     tenant,
   ];
   for (let attempt = 0; attempt < 3; attempt++) {
-    let used: pg.QueryResult;
+    let used: Record<string, any> | null;
     try {
-      used = await deps.pool.query({ name: 'redeem', text: REDEEM_SQL, values });
+      used =
+        // The first attempt may share a statement with concurrent redemptions; a retry (the token was busy) runs
+        // alone and waits its turn on the row.
+        attempt === 0 && key === null && deps.redeemBatcher
+          ? await deps.redeemBatcher.consume(values)
+          : ((await deps.pool.query({ name: 'redeem', text: REDEEM_SQL, values })).rows[0] ?? null);
     } catch (error) {
       // This key already redeemed this token (a retry, or a concurrent twin that committed first): this statement, use
       // included, was rolled back.
@@ -173,7 +181,7 @@ export async function redeemToken(deps: RedeemDeps, input: RedeemInput): Promise
       }
       throw error;
     }
-    if (used.rows[0]) return redemptionFromRow(used.rows[0], used.rows[0].log_id);
+    if (used) return redemptionFromRow(used, used.log_id);
     // The use may have gone to a concurrent redemption with this very key: that one is our answer, not a refusal.
     const original = await replay();
     if (original) return original;

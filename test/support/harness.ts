@@ -8,6 +8,7 @@ import { initDatabase, type Database } from '../../server/db.js';
 import { createJwtCodec } from '../../server/jwt.js';
 import { createApiKey, createAuthenticator } from '../../server/services/api-keys.js';
 import { createRefusalLog } from '../../server/services/refusal-log.js';
+import { redeemBatcherFor } from '../../server/services/redeem-batch.js';
 import { loadKeyRing } from '../../server/signing-keys.js';
 
 export const TEST_SECRET = 'test-secret-test-secret-test-secret-0123456789';
@@ -69,6 +70,7 @@ export async function startTestServer(env: Record<string, string> = {}): Promise
       flushMs: config.refusalLogFlushMs,
       onError: (message, error) => errors.push(error ?? message),
     }),
+    redeemBatcher: redeemBatcherFor(db.pool, config),
   };
   await services.refusalLog.ready();
   const { key: apiKey } = await createApiKey(db.orm.em.fork(), { name: 'test admin', permissions: ['admin'] });

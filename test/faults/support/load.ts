@@ -57,9 +57,11 @@ export interface LoadResult {
 
 /**
  * Workers that redeem round-robin over `tokens`, each logical redemption under its own idempotency key and retried
- * with that key on every transient failure until it gets a definite answer, the way a careful client does.
+ * with that key on every transient failure until it gets a definite answer, the way a careful client does. With
+ * `keyed: false`, redemptions carry no key (so the service may batch them) and are tried once: a transient failure
+ * is counted and not retried, since a retry without a key could rightly count a second use.
  */
-export function startLoad(base: string, apiKey: string, tokens: LoadToken[], workers = 8) {
+export function startLoad(base: string, apiKey: string, tokens: LoadToken[], workers = 8, keyed = true) {
   const result: LoadResult = { acked: [], refused: 0, transient: 0, unexpected: [], abandoned: 0 };
   let running = true;
   let n = 0;
@@ -75,11 +77,13 @@ export function startLoad(base: string, apiKey: string, tokens: LoadToken[], wor
         }
         let answer: { status: number; body: any } | null = null;
         try {
-          answer = await gql(base, apiKey, REDEEM, { input: { jwt: token.jwt, scope: token.scope, idempotencyKey: key } });
+          const input = { jwt: token.jwt, scope: token.scope, ...(keyed ? { idempotencyKey: key } : {}) };
+          answer = await gql(base, apiKey, REDEEM, { input });
         } catch {
           result.transient++;
           await sleep(50);
-          continue;
+          if (keyed) continue;
+          break;
         }
         const r = answer.body?.data?.redeemRequestToken;
         if (r?.__typename === 'Redemption') {
@@ -93,7 +97,8 @@ export function startLoad(base: string, apiKey: string, tokens: LoadToken[], wor
         if (answer.status === 503 && answer.body?.errors?.[0]?.extensions?.code === 'SERVICE_UNAVAILABLE') {
           result.transient++;
           await sleep(50);
-          continue;
+          if (keyed) continue;
+          break;
         }
         result.unexpected.push(`${answer.status} ${JSON.stringify(answer.body)}`);
         break;
