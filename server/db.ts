@@ -7,13 +7,24 @@ export interface Database {
   orm: MikroORM;
   /** Plain pg pool for the hot paths (issue, redeem): prepared statements, one round trip, no unit of work. */
   pool: pg.Pool;
+  /**
+   * Micro-batched redemptions' own connections (server/services/redeem-batch.ts), taken from DB_POOL_SIZE; null when
+   * batching is off. Their prepared statements always use a generic plan: the batch statement is costly to plan
+   * (about 0.5 ms, as much as running it) and PostgreSQL would otherwise plan it anew on every execution.
+   */
+  batchPool: pg.Pool | null;
   close(): Promise<void>;
 }
+
+/** Connections of DB_POOL_SIZE that micro-batched redemptions get: a third, when batching is on and the pool allows. */
+export const redeemBatchSlots = (config: { dbPoolSize: number; redeemBatchMax?: number }): number =>
+  (config.redeemBatchMax ?? 1) > 1 && config.dbPoolSize >= 2 ? Math.max(1, Math.round(config.dbPoolSize / 3)) : 0;
 
 /** Connects, applies pending migrations and returns the ORM and the hot-path pool. */
 export async function initDatabase(
   url: string,
-  config: Pick<Config, 'dbPoolSize' | 'dbPoolTimeoutMs' | 'dbStatementTimeoutMs' | 'dbLockTimeoutMs'>,
+  config: Pick<Config, 'dbPoolSize' | 'dbPoolTimeoutMs' | 'dbStatementTimeoutMs' | 'dbLockTimeoutMs'> &
+    Partial<Pick<Config, 'redeemBatchMax'>>,
   log: (line: string) => void = () => {},
 ): Promise<Database> {
   // Every connection, ORM or hot path, carries the timeouts: a slow or locked query ends with an error, never a hang.
@@ -35,21 +46,29 @@ export async function initDatabase(
     await orm.close(true);
     throw error;
   }
-  const pool = new pg.Pool({
-    connectionString: url,
-    max: config.dbPoolSize,
-    application_name: 'request-token',
-    // pg waits forever for a free client by default; a burst beyond the pool fails fast instead.
-    connectionTimeoutMillis: config.dbPoolTimeoutMs,
-    ...session,
-  });
-  // An idle client that loses its connection (database restart) must not crash the process.
-  pool.on('error', () => {});
+  const slots = redeemBatchSlots(config);
+  const hotPool = (max: number, extra: pg.PoolConfig = {}) => {
+    const created = new pg.Pool({
+      connectionString: url,
+      max,
+      application_name: 'request-token',
+      // pg waits forever for a free client by default; a burst beyond the pool fails fast instead.
+      connectionTimeoutMillis: config.dbPoolTimeoutMs,
+      ...session,
+      ...extra,
+    });
+    // An idle client that loses its connection (database restart) must not crash the process.
+    created.on('error', () => {});
+    return created;
+  };
+  const pool = hotPool(config.dbPoolSize - slots);
+  const batchPool = slots > 0 ? hotPool(slots, { options: '-c plan_cache_mode=force_generic_plan' }) : null;
   return {
     orm,
     pool,
+    batchPool,
     async close() {
-      await Promise.allSettled([pool.end(), orm.close(true)]);
+      await Promise.allSettled([pool.end(), batchPool?.end(), orm.close(true)]);
     },
   };
 }

@@ -63,7 +63,7 @@ async function main(): Promise<void> {
       authenticator: createAuthenticator(),
       log,
       refusalLog: createRefusalLog(db.pool, { flushMs: config.refusalLogFlushMs, onError: log.error }),
-      redeemBatcher: redeemBatcherFor(db.pool, config),
+      redeemBatcher: redeemBatcherFor(db, config),
     };
     await services.refusalLog.ready();
     const app = createApp(services);

@@ -4,7 +4,7 @@ import { createRedeemBatcher } from '../server/services/redeem-batch.js';
 import { startTestServer, type TestServer } from './support/harness.js';
 import { issue, redeem, tokenState } from './support/operations.js';
 
-// DB_POOL_SIZE=3: one statement slot for redemptions (a third of the pool), so concurrent ones are batched for sure.
+// DB_POOL_SIZE=3: one connection of it for batched redemptions (a third), so concurrent ones are batched for sure.
 let server: TestServer;
 beforeAll(async () => {
   server = await startTestServer({ DB_POOL_SIZE: '3' });
@@ -16,6 +16,14 @@ const values = (tokenId: string, userAgent: string, scope = 'batch') =>
   [tokenId, scope, null, null, '{}', null, '198.51.100.1', userAgent, 0, null, null, null];
 
 describe('micro-batched redemptions', () => {
+  it('run on connections of their own, taken from DB_POOL_SIZE, whose statements use a generic plan', async () => {
+    const { pool, batchPool } = server.db;
+    expect([pool.options.max, batchPool!.options.max]).toEqual([2, 1]);
+    const setting = async (p: typeof pool) => (await p.query(`select current_setting('plan_cache_mode') as m`)).rows[0].m;
+    expect(await setting(batchPool!)).toBe('force_generic_plan');
+    expect(await setting(pool)).toBe('auto');
+  });
+
   it('share statements under load and answer every redemption with its own token and log row', async () => {
     const tokens = await Promise.all(Array.from({ length: 50 }, () => issue(server, { scope: 'batch', maxUses: 3 })));
     const before = { ...server.services.redeemBatcher!.stats };

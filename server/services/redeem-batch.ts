@@ -6,7 +6,7 @@ import { TOKEN_COLUMNS } from './tokens.js';
  * Micro-batching of successful redemptions. While every statement slot is busy, redemptions wait here, and the next
  * free slot takes all that are waiting (up to `maxBatch`) in one statement and one commit, where the per-request path
  * spends a round trip, a plan execution and a commit (a WAL flush) on each. With a slot free (low load) a redemption
- * runs at once, in a statement of its own: no added latency.
+ * runs at once, alone, with REDEEM_SQL (REDEEM_ALONE_SQL: skipping a locked row, as a batch does).
  *
  * Only the first attempt of the success path is batched: `consume` answers the updated token row with its log id, or
  * null when this redemption did not consume a use, and the caller finds out why exactly as after the per-request
@@ -23,40 +23,59 @@ export interface RedeemBatcher {
 }
 
 export interface RedeemBatchOptions {
-  /** Statements in flight at most; redemptions beyond wait here, where they can be batched. */
+  /** Statements in flight at most (the pool's connections); redemptions beyond wait here, where they are batched. */
   slots: number;
   /** Redemptions per statement at most. 1 turns batching off. */
   maxBatch: number;
 }
 
-// One row per redemption; a token named twice takes part once (the first), the others get null and retry alone. Rows
-// locked by another transaction are skipped (SKIP LOCKED: no waiting, so no deadlock between batches either). Then the
-// same conditional UPDATE and log INSERT as REDEEM_SQL, for all at once; the log rows are matched back by token id,
-// which is unique within a batch.
+// One row per redemption; a token named twice takes part once (the first), the others get no row and retry alone.
+// The checks run in a SELECT … FOR UPDATE SKIP LOCKED: a row locked by another transaction is skipped, not waited
+// for (so batches cannot deadlock either), and the rows it returns are locked, so their checks stay true until the
+// commit. Then the same UPDATE and log INSERT as REDEEM_SQL, for all at once; answers are matched back by token id,
+// unique within a batch. $3 holds the token ids: rows are found by primary key whatever the planner thinks of the
+// JSON's row count (it assumes 100; joining on the JSON alone it chose sequential scans, or the scope index).
 export const REDEEM_BATCH_SQL = `with input as (
     select * from json_to_recordset($1::json) as r(in_n int, in_id bigint, in_scope text, in_host text, in_path text,
       in_params text, in_user text, in_ip text, in_agent text, in_tenant bigint)
   ), first as (
     select distinct on (in_id) * from input order by in_id, in_n
-  ), locked as (
-    select t.id from request_token t join first on t.id = first.in_id for update of t skip locked
+  ), eligible as (
+    select t.id, i.in_n, i.in_user, i.in_ip, i.in_agent
+    from request_token t join first i on i.in_id = t.id
+    where t.id = any($3::bigint[]) and t.scope = i.in_scope and t.revoked_at is null
+      and (t.not_before is null or t.not_before <= now() + make_interval(secs => $2))
+      and (t.expires_at is null or t.expires_at > now() - make_interval(secs => $2))
+      and (t.target_host is null
+        or (t.target_host = i.in_host and t.target_path = i.in_path and t.target_params <@ i.in_params::jsonb))
+      and (i.in_user is null or t.user_id is null or t.user_id = i.in_user)
+      and t.used_to_date < t.max_uses
+      and (i.in_tenant is null or t.client_id = i.in_tenant)
+    for update of t skip locked
   ), used as (
     update request_token set used_to_date = used_to_date + 1
-    from first as i
-    where id = i.in_id and id in (select id from locked) and scope = i.in_scope and revoked_at is null
-      and (not_before is null or not_before <= now() + make_interval(secs => $2))
-      and (expires_at is null or expires_at > now() - make_interval(secs => $2))
-      and (target_host is null or (target_host = i.in_host and target_path = i.in_path and target_params <@ i.in_params::jsonb))
-      and (i.in_user is null or user_id is null or user_id = i.in_user)
-      and used_to_date < max_uses
-      and (i.in_tenant is null or client_id = i.in_tenant)
-    returning i.in_n, i.in_user, i.in_ip, i.in_agent, ${TOKEN_COLUMNS}
+    where id = any($3::bigint[]) and id in (select id from eligible) and used_to_date < max_uses
+    returning ${TOKEN_COLUMNS}
   ), log as (
     insert into request_token_log (token_id, user_id, client_ip, user_agent, client_id)
-    select id, in_user, in_ip, in_agent, client_id from used
+    select used.id, e.in_user, e.in_ip, e.in_agent, used.client_id from used join eligible e on e.id = used.id
     returning id as log_id, token_id
   )
-  select used.*, log.log_id from used join log on log.token_id = used.id`;
+  select used.*, e.in_n, log.log_id from used join eligible e on e.id = used.id join log on log.token_id = used.id`;
+
+/**
+ * REDEEM_SQL for a redemption that runs alone on a batch connection (a lone click): the same statement, except that a
+ * row locked elsewhere is skipped rather than waited for, as in a batch. Cheaper than a batch of one (about 0.1 ms of
+ * PostgreSQL time less, bench/statement-cost.ts).
+ */
+export const REDEEM_ALONE_SQL = (() => {
+  const sql = REDEEM_SQL.replace(
+    'with used as (',
+    'with locked as (select id from request_token where id = $1 for update skip locked), used as (',
+  ).replace('where id = $1 and scope = $2', 'where id = $1 and id in (select id from locked) and scope = $2');
+  if ((sql.match(/locked/g) ?? []).length !== 3) throw new Error('REDEEM_SQL changed: update REDEEM_ALONE_SQL');
+  return sql;
+})();
 
 interface Waiting {
   values: unknown[];
@@ -73,6 +92,14 @@ export function createRedeemBatcher(pool: pg.Pool, options: RedeemBatchOptions):
     (await pool.query({ name: 'redeem', text: REDEEM_SQL, values })).rows[0] ?? null;
 
   async function run(batch: Waiting[]): Promise<void> {
+    if (batch.length === 1) {
+      const [one] = batch;
+      await pool.query({ name: 'redeem-alone', text: REDEEM_ALONE_SQL, values: one.values }).then(
+        ({ rows }) => one.resolve(rows[0] ?? null),
+        one.reject,
+      );
+      return;
+    }
     let rows: Record<string, any>[];
     try {
       const input = batch.map(({ values: v }, n) => ({
@@ -83,21 +110,22 @@ export function createRedeemBatcher(pool: pg.Pool, options: RedeemBatchOptions):
       ({ rows } = await pool.query({
         name: 'redeem-batch',
         text: REDEEM_BATCH_SQL,
-        values: [JSON.stringify(input), batch[0].values[8]],
+        // The ids again as an array: the rows are then found through the primary key whatever the planner thinks
+        // of the JSON's row count (it assumes 100, and chose sequential scans).
+        values: [JSON.stringify(input), batch[0].values[8], input.map((r) => r.in_id)],
       }));
     } catch (error) {
       // PostgreSQL refused the statement (one bad value, a statement timeout): it was rolled back, and each redemption
       // runs again alone, so that an error reaches only the request it belongs to. Anything else (no connection came
       // free, the connection was lost, perhaps after the commit) is every redemption's answer as it is: running them
       // again could not help, or could count a use twice.
-      if (batch.length === 1 || !(error instanceof pg.DatabaseError)) {
+      if (!(error instanceof pg.DatabaseError)) {
         for (const one of batch) one.reject(error);
         return;
       }
       await Promise.all(batch.map((one) => single(one.values).then(one.resolve, one.reject)));
       return;
     }
-    if (batch.length === 1) return batch[0].resolve(rows[0] ?? null);
     const byIndex = new Map(rows.map((row) => [row.in_n as number, row]));
     batch.forEach((one, n) => one.resolve(byIndex.get(n) ?? null));
   }
@@ -126,15 +154,8 @@ export function createRedeemBatcher(pool: pg.Pool, options: RedeemBatchOptions):
   };
 }
 
-/**
- * The batcher the configuration asks for: null with REDEEM_BATCH_MAX=1. A third of the pool's connections run
- * statements; measured on 2 cores (BENCHMARKS.md), fewer and fuller batches beat many small ones, and the rest of the
- * pool stays free for refusals, issuing and reads.
- */
-export const redeemBatcherFor = (
-  pool: pg.Pool,
-  config: { redeemBatchMax: number; dbPoolSize: number },
-): RedeemBatcher | null =>
-  config.redeemBatchMax > 1
-    ? createRedeemBatcher(pool, { slots: Math.max(1, Math.round(config.dbPoolSize / 3)), maxBatch: config.redeemBatchMax })
+/** The batcher on the database's batch connections, or null when batching is off (REDEEM_BATCH_MAX=1). */
+export const redeemBatcherFor = (db: { batchPool: pg.Pool | null }, config: { redeemBatchMax: number }): RedeemBatcher | null =>
+  db.batchPool
+    ? createRedeemBatcher(db.batchPool, { slots: db.batchPool.options.max, maxBatch: config.redeemBatchMax })
     : null;

@@ -70,7 +70,7 @@ export async function startTestServer(env: Record<string, string> = {}): Promise
       flushMs: config.refusalLogFlushMs,
       onError: (message, error) => errors.push(error ?? message),
     }),
-    redeemBatcher: redeemBatcherFor(db.pool, config),
+    redeemBatcher: redeemBatcherFor(db, config),
   };
   await services.refusalLog.ready();
   const { key: apiKey } = await createApiKey(db.orm.em.fork(), { name: 'test admin', permissions: ['admin'] });
