@@ -5,7 +5,16 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { compactVerify, SignJWT } from 'jose';
 import pg from 'pg';
-import { ISSUE_SQL, LOG_COLUMNS, LOG_COUNT_SQL, LOG_PAGE_SQL, REDEEM_SQL, REFUSE_SQL } from './sql.js';
+import {
+  ISSUE_SQL,
+  LOG_COLUMNS,
+  LOG_COUNT_SQL,
+  LOG_PAGE_SQL,
+  REDEEM_SQL,
+  REFUSE_SQL,
+  STATS_STATEMENT_TIMEOUT_MS,
+  usageStatsQuery,
+} from './sql.js';
 
 const env = process.env;
 const pool = new pg.Pool({ connectionString: env.DATABASE_URL, max: Number(env.DB_POOL_SIZE ?? 10) });
@@ -107,7 +116,29 @@ async function logs(input: any) {
 }
 void LOG_COLUMNS;
 
-const routes: Record<string, (input: any) => Promise<unknown>> = { '/redeem': redeem, '/issue': issue, '/logs': logs };
+async function stats(input: any) {
+  const { text, values } = usageStatsQuery(input.bucket, new Date(input.since), new Date(input.until), null, input.scope ?? null);
+  const client = await pool.connect();
+  try {
+    await client.query('begin read only');
+    await client.query(`set local statement_timeout = ${STATS_STATEMENT_TIMEOUT_MS}`);
+    const { rows } = await client.query(text, values);
+    await client.query('commit');
+    return { rows };
+  } catch (error) {
+    await client.query('rollback').catch(() => {});
+    throw error;
+  } finally {
+    client.release();
+  }
+}
+
+const routes: Record<string, (input: any) => Promise<unknown>> = {
+  '/redeem': redeem,
+  '/issue': issue,
+  '/logs': logs,
+  '/stats': stats,
+};
 
 const server = createServer((req: IncomingMessage, res: ServerResponse) => {
   const route = routes[req.url ?? ''];

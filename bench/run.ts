@@ -26,7 +26,7 @@ const settings = {
   poolSize: num('BENCH_DB_POOL_SIZE', 10),
   bulk: num('BENCH_BULK', 100_000),
   bulkRounds: num('BENCH_BULK_ROUNDS', 1),
-  scenarios: (env.BENCH_SCENARIOS ?? 'redeem,redeem-low,refuse,issue,read,bulk').split(','),
+  scenarios: (env.BENCH_SCENARIOS ?? 'redeem,redeem-low,refuse,issue,read,stats,bulk').split(','),
 };
 /** Extra Node flags for the service and the baseline, e.g. BENCH_SERVER_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof". */
 const serverNodeArgs = (env.BENCH_SERVER_NODE_ARGS ?? '').split(' ').filter(Boolean);
@@ -209,6 +209,21 @@ async function main() {
        from unnest($1::bigint[]) as t, generate_series(1, 30) as n`,
       [readIds],
     );
+    // Usage statistics over one past day of scope 'stats': 500 tokens issued in it, 20,000 attempts (a quarter refused).
+    const statsDay = new Date(Math.floor(Date.now() / 86_400_000) * 86_400_000 - 10 * 86_400_000);
+    const statsWindow = { scope: 'stats', since: statsDay.toISOString(), until: new Date(statsDay.getTime() + 86_400_000).toISOString() };
+    const { rows: statsTokens } = await db.query(
+      `insert into request_token (scope, max_uses, client_id, issued_at)
+       select 'stats', 1000, 1, $1::timestamptz + n * interval '1 minute' from generate_series(1, 500) as n returning id`,
+      [statsDay],
+    );
+    await db.query(
+      `insert into request_token_log (token_id, error_code, user_id, client_ip, user_agent, status_code, timestamp, client_id)
+       select ($2::bigint[])[1 + n % 500], case when n % 4 = 0 then 'MAX_USES_EXCEEDED' end, 'u' || n, '203.0.113.9',
+         'Mozilla/5.0 (bench)', case n % 3 when 0 then 200 when 1 then 404 end, $1::timestamptz + n * interval '4 seconds', 1
+       from generate_series(0, 19999) as n`,
+      [statsDay, statsTokens.map((r) => r.id)],
+    );
     await db.query('analyze');
 
     const visitor = { clientIp: '198.51.100.23', userAgent: 'Mozilla/5.0 (X11; Linux x86_64) bench' };
@@ -259,6 +274,17 @@ async function main() {
             : { path: '/logs', bodies: readIds.map((tokenId) => JSON.stringify({ tokenId, first: 20 })) },
         check: (side, b) =>
           (side.name === 'ours' ? b.data?.requestTokenLogs?.edges?.length : b.nodes?.length) === 20,
+      },
+      {
+        name: 'stats',
+        requests: (side) =>
+          side.name === 'ours'
+            ? { path: '/graphql', bodies: [gql(STATS, { filter: statsWindow, bucket: 'HOUR' })] }
+            : { path: '/stats', bodies: [JSON.stringify({ ...statsWindow, bucket: 'HOUR' })] },
+        check: (side, b) =>
+          side.name === 'ours'
+            ? b.data?.usageStats?.totals?.redemptions === 15000 && b.data.usageStats.buckets.length === 24
+            : b.rows?.filter((r: any) => r.per_scope).reduce((n: number, r: any) => n + r.redemptions, 0) === 15000,
       },
     ];
     const scenarios = all.filter((s) => settings.scenarios.includes(s.name));
@@ -417,6 +443,17 @@ const LOGS = `query RequestTokenLogs($filter: RequestTokenLogFilter, $first: Int
     totalCount
     pageInfo { hasNextPage hasPreviousPage startCursor endCursor }
     edges { cursor node { id errorCode userId clientIp userAgent statusCode timestamp token { id scope } } }
+  }
+}`;
+
+const COUNTS = `issued redemptions released refusals refusalsByCode { code count }
+  responseStatuses { status1xx status2xx status3xx status4xx status5xx unrecorded }`;
+const STATS = `query UsageStats($filter: UsageStatsFilter, $bucket: StatsBucket!) {
+  usageStats(filter: $filter, bucket: $bucket) {
+    bucket timeZone since until
+    buckets { start end ${COUNTS} }
+    totals { ${COUNTS} }
+    scopes { scope ${COUNTS} }
   }
 }`;
 

@@ -124,41 +124,26 @@ const ATTEMPT_COLUMNS: [string, string][] = [
 const ATTEMPT_COUNTS_SQL = ATTEMPT_COLUMNS.map(([name, condition]) => `count(*) filter (where ${condition})::int as "${name}"`);
 const NO_ATTEMPTS_SQL = ATTEMPT_COLUMNS.map(([name]) => `0 as "${name}"`);
 
-/** Usage per time bucket and per scope: tokens issued, redemptions, refusals by code and recorded response statuses. */
-export async function usageStats(
-  deps: StatsDeps,
-  filter: UsageFilter,
-  bucket: StatsBucket,
-  now = new Date(),
-): Promise<UsageStats> {
-  if (!STATS_BUCKETS.includes(bucket)) throw new Error(`unknown bucket ${bucket}`);
-  const issues = new Issues();
-  if (filter.scope != null) checkString(issues, ['filter', 'scope'], filter.scope, { min: 1, max: MAX_SCOPE_LENGTH });
-  const { since, until, first, last, size } = statsWindow(filter, bucket, now, issues);
-  issues.throwIfAny();
-
+/**
+ * The statement behind usageStats: per bucket and per scope, the attempts in the window and the tokens issued in it.
+ * Exported for the bench's baseline, which runs the same SQL (bench/sql.ts).
+ */
+export function usageStatsQuery(bucket: StatsBucket, since: Date, until: Date, tenant: Tenant, scope: string | null) {
   const values: unknown[] = [bucket.toLowerCase(), since, until, STATS_TIME_ZONE];
   const param = (v: unknown) => `$${values.push(v)}`;
   const tokenWhere = ['t.issued_at >= $2', 't.issued_at < $3'];
   const logWhere = ['l.timestamp >= $2', 'l.timestamp < $3'];
-  if (deps.tenant !== null) {
-    const tenant = param(deps.tenant);
-    tokenWhere.push(`t.client_id = ${tenant}`);
-    logWhere.push(`l.client_id = ${tenant}`);
+  if (tenant !== null) {
+    const client = param(tenant);
+    tokenWhere.push(`t.client_id = ${client}`);
+    logWhere.push(`l.client_id = ${client}`);
   }
-  if (filter.scope != null) {
-    const scope = param(filter.scope);
-    tokenWhere.push(`t.scope = ${scope}`);
-    logWhere.push(`t.scope = ${scope}`);
+  if (scope !== null) {
+    const scopeParam = param(scope);
+    tokenWhere.push(`t.scope = ${scopeParam}`);
+    logWhere.push(`t.scope = ${scopeParam}`);
   }
-
-  const client = await deps.pool.connect();
-  let rows: Record<string, any>[];
-  try {
-    await client.query('begin read only');
-    await client.query(`set local statement_timeout = ${STATS_STATEMENT_TIMEOUT_MS}`);
-    ({ rows } = await client.query(
-      `select grouping(bucket_start) = 1 as per_scope, bucket_start, scope, 0 as issued, ${ATTEMPT_COUNTS_SQL.join(', ')}
+  const text = `select grouping(bucket_start) = 1 as per_scope, bucket_start, scope, 0 as issued, ${ATTEMPT_COUNTS_SQL.join(', ')}
        from (
          select date_trunc($1, l.timestamp, $4) as bucket_start, t.scope, l.error_code, l.status_code, l.released_at
          from request_token_log l left join request_token t on t.id = l.token_id
@@ -174,9 +159,30 @@ export async function usageStats(
          where ${tokenWhere.join(' and ')}
          offset 0
        ) a
-       group by grouping sets ((bucket_start), (scope))`,
-      values,
-    ));
+       group by grouping sets ((bucket_start), (scope))`;
+  return { text, values };
+}
+
+/** Usage per time bucket and per scope: tokens issued, redemptions, refusals by code and recorded response statuses. */
+export async function usageStats(
+  deps: StatsDeps,
+  filter: UsageFilter,
+  bucket: StatsBucket,
+  now = new Date(),
+): Promise<UsageStats> {
+  if (!STATS_BUCKETS.includes(bucket)) throw new Error(`unknown bucket ${bucket}`);
+  const issues = new Issues();
+  if (filter.scope != null) checkString(issues, ['filter', 'scope'], filter.scope, { min: 1, max: MAX_SCOPE_LENGTH });
+  const { since, until, first, last, size } = statsWindow(filter, bucket, now, issues);
+  issues.throwIfAny();
+
+  const { text, values } = usageStatsQuery(bucket, since, until, deps.tenant, filter.scope ?? null);
+  const client = await deps.pool.connect();
+  let rows: Record<string, any>[];
+  try {
+    await client.query('begin read only');
+    await client.query(`set local statement_timeout = ${STATS_STATEMENT_TIMEOUT_MS}`);
+    ({ rows } = await client.query(text, values));
     await client.query('commit');
   } catch (error) {
     await client.query('rollback').catch(() => {});
