@@ -117,6 +117,8 @@ describe('configuration errors stop start-up with a message naming the variable'
     [{ NODE_ENV: 'production', REQUEST_TOKEN_ADMIN_KEY: generateApiKey().key }, 'REQUEST_TOKEN_SECRET'],
     [{ NODE_ENV: 'production', REQUEST_TOKEN_SECRET: TEST_SECRET }, 'REQUEST_TOKEN_ADMIN_KEY'],
     [{ REQUEST_TOKEN_ADMIN_KEY: 'letmein' }, 'REQUEST_TOKEN_ADMIN_KEY'],
+    [{ REDEEM_BATCH_MAX: '0' }, 'REDEEM_BATCH_MAX'],
+    [{ HEAP_GROWING_PERCENT: 'half' }, 'HEAP_GROWING_PERCENT'],
   ])('%o', (env, variable) => {
     expect(() => loadConfig(env)).toThrow(new RegExp(`^${variable}: `));
   });
