@@ -169,6 +169,8 @@ async function main() {
       ...(env.REFUSAL_LOG_FLUSH_MS ? { REFUSAL_LOG_FLUSH_MS: env.REFUSAL_LOG_FLUSH_MS } : {}),
       // REDEEM_BATCH_MAX=1 compares with micro-batching off.
       ...(env.REDEEM_BATCH_MAX ? { REDEEM_BATCH_MAX: env.REDEEM_BATCH_MAX } : {}),
+      // HEAP_GROWING_PERCENT=0 compares with V8's own heap policy.
+      ...(env.HEAP_GROWING_PERCENT ? { HEAP_GROWING_PERCENT: env.HEAP_GROWING_PERCENT } : {}),
     });
     children.push(ours);
     const oursUrl = `http://127.0.0.1:${oursPort}`;

@@ -158,7 +158,7 @@ export function loadConfig(env: Env = process.env): Config {
     graphqlFastPath: oneOf(env, 'GRAPHQL_FAST_PATH', ['jit', 'on', 'off'] as const, 'jit'),
     refusalLogFlushMs: intVar(env, 'REFUSAL_LOG_FLUSH_MS', 250, 10, 600_000),
     redeemBatchMax: intVar(env, 'REDEEM_BATCH_MAX', 64, 1, 1000),
-    heapGrowingPercent: intVar(env, 'HEAP_GROWING_PERCENT', 50, 0, 1000),
+    heapGrowingPercent: intVar(env, 'HEAP_GROWING_PERCENT', 100, 0, 1000),
     keyEncryptionKey,
     clientIpStorage,
     clientIpHashSalt,

@@ -30,7 +30,7 @@ async function main(): Promise<void> {
   }
   const log = createLogger(config.logLevel);
   // V8 reads this at every full collection. Under load its default policy let the heap grow far past what survives
-  // (garbage, not a leak); 50 % kept the same throughput at about 60 % of the memory (BENCHMARKS.md, Memory).
+  // (garbage, not a leak); 100 % kept the same throughput at about 70 % of the memory (BENCHMARKS.md, Memory).
   if (config.heapGrowingPercent > 0) setFlagsFromString(`--heap-growing-percent=${config.heapGrowingPercent}`);
 
   let embedded: EmbeddedDatabase | null = null;
