@@ -1,6 +1,7 @@
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createRedeemBatcher } from '../server/services/redeem-batch.js';
+import { transientReason } from '../server/db-errors.js';
+import { createRedeemBatcher, RedeemQueueTimeout } from '../server/services/redeem-batch.js';
 import { startTestServer, type TestServer } from './support/harness.js';
 import { issue, redeem, tokenState } from './support/operations.js';
 
@@ -57,7 +58,7 @@ describe('micro-batched redemptions', () => {
 
   it('skips a token locked elsewhere instead of waiting for it, and that redemption then waits alone', async () => {
     const [locked, a, b] = await Promise.all([0, 1, 2].map(() => issue(server, { scope: 'batch', maxUses: 5 })));
-    const batcher = createRedeemBatcher(server.services.pool, { slots: 1, maxBatch: 64 });
+    const batcher = createRedeemBatcher(server.services.pool, { slots: 1, maxBatch: 64, waitTimeoutMs: 5_000 });
     const holder = new pg.Client({ connectionString: server.databaseUrl });
     await holder.connect();
     try {
@@ -80,9 +81,38 @@ describe('micro-batched redemptions', () => {
     }
   });
 
+  it('fails redemptions that waited too long for a statement as POOL_EXHAUSTED, and the one running still finishes', async () => {
+    const [a, b, c] = await Promise.all([0, 1, 2].map(() => issue(server, { scope: 'batch', maxUses: 1 })));
+    const batcher = createRedeemBatcher(server.services.pool, { slots: 1, maxBatch: 64, waitTimeoutMs: 200 });
+    const holder = new pg.Client({ connectionString: server.databaseUrl });
+    await holder.connect();
+    try {
+      // The whole table locked: the statement that takes the one slot waits for it.
+      await holder.query('begin');
+      await holder.query('lock table request_token in access exclusive mode');
+      const started = Date.now();
+      const first = batcher.consume(values(a.token.id, 'a'));
+      const waiting = await Promise.allSettled([b, c].map(({ token }) => batcher.consume(values(token.id, 'x'))));
+      expect(Date.now() - started).toBeLessThan(1_000);
+      for (const outcome of waiting) {
+        expect(outcome.status).toBe('rejected');
+        const error = (outcome as PromiseRejectedResult).reason;
+        expect(error).toBeInstanceOf(RedeemQueueTimeout);
+        expect(transientReason(error)).toBe('POOL_EXHAUSTED');
+      }
+      await holder.query('rollback');
+      expect(String((await first)!.id)).toBe(a.token.id);
+    } finally {
+      await holder.end();
+    }
+    for (const [token, used] of [[b.token.id, 0], [c.token.id, 0], [a.token.id, 1]] as const) {
+      expect((await tokenState(server, token)).usedToDate).toBe(used);
+    }
+  });
+
   it('runs each redemption of a failed batch alone, so that an error reaches only its own request', async () => {
     const [a, b, c] = await Promise.all([0, 1, 2].map(() => issue(server, { scope: 'batch', maxUses: 1 })));
-    const batcher = createRedeemBatcher(server.services.pool, { slots: 1, maxBatch: 64 });
+    const batcher = createRedeemBatcher(server.services.pool, { slots: 1, maxBatch: 64, waitTimeoutMs: 5_000 });
     // The first runs at once, alone; the other three wait and share a statement, which fails on the id out of range.
     const outcomes = await Promise.allSettled([
       batcher.consume(values(a.token.id, 'a')),

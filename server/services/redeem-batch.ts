@@ -27,6 +27,19 @@ export interface RedeemBatchOptions {
   slots: number;
   /** Redemptions per statement at most. 1 turns batching off. */
   maxBatch: number;
+  /**
+   * How long a redemption may wait for a statement to take it (DB_POOL_TIMEOUT_MS): then it fails as a request that
+   * found no free connection does (503 POOL_EXHAUSTED), rather than queueing behind a stalled database.
+   */
+  waitTimeoutMs: number;
+}
+
+/** A redemption waited longer than `waitTimeoutMs` for a batch statement; answered as POOL_EXHAUSTED. */
+export class RedeemQueueTimeout extends Error {
+  override readonly name = 'RedeemQueueTimeout';
+  constructor(waitedMs: number) {
+    super(`no batch connection came free within ${waitedMs} ms`);
+  }
 }
 
 // One row per redemption; a token named twice takes part once (the first), the others get no row and retry alone.
@@ -79,6 +92,7 @@ export const REDEEM_ALONE_SQL = (() => {
 
 interface Waiting {
   values: unknown[];
+  since: number;
   resolve(row: Record<string, any> | null): void;
   reject(error: unknown): void;
 }
@@ -87,6 +101,18 @@ export function createRedeemBatcher(pool: pg.Pool, options: RedeemBatchOptions):
   const queue: Waiting[] = [];
   let busy = 0;
   const stats = { statements: 0, batched: 0 };
+  // While redemptions wait, the oldest are checked against the deadline (the queue is in arrival order).
+  let sweeper: NodeJS.Timeout | null = null;
+  const sweep = () => {
+    const now = performance.now();
+    let expired = 0;
+    while (expired < queue.length && now - queue[expired].since > options.waitTimeoutMs) expired++;
+    if (expired > 0) for (const one of queue.splice(0, expired)) one.reject(new RedeemQueueTimeout(options.waitTimeoutMs));
+    if (queue.length === 0 && sweeper) {
+      clearInterval(sweeper);
+      sweeper = null;
+    }
+  };
 
   const single = async (values: unknown[]) =>
     (await pool.query({ name: 'redeem', text: REDEEM_SQL, values })).rows[0] ?? null;
@@ -147,15 +173,26 @@ export function createRedeemBatcher(pool: pg.Pool, options: RedeemBatchOptions):
     stats,
     consume(values) {
       return new Promise((resolve, reject) => {
-        queue.push({ values, resolve, reject });
+        queue.push({ values, since: performance.now(), resolve, reject });
         pump();
+        if (queue.length > 0 && !sweeper) {
+          sweeper = setInterval(sweep, Math.max(10, Math.min(100, options.waitTimeoutMs / 4)));
+          sweeper.unref();
+        }
       });
     },
   };
 }
 
 /** The batcher on the database's batch connections, or null when batching is off (REDEEM_BATCH_MAX=1). */
-export const redeemBatcherFor = (db: { batchPool: pg.Pool | null }, config: { redeemBatchMax: number }): RedeemBatcher | null =>
+export const redeemBatcherFor = (
+  db: { batchPool: pg.Pool | null },
+  config: { redeemBatchMax: number; dbPoolTimeoutMs: number },
+): RedeemBatcher | null =>
   db.batchPool
-    ? createRedeemBatcher(db.batchPool, { slots: db.batchPool.options.max, maxBatch: config.redeemBatchMax })
+    ? createRedeemBatcher(db.batchPool, {
+        slots: db.batchPool.options.max,
+        maxBatch: config.redeemBatchMax,
+        waitTimeoutMs: config.dbPoolTimeoutMs,
+      })
     : null;
