@@ -14,6 +14,7 @@ import {
   REFUSE_SQL,
   STATS_STATEMENT_TIMEOUT_MS,
   usageStatsQuery,
+  tokenFromRow,
 } from './sql.js';
 
 const env = process.env;
@@ -37,21 +38,11 @@ const send = (res: ServerResponse, status: number, body: unknown) => {
 };
 
 const seconds = (d: Date) => Math.floor(d.getTime() / 1000);
-const token = (row: any) => ({
-  id: String(row.id),
-  scope: row.scope,
-  targetUrl: row.target_url,
-  userId: row.user_id,
-  loginMode: row.login_mode,
-  data: row.data,
-  maxUses: row.max_uses,
-  usedToDate: row.used_to_date,
-  issuedAt: row.issued_at,
-  notBefore: row.not_before,
-  expiresAt: row.expires_at,
-  revokedAt: row.revoked_at,
-  status: row.status,
-});
+// The service's own row mapping, without the two fields its GraphQL answer does not select either.
+const token = (row: any) => {
+  const { clientId: _client, kid: _kid, ...fields } = tokenFromRow(row);
+  return fields;
+};
 
 async function redeem(input: any) {
   if (typeof input?.jwt !== 'string' || typeof input.scope !== 'string') return { code: 'VALIDATION_FAILED' };

@@ -19,10 +19,13 @@ export const MAX_STRING_INPUT = 8 * 1024;
 // eslint-disable-next-line no-control-regex
 const CONTROL = /[\u0000-\u0008\u000a-\u001f\u007f]/;
 
-function screenString(issues: Issues, path: () => string[], value: string): void {
-  if (value.length > MAX_STRING_INPUT) issues.add(path(), `must be at most ${MAX_STRING_INPUT} characters long`);
-  else if (value.includes('\u0000')) issues.add(path(), 'must not contain NUL characters');
-  else if (CONTROL.test(value)) issues.add(path(), 'must not contain control characters (such as CR or LF)');
+/** Checks a string at `path` (followed by `key`, when given: that path is only built for an issue). */
+function screenString(issues: Issues, path: string[], value: string, key?: string): void {
+  let problem: string | null = null;
+  if (value.length > MAX_STRING_INPUT) problem = `must be at most ${MAX_STRING_INPUT} characters long`;
+  else if (value.includes('\u0000')) problem = 'must not contain NUL characters';
+  else if (CONTROL.test(value)) problem = 'must not contain control characters (such as CR or LF)';
+  if (problem) issues.add(key === undefined ? path : [...path, key], problem);
 }
 
 function screen(issues: Issues, path: string[], type: GraphQLInputType, value: unknown): void {
@@ -42,7 +45,7 @@ function screen(issues: Issues, path: string[], type: GraphQLInputType, value: u
       const item = (value as Record<string, unknown>)[name];
       if (!field) continue;
       if (typeof item === 'string' && isScalarType(getNullableType(field.type)) && !isJson(field.type)) {
-        screenString(issues, () => [...path, name], item);
+        screenString(issues, path, item, name);
       } else {
         screen(issues, [...path, name], field.type, item);
       }
@@ -53,7 +56,7 @@ function screen(issues: Issues, path: string[], type: GraphQLInputType, value: u
     checkJsonValue(issues, path, value);
     return;
   }
-  if (typeof value === 'string') screenString(issues, () => path, value);
+  if (typeof value === 'string') screenString(issues, path, value);
 }
 
 const isJson = (type: GraphQLInputType) => {

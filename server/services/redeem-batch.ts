@@ -1,5 +1,5 @@
 import pg from 'pg';
-import { REDEEM_SQL } from './redeem.js';
+import { REDEEM_SQL, redeemableSql, redeemSql } from './redeem.js';
 import { TOKEN_COLUMNS } from './tokens.js';
 
 /**
@@ -43,7 +43,7 @@ export class RedeemQueueTimeout extends Error {
 }
 
 // One row per redemption; a token named twice takes part once (the first), the others get no row and retry alone.
-// The checks run in a SELECT … FOR UPDATE SKIP LOCKED: a row locked by another transaction is skipped, not waited
+// The checks (redeemableSql, as in REDEEM_SQL) run in a SELECT … FOR UPDATE SKIP LOCKED: a row locked by another transaction is skipped, not waited
 // for (so batches cannot deadlock either), and the rows it returns are locked, so their checks stay true until the
 // commit. Then the same UPDATE and log INSERT as REDEEM_SQL, for all at once; answers are matched back by token id,
 // unique within a batch. $3 holds the token ids: rows are found by primary key whatever the planner thinks of the
@@ -56,14 +56,18 @@ export const REDEEM_BATCH_SQL = `with input as (
   ), eligible as (
     select t.id, i.in_n, i.in_user, i.in_ip, i.in_agent
     from request_token t join first i on i.in_id = t.id
-    where t.id = any($3::bigint[]) and t.scope = i.in_scope and t.revoked_at is null
-      and (t.not_before is null or t.not_before <= now() + make_interval(secs => $2))
-      and (t.expires_at is null or t.expires_at > now() - make_interval(secs => $2))
-      and (t.target_host is null
-        or (t.target_host = i.in_host and t.target_path = i.in_path and t.target_params <@ i.in_params::jsonb))
-      and (i.in_user is null or t.user_id is null or t.user_id = i.in_user)
-      and t.used_to_date < t.max_uses
-      and (i.in_tenant is null or t.client_id = i.in_tenant)
+    where t.id = any($3::bigint[]) and ${redeemableSql(
+      {
+        scope: 'i.in_scope',
+        host: 'i.in_host',
+        path: 'i.in_path',
+        params: 'i.in_params::jsonb',
+        userId: 'i.in_user',
+        tolerance: '$2',
+        tenant: 'i.in_tenant',
+      },
+      't',
+    )}
     for update of t skip locked
   ), used as (
     update request_token set used_to_date = used_to_date + 1
@@ -77,18 +81,11 @@ export const REDEEM_BATCH_SQL = `with input as (
   select used.*, e.in_n, log.log_id from used join eligible e on e.id = used.id join log on log.token_id = used.id`;
 
 /**
- * REDEEM_SQL for a redemption that runs alone on a batch connection (a lone click): the same statement, except that a
- * row locked elsewhere is skipped rather than waited for, as in a batch. Cheaper than a batch of one (about 0.1 ms of
- * PostgreSQL time less, bench/statement-cost.ts).
+ * REDEEM_SQL for a redemption that runs alone on a batch connection (a lone click): a row locked elsewhere is skipped
+ * rather than waited for, as in a batch. Cheaper than a batch of one (about 0.1 ms of PostgreSQL time less,
+ * bench/statement-cost.ts).
  */
-export const REDEEM_ALONE_SQL = (() => {
-  const sql = REDEEM_SQL.replace(
-    'with used as (',
-    'with locked as (select id from request_token where id = $1 for update skip locked), used as (',
-  ).replace('where id = $1 and scope = $2', 'where id = $1 and id in (select id from locked) and scope = $2');
-  if ((sql.match(/locked/g) ?? []).length !== 3) throw new Error('REDEEM_SQL changed: update REDEEM_ALONE_SQL');
-  return sql;
-})();
+export const REDEEM_ALONE_SQL = redeemSql({ skipLocked: true });
 
 interface Waiting {
   values: unknown[];

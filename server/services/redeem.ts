@@ -48,18 +48,58 @@ export interface RedeemDeps {
 /** Far above any JWT we issue; the codec refuses anything over its own cap as malformed without decoding it. */
 const MAX_JWT_INPUT = 64 * 1024;
 
-// The success path: one statement, one round trip. The conditional UPDATE is the atomic use counter (PostgreSQL
-// re-checks `used_to_date < max_uses` on the newest row version under concurrency), and the log row is written in the
-// same statement, so a counted use always has its log row.
-export const REDEEM_SQL = `with used as (
+/** SQL expressions of a redemption's values, for `redeemableSql`. */
+export interface RedemptionValues {
+  scope: string;
+  host: string;
+  path: string;
+  /** jsonb */
+  params: string;
+  /** text, may be null */
+  userId: string;
+  /** seconds */
+  tolerance: string;
+  /** bigint, may be null (an admin key: every client) */
+  tenant: string;
+}
+
+/**
+ * When a redemption consumes a use: the token is in scope, not revoked, inside its time window (with the clock
+ * tolerance), bound to the requested URL if bound at all, issued to this user if to anyone, has uses left and belongs
+ * to the caller's client. Over request_token's columns (prefixed by `table`); every statement that consumes a use
+ * takes its conditions from here (REDEEM_SQL, and the micro-batch statements of redeem-batch.ts).
+ */
+export const redeemableSql = (v: RedemptionValues, table = '') => {
+  const c = table ? `${table}.` : '';
+  return `${c}scope = ${v.scope} and ${c}revoked_at is null
+      and (${c}not_before is null or ${c}not_before <= now() + make_interval(secs => ${v.tolerance}))
+      and (${c}expires_at is null or ${c}expires_at > now() - make_interval(secs => ${v.tolerance}))
+      and (${c}target_host is null
+        or (${c}target_host = ${v.host} and ${c}target_path = ${v.path} and ${c}target_params <@ ${v.params}))
+      and (${v.userId} is null or ${c}user_id is null or ${c}user_id = ${v.userId})
+      and ${c}used_to_date < ${c}max_uses
+      and (${v.tenant} is null or ${c}client_id = ${v.tenant})`;
+};
+
+/**
+ * The success path: one statement, one round trip. The conditional UPDATE is the atomic use counter (PostgreSQL
+ * re-checks `used_to_date < max_uses` on the newest row version under concurrency), and the log row is written in the
+ * same statement, so a counted use always has its log row. With `skipLocked`, a row locked by another transaction is
+ * skipped (no row: the caller retries) rather than waited for.
+ */
+export const redeemSql = ({ skipLocked }: { skipLocked: boolean }) => `with ${
+  skipLocked ? 'locked as (select id from request_token where id = $1 for update skip locked), ' : ''
+}used as (
     update request_token set used_to_date = used_to_date + 1
-    where id = $1 and scope = $2 and revoked_at is null
-      and (not_before is null or not_before <= now() + make_interval(secs => $9))
-      and (expires_at is null or expires_at > now() - make_interval(secs => $9))
-      and (target_host is null or (target_host = $3 and target_path = $4 and target_params <@ $5::jsonb))
-      and ($6::text is null or user_id is null or user_id = $6)
-      and used_to_date < max_uses
-      and ($12::bigint is null or client_id = $12::bigint)
+    where id = $1${skipLocked ? ' and id in (select id from locked)' : ''} and ${redeemableSql({
+      scope: '$2',
+      host: '$3',
+      path: '$4',
+      params: '$5::jsonb',
+      userId: '$6::text',
+      tolerance: '$9',
+      tenant: '$12::bigint',
+    })}
     returning ${TOKEN_COLUMNS}
   ), log as (
     insert into request_token_log (token_id, user_id, client_ip, user_agent, client_id)
@@ -70,6 +110,8 @@ export const REDEEM_SQL = `with used as (
     select used.id, $10::text, $11::text, log.id from used cross join log where $10::text is not null
   )
   select used.*, log.id as log_id from used cross join log`;
+
+export const REDEEM_SQL = redeemSql({ skipLocked: false });
 
 // The refusal path: find the first failing check, in the documented order, and log it. Writes nothing when every
 // check passes (a concurrent change made the token redeemable again), so the caller retries the success path.

@@ -10,6 +10,7 @@ import {
   type RequestTokenMiddlewareOptions,
 } from '../../sdk/index.js';
 import { startTestServer, type TestServer } from '../support/harness.js';
+import { issueWith } from '../support/sdk.js';
 
 let server: TestServer;
 let rt: RequestTokenClient;
@@ -20,11 +21,7 @@ beforeAll(async () => {
 });
 afterAll(() => server?.close());
 
-async function issue(input: Parameters<RequestTokenClient['createRequestToken']>[0]) {
-  const issued = await rt.createRequestToken(input);
-  if (issued.__typename !== 'CreateRequestTokenSuccess') throw new Error(issued.message);
-  return issued;
-}
+const issue = (input: Parameters<RequestTokenClient['createRequestToken']>[0]) => issueWith(rt, input);
 
 /** The token's log rows (oldest first) once every row has its status recorded. */
 async function recordedLogs(tokenId: string, expected: number) {

@@ -13,6 +13,7 @@ import {
   type WithRequestTokenOptions,
 } from '../../sdk/index.js';
 import { startTestServer, type TestServer } from '../support/harness.js';
+import { issueWith } from '../support/sdk.js';
 
 // Links opened by email security scanners before the person, retries, and failed responses, through both adapters.
 let server: TestServer;
@@ -24,11 +25,7 @@ beforeAll(async () => {
 });
 afterAll(() => server?.close());
 
-async function issue(input: Parameters<RequestTokenClient['createRequestToken']>[0]) {
-  const issued = await rt.createRequestToken(input);
-  if (issued.__typename !== 'CreateRequestTokenSuccess') throw new Error(issued.message);
-  return issued;
-}
+const issue = (input: Parameters<RequestTokenClient['createRequestToken']>[0]) => issueWith(rt, input);
 
 async function state(tokenId: string) {
   const [token] = await server.sql('select used_to_date from request_token where id = $1', [tokenId]);
