@@ -5,11 +5,11 @@ import { performance } from 'node:perf_hooks';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { startEmbeddedDatabase } from '../server/embedded-db.js';
-import { initDatabase } from '../server/db.js';
-import { usageStats } from '../server/services/usage-stats.js';
-import { truncateLogs } from '../server/services/log-retention.js';
-import { revokeTokens } from '../server/services/bulk-revoke.js';
+import { startEmbeddedDatabase } from '../server/database/embedded-db.js';
+import { initDatabase } from '../server/database/db.js';
+import { usageStats } from '../server/domain/usage-stats.js';
+import { truncateLogs } from '../server/domain/log-retention.js';
+import { revokeTokens } from '../server/domain/bulk-revoke.js';
 
 const dir = await mkdtemp(join(tmpdir(), 'rt-bench-'));
 const pg = await startEmbeddedDatabase({ dir: join(dir, 'pg'), port: Number(process.env.BENCH_PG_PORT ?? 55111), persistent: false });

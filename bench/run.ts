@@ -10,8 +10,8 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { SignJWT } from 'jose';
 import pg from 'pg';
-import { startEmbeddedDatabase, type EmbeddedDatabase } from '../server/embedded-db.js';
-import { generateApiKey } from '../server/services/api-keys.js';
+import { startEmbeddedDatabase, type EmbeddedDatabase } from '../server/database/embedded-db.js';
+import { generateApiKey } from '../server/domain/api-keys.js';
 import { bundle } from '../scripts/build-service.js';
 import { freePort } from '../test/support/ports.js';
 

@@ -11,8 +11,8 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
-import { startEmbeddedDatabase } from '../server/embedded-db.js';
-import { generateApiKey } from '../server/services/api-keys.js';
+import { startEmbeddedDatabase } from '../server/database/embedded-db.js';
+import { generateApiKey } from '../server/domain/api-keys.js';
 import { startService, waitForHealthy, type ServiceProcess } from '../test/support/process.js';
 
 const counts = (process.argv[2] ?? '1,3').split(',').map(Number);

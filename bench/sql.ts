@@ -1,9 +1,9 @@
 // The baseline runs the service's own SQL text and row mapping (imported, so the two cannot drift apart), except for the dashboard
 // page, where it does what a hand-written endpoint would: one joined page query and one count. For usage statistics it
 // runs the service's statement and answers its rows as they are.
-export { REDEEM_SQL, REFUSE_SQL } from '../server/services/redeem.js';
-export { ISSUE_SQL, tokenFromRow } from '../server/services/tokens.js';
-export { STATS_STATEMENT_TIMEOUT_MS, usageStatsQuery } from '../server/services/usage-stats.js';
+export { REDEEM_SQL, REFUSE_SQL } from '../server/domain/redeem.js';
+export { ISSUE_SQL, tokenFromRow } from '../server/domain/tokens.js';
+export { STATS_STATEMENT_TIMEOUT_MS, usageStatsQuery } from '../server/domain/usage-stats.js';
 
 export const LOG_COLUMNS = 'l.id, l.token_id, l.error_code, l.user_id, l.client_ip, l.user_agent, l.status_code, l.timestamp';
 export const LOG_PAGE_SQL = `select ${LOG_COLUMNS}, t.scope from request_token_log l

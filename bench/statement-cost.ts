@@ -6,10 +6,10 @@ import { chmod, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadConfig } from '../server/config.js';
-import { initDatabase } from '../server/db.js';
-import { startEmbeddedDatabase } from '../server/embedded-db.js';
-import { REDEEM_SQL } from '../server/services/redeem.js';
-import { REDEEM_ALONE_SQL, REDEEM_BATCH_SQL } from '../server/services/redeem-batch.js';
+import { initDatabase } from '../server/database/db.js';
+import { startEmbeddedDatabase } from '../server/database/embedded-db.js';
+import { REDEEM_SQL } from '../server/domain/redeem.js';
+import { REDEEM_ALONE_SQL, REDEEM_BATCH_SQL } from '../server/domain/redeem-batch.js';
 import { freePort } from '../test/support/ports.js';
 
 const dir = await mkdtemp(join(tmpdir(), 'rt-statement-cost-'));

@@ -1,6 +1,6 @@
 import type { Command } from './commands.js';
 import { parseOptions, printTable, withDatabase } from './connect.js';
-import { createClient, listClients } from '../server/services/clients.js';
+import { createClient, listClients } from '../server/domain/clients.js';
 
 export const clientsCreate: Command = {
   name: 'clients create',

@@ -1,6 +1,6 @@
 import { ConfigError, loadConfig, type Config } from '../server/config.js';
-import type { Database } from '../server/db.js';
-import { ValidationError } from '../server/errors.js';
+import type { Database } from '../server/database/db.js';
+import { ValidationError } from '../server/domain/errors.js';
 import { openServiceDatabase } from './database.js';
 
 /** The configuration, or null after printing why it is invalid. */

@@ -1,8 +1,8 @@
 import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Config } from '../server/config.js';
-import { initDatabase, type Database } from '../server/db.js';
-import { embeddedDatabaseUrl, startEmbeddedDatabase, type EmbeddedDatabase } from '../server/embedded-db.js';
+import { initDatabase, type Database } from '../server/database/db.js';
+import { embeddedDatabaseUrl, startEmbeddedDatabase, type EmbeddedDatabase } from '../server/database/embedded-db.js';
 
 /**
  * The service's database for a CLI command, found the way the service finds it: DATABASE_URL, else the embedded

@@ -1,5 +1,5 @@
 import type { Command } from './commands.js';
-import { generateApiKey } from '../server/services/api-keys.js';
+import { generateApiKey } from '../server/domain/api-keys.js';
 
 export const keygen: Command = {
   name: 'keygen',

@@ -1,7 +1,7 @@
 import type { Command } from './commands.js';
 import { parseOptions, printTable, withDatabase } from './connect.js';
-import { parseApiKey } from '../server/services/api-keys.js';
-import { createKey, findClient, listKeys, revokeKey } from '../server/services/clients.js';
+import { parseApiKey } from '../server/domain/api-keys.js';
+import { createKey, findClient, listKeys, revokeKey } from '../server/domain/clients.js';
 
 const USAGE =
   'usage: request-token keys create --client <id or name> --permissions issue,redeem,read [--name N] ' +

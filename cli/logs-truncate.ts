@@ -1,7 +1,7 @@
 import { parseArgs } from 'node:util';
 import { loadCliConfig } from './connect.js';
-import { ValidationError } from '../server/errors.js';
-import { truncateLogs, validateRetentionPolicy, DEFAULT_BATCH_SIZE, type DoomedRows } from '../server/services/log-retention.js';
+import { ValidationError } from '../server/domain/errors.js';
+import { truncateLogs, validateRetentionPolicy, DEFAULT_BATCH_SIZE, type DoomedRows } from '../server/domain/log-retention.js';
 import type { Command } from './commands.js';
 import { openServiceDatabase } from './database.js';
 

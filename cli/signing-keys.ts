@@ -1,7 +1,7 @@
 import type { Command } from './commands.js';
 import { parseOptions, printTable, withDatabase } from './connect.js';
-import { resolveSecret } from '../server/bootstrap.js';
-import { listSigningKeys, retireSigningKey, rotateSigningKey } from '../server/signing-keys.js';
+import { resolveSecret } from '../server/domain/bootstrap.js';
+import { listSigningKeys, retireSigningKey, rotateSigningKey } from '../server/domain/signing-keys.js';
 
 export const signingKeysRotate: Command = {
   name: 'signing-keys rotate',

@@ -1,5 +1,5 @@
-import { ValidationError } from '../server/errors.js';
-import { createClient, listClients, type ClientRecord } from '../server/services/clients.js';
+import { ValidationError } from '../server/domain/errors.js';
+import { createClient, listClients, type ClientRecord } from '../server/domain/clients.js';
 import { builder } from './builder.js';
 import { DateTime } from './scalars.js';
 

@@ -1,6 +1,6 @@
-import { PERMISSIONS } from '../server/entities/api-key.js';
-import { NotFoundError, ValidationError } from '../server/errors.js';
-import { createKey, listKeys, revokeKey, type ApiKeyRecord } from '../server/services/clients.js';
+import { PERMISSIONS } from '../server/database/entities/api-key.js';
+import { NotFoundError, ValidationError } from '../server/domain/errors.js';
+import { createKey, listKeys, revokeKey, type ApiKeyRecord } from '../server/domain/clients.js';
 import { builder } from './builder.js';
 import { DateTime } from './scalars.js';
 

@@ -1,4 +1,4 @@
-import { ERROR_CODES, NotFoundError, TokenRejection, ValidationError, type ValidationIssue } from '../server/errors.js';
+import { ERROR_CODES, NotFoundError, TokenRejection, ValidationError, type ValidationIssue } from '../server/domain/errors.js';
 import { builder } from './builder.js';
 
 export const ErrorCodeEnum = builder.enumType('ErrorCode', {

@@ -10,8 +10,8 @@ import {
   type GraphQLFieldResolver,
   type GraphQLInputType,
 } from 'graphql';
-import { Issues, ValidationError } from '../server/errors.js';
-import { checkJsonValue } from '../server/validation.js';
+import { Issues, ValidationError } from '../server/domain/errors.js';
+import { checkJsonValue } from '../server/domain/validation.js';
 
 /** No plain string argument is longer than this; the longest legitimate ones (URLs, JWTs) are far shorter. */
 export const MAX_STRING_INPUT = 8 * 1024;

@@ -1,5 +1,5 @@
-import { rejectionMessage, ValidationError } from '../server/errors.js';
-import { inspectToken, type Inspection } from '../server/services/inspect.js';
+import { rejectionMessage, ValidationError } from '../server/domain/errors.js';
+import { inspectToken, type Inspection } from '../server/domain/inspect.js';
 import { builder } from './builder.js';
 import { ErrorCodeEnum } from './errors.js';
 import { RequestTokenRef, TokenStatusEnum } from './request-token.js';

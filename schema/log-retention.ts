@@ -1,5 +1,5 @@
-import { ValidationError } from '../server/errors.js';
-import { truncateLogs, type DoomedRows } from '../server/services/log-retention.js';
+import { ValidationError } from '../server/domain/errors.js';
+import { truncateLogs, type DoomedRows } from '../server/domain/log-retention.js';
 import { builder } from './builder.js';
 import { DateTime } from './scalars.js';
 

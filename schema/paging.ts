@@ -1,5 +1,5 @@
 import type { ObjectRef } from '@pothos/core';
-import type { Page } from '../server/paging.js';
+import type { Page } from '../server/domain/paging.js';
 import { builder } from './builder.js';
 
 export const PageInfoRef = builder.objectRef<Page<unknown>>('PageInfo').implement({

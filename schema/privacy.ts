@@ -1,5 +1,5 @@
-import { ValidationError } from '../server/errors.js';
-import { forgetUser, type Forgotten } from '../server/services/forget-user.js';
+import { ValidationError } from '../server/domain/errors.js';
+import { forgetUser, type Forgotten } from '../server/domain/forget-user.js';
 import { builder } from './builder.js';
 
 const ForgetUserSuccess = builder.objectRef<Forgotten>('ForgetUserSuccess').implement({

@@ -1,6 +1,6 @@
 import { errorTypeMap, wrapErrorIfMatches } from '@pothos/plugin-errors';
-import { TokenRejection, ValidationError } from '../server/errors.js';
-import { redeemToken, type Redemption } from '../server/services/redeem.js';
+import { TokenRejection, ValidationError } from '../server/domain/errors.js';
+import { redeemToken, type Redemption } from '../server/domain/redeem.js';
 import { builder } from './builder.js';
 import { TokenRejectedErrorRef, ValidationErrorRef } from './errors.js';
 import { LoginModeEnum, RequestTokenRef } from './request-token.js';
@@ -41,7 +41,7 @@ const RedeemRequestTokenInput = builder.inputType('RedeemRequestTokenInput', {
 });
 
 // The hot path's result union, built by hand rather than by the errors plugin: a refusal is a TokenRejection (plain
-// data, see server/errors.ts) and is answered as it is, with no proxy. A ValidationError (rare) is still handed over
+// data, see server/domain/errors.ts) and is answered as it is, with no proxy. A ValidationError (rare) is still handed over
 // the plugin's way, which the input screen does too (schema/input-screen.ts).
 const RedeemRequestTokenResult = builder.unionType('RedeemRequestTokenResult', {
   types: [TokenRejectedErrorRef, ValidationErrorRef, RedemptionRef],

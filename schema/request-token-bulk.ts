@@ -1,6 +1,6 @@
-import { ValidationError } from '../server/errors.js';
-import { issueTokens, MAX_BULK_ISSUE } from '../server/services/bulk-issue.js';
-import type { Issued } from '../server/services/tokens.js';
+import { ValidationError } from '../server/domain/errors.js';
+import { issueTokens, MAX_BULK_ISSUE } from '../server/domain/bulk-issue.js';
+import type { Issued } from '../server/domain/tokens.js';
 import { builder } from './builder.js';
 import { CreateRequestTokenInput, CreateRequestTokenSuccess } from './request-token.js';
 

@@ -1,7 +1,7 @@
-import { NotFoundError, ValidationError } from '../server/errors.js';
+import { NotFoundError, ValidationError } from '../server/domain/errors.js';
 import type { Context } from '../server/context.js';
-import { getTokens, type TokenRecord } from '../server/services/tokens.js';
-import { listLogs, recordResponseStatus, type LogRecord } from '../server/services/logs.js';
+import { getTokens, type TokenRecord } from '../server/domain/tokens.js';
+import { listLogs, recordResponseStatus, type LogRecord } from '../server/domain/logs.js';
 import { builder } from './builder.js';
 import { ErrorCodeEnum } from './errors.js';
 import { connectionType } from './paging.js';

@@ -1,6 +1,6 @@
 import { GraphQLError } from 'graphql';
-import { LOGIN_MODES, TOKEN_STATUSES } from '../server/entities/request-token.js';
-import { ValidationError, NotFoundError } from '../server/errors.js';
+import { LOGIN_MODES, TOKEN_STATUSES } from '../server/database/entities/request-token.js';
+import { ValidationError, NotFoundError } from '../server/domain/errors.js';
 import {
   getToken,
   issueToken,
@@ -9,7 +9,7 @@ import {
   tokenJwt,
   type Issued,
   type TokenRecord,
-} from '../server/services/tokens.js';
+} from '../server/domain/tokens.js';
 import { builder } from './builder.js';
 import { connectionType } from './paging.js';
 import { DateTime, JSONScalar } from './scalars.js';

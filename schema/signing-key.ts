@@ -1,5 +1,5 @@
-import { NotFoundError, ValidationError } from '../server/errors.js';
-import { KEY_STATES, listSigningKeys, SIGNING_ALGORITHMS, type SigningKeyRecord } from '../server/signing-keys.js';
+import { NotFoundError, ValidationError } from '../server/domain/errors.js';
+import { KEY_STATES, listSigningKeys, SIGNING_ALGORITHMS, type SigningKeyRecord } from '../server/domain/signing-keys.js';
 import { builder } from './builder.js';
 import { DateTime } from './scalars.js';
 

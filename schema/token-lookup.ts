@@ -1,6 +1,6 @@
-import { InvalidJwtError, NotFoundError, ValidationError } from '../server/errors.js';
-import type { TokenClaims } from '../server/jwt.js';
-import { findTokenByJwt, type TokenLookup } from '../server/services/token-lookup.js';
+import { InvalidJwtError, NotFoundError, ValidationError } from '../server/domain/errors.js';
+import type { TokenClaims } from '../server/domain/jwt.js';
+import { findTokenByJwt, type TokenLookup } from '../server/domain/token-lookup.js';
 import { builder } from './builder.js';
 import { ErrorInterface } from './errors.js';
 import { LoginModeEnum, RequestTokenRef } from './request-token.js';

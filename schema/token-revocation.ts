@@ -1,5 +1,5 @@
-import { ValidationError } from '../server/errors.js';
-import { revokeTokens } from '../server/services/bulk-revoke.js';
+import { ValidationError } from '../server/domain/errors.js';
+import { revokeTokens } from '../server/domain/bulk-revoke.js';
 import { builder } from './builder.js';
 import { DateTime } from './scalars.js';
 

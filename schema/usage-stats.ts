@@ -1,4 +1,4 @@
-import { STATS_BUCKETS, STATS_TIME_ZONE, usageStats, type ResponseStatusCounts, type ScopeUsage, type UsageBucket, type UsageCounts, type UsageStats } from '../server/services/usage-stats.js';
+import { STATS_BUCKETS, STATS_TIME_ZONE, usageStats, type ResponseStatusCounts, type ScopeUsage, type UsageBucket, type UsageCounts, type UsageStats } from '../server/domain/usage-stats.js';
 import { builder } from './builder.js';
 import { ErrorCodeEnum } from './errors.js';
 import { asQueryError } from './request-token.js';

@@ -1,4 +1,4 @@
-import { getViewer, type Viewer } from '../server/services/viewer.js';
+import { getViewer, type Viewer } from '../server/domain/viewer.js';
 import { builder } from './builder.js';
 
 const ViewerRef = builder.objectRef<Viewer>('Viewer').implement({

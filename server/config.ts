@@ -1,5 +1,5 @@
 import { resolve } from 'node:path';
-import { CLIENT_IP_STORAGE, type ClientIpStorage } from './privacy.js';
+import { CLIENT_IP_STORAGE, type ClientIpStorage } from './domain/privacy.js';
 
 /** Everything the service reads from its environment, validated once at start-up. */
 export interface Config {
@@ -30,7 +30,7 @@ export interface Config {
   clockToleranceSeconds: number;
   logLevel: 'debug' | 'info' | 'warn' | 'error' | 'silent';
   /**
-   * Plain JSON POSTs take the lean GraphQL path (server/graphql-fast-path.ts) with operations compiled by graphql-jit
+   * Plain JSON POSTs take the lean GraphQL path (server/http/graphql-fast-path.ts) with operations compiled by graphql-jit
    * ('jit'), or run by Yoga's executor ('on'); 'off' sends everything through Yoga.
    */
   graphqlFastPath: 'jit' | 'on' | 'off';

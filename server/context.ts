@@ -1,10 +1,10 @@
 import type { MikroORM } from '@mikro-orm/postgresql';
 import type pg from 'pg';
 import type { Config } from './config.js';
-import type { JwtCodec } from './jwt.js';
-import type { RedeemBatcher } from './services/redeem-batch.js';
-import type { RefusalLog } from './services/refusal-log.js';
-import { tenantOf, type Authenticator, type Caller, type Tenant } from './services/api-keys.js';
+import type { JwtCodec } from './domain/jwt.js';
+import type { RedeemBatcher } from './domain/redeem-batch.js';
+import type { RefusalLog } from './domain/refusal-log.js';
+import { tenantOf, type Authenticator, type Caller, type Tenant } from './domain/api-keys.js';
 
 /** What the process holds once: built by the composition root (server/main.ts) or a test. */
 export interface Services {

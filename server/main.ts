@@ -1,19 +1,19 @@
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { setFlagsFromString } from 'node:v8';
-import { createApp } from './app.js';
-import { ensureAdminKey, resolveSecret } from './bootstrap.js';
+import { createApp } from './http/app.js';
+import { ensureAdminKey, resolveSecret } from './domain/bootstrap.js';
 import { ConfigError, loadConfig, type Config } from './config.js';
 import type { Services } from './context.js';
-import { initDatabase, type Database } from './db.js';
-import { startEmbeddedDatabase, type EmbeddedDatabase } from './embedded-db.js';
-import { createJwtCodec } from './jwt.js';
+import { initDatabase, type Database } from './database/db.js';
+import { startEmbeddedDatabase, type EmbeddedDatabase } from './database/embedded-db.js';
+import { createJwtCodec } from './domain/jwt.js';
 import { createLogger } from './logger.js';
-import { createAuthenticator } from './services/api-keys.js';
-import { pruneIdempotencyKeys } from './services/idempotency.js';
-import { createRefusalLog } from './services/refusal-log.js';
-import { redeemBatcherFor } from './services/redeem-batch.js';
-import { loadKeyRing } from './signing-keys.js';
+import { createAuthenticator } from './domain/api-keys.js';
+import { pruneIdempotencyKeys } from './domain/idempotency.js';
+import { createRefusalLog } from './domain/refusal-log.js';
+import { redeemBatcherFor } from './domain/redeem-batch.js';
+import { loadKeyRing } from './domain/signing-keys.js';
 
 /** The composition root: config → database → services → HTTP, and the reverse on SIGINT/SIGTERM. */
 async function main(): Promise<void> {

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createApiKey } from '../server/services/api-keys.js';
-import { ApiKey } from '../server/entities/api-key.js';
+import { createApiKey } from '../server/domain/api-keys.js';
+import { ApiKey } from '../server/database/entities/api-key.js';
 import { startTestServer, type TestServer } from './support/harness.js';
 
 let server: TestServer;

@@ -1,8 +1,8 @@
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { createJwtCodec } from '../server/jwt.js';
-import { truncateLogs } from '../server/services/log-retention.js';
+import { createJwtCodec } from '../server/domain/jwt.js';
+import { truncateLogs } from '../server/domain/log-retention.js';
 import { startTestServer, type TestServer } from './support/harness.js';
 import { issue, redeem } from './support/operations.js';
 import { ROOT } from './support/process.js';

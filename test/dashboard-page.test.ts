@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createApiKey } from '../server/services/api-keys.js';
+import { createApiKey } from '../server/domain/api-keys.js';
 import { startTestServer, type TestServer } from './support/harness.js';
 import { issue, redeem, RECORD } from './support/operations.js';
 import { ROOT } from './support/process.js';

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { acceptedMediaType } from '../server/graphql-fast-path.js';
+import { acceptedMediaType } from '../server/http/graphql-fast-path.js';
 import { startTestServer, type TestServer } from './support/harness.js';
 import { CREATE, RECORD, REDEEM } from './support/operations.js';
 

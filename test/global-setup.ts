@@ -2,7 +2,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TestProject } from 'vitest/node';
-import { startEmbeddedDatabase } from '../server/embedded-db.js';
+import { startEmbeddedDatabase } from '../server/database/embedded-db.js';
 import { bundle } from '../scripts/build-service.js';
 import { freePort } from './support/ports.js';
 

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { parse, validate } from 'graphql';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { schema } from '../schema/index.js';
-import { graphiqlTabs } from '../server/graphiql-dashboard-tabs.js';
+import { graphiqlTabs } from '../server/http/graphiql-dashboard-tabs.js';
 import { startTestServer, type TestServer } from './support/harness.js';
 import { ROOT } from './support/process.js';
 

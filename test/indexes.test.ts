@@ -1,8 +1,8 @@
 import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { revokeTokens } from '../server/services/bulk-revoke.js';
-import { truncateLogs } from '../server/services/log-retention.js';
-import { usageStats } from '../server/services/usage-stats.js';
+import { revokeTokens } from '../server/domain/bulk-revoke.js';
+import { truncateLogs } from '../server/domain/log-retention.js';
+import { usageStats } from '../server/domain/usage-stats.js';
 import { startTestServer, type TestServer } from './support/harness.js';
 
 let server: TestServer;

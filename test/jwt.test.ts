@@ -1,6 +1,6 @@
 import { SignJWT, jwtVerify } from 'jose';
 import { describe, expect, it } from 'vitest';
-import { createJwtCodec, type TokenClaims } from '../server/jwt.js';
+import { createJwtCodec, type TokenClaims } from '../server/domain/jwt.js';
 import { TEST_SECRET } from './support/harness.js';
 
 const iat = Math.floor(Date.now() / 1000);

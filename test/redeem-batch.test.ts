@@ -1,7 +1,7 @@
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { transientReason } from '../server/db-errors.js';
-import { createRedeemBatcher, RedeemQueueTimeout } from '../server/services/redeem-batch.js';
+import { transientReason } from '../server/database/db-errors.js';
+import { createRedeemBatcher, RedeemQueueTimeout } from '../server/domain/redeem-batch.js';
 import { startTestServer, type TestServer } from './support/harness.js';
 import { issue, redeem, tokenState } from './support/operations.js';
 

@@ -18,7 +18,7 @@ async function expectRefused(tokenId: string | null, input: Record<string, unkno
   const result = await redeem(server, { ...visitor, ...input });
   expect(result.__typename, JSON.stringify(result)).toBe('TokenRejectedError');
   expect(result.code).toBe(code);
-  // Refusals that no token can be tied to are logged by the batched writer (server/services/refusal-log.ts), which
+  // Refusals that no token can be tied to are logged by the batched writer (server/domain/refusal-log.ts), which
   // gives the row its id when it writes it: the response carries no logId, the newest such row is this attempt's.
   await server.services.refusalLog.flush();
   const [log] =

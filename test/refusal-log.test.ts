@@ -1,7 +1,7 @@
 import { SignJWT } from 'jose';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { generateApiKey } from '../server/services/api-keys.js';
+import { generateApiKey } from '../server/domain/api-keys.js';
 import { createTestDatabase, startTestServer, TEST_SECRET, type TestServer } from './support/harness.js';
 import { REDEEM } from './support/operations.js';
 import { freePort } from './support/ports.js';

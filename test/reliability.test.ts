@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { pruneIdempotencyKeys } from '../server/services/idempotency.js';
+import { pruneIdempotencyKeys } from '../server/domain/idempotency.js';
 import { startTestServer, type TestServer } from './support/harness.js';
 import { issue, RECORD, redeem, tokenState } from './support/operations.js';
 

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../server/config.js';
-import { generateApiKey } from '../server/services/api-keys.js';
+import { generateApiKey } from '../server/domain/api-keys.js';
 import { createTestDatabase, TEST_SECRET } from './support/harness.js';
 import { freePort } from './support/ports.js';
 import { startService, waitForHealthy, type ServiceProcess } from './support/process.js';

@@ -1,6 +1,6 @@
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { usageStats } from '../server/services/usage-stats.js';
+import { usageStats } from '../server/domain/usage-stats.js';
 import { startTestServer, type TestServer } from './support/harness.js';
 
 let server: TestServer;

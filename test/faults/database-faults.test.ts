@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { generateApiKey } from '../../server/services/api-keys.js';
+import { generateApiKey } from '../../server/domain/api-keys.js';
 import { TEST_SECRET } from '../support/harness.js';
 import { freePort } from '../support/ports.js';
 import { startService, waitForHealthy, type ServiceProcess } from '../support/process.js';
@@ -167,7 +167,7 @@ describe.each<[StopMode, string]>([
 describe('backend connections terminated repeatedly during load', () => {
   it('keeps every promise while pg_terminate_backend hits every service connection', async () => {
     const tokens = await issueTokens(base, apiKey, 6, 40, 'terminate');
-    // And redemptions without a key, which the service batches (server/services/redeem-batch.ts): a batch whose
+    // And redemptions without a key, which the service batches (server/domain/redeem-batch.ts): a batch whose
     // connection is killed must not be run again, which could count uses twice.
     const plainTokens = await issueTokens(base, apiKey, 6, 1_000, 'terminate-plain');
     const load = startLoad(base, apiKey, tokens);

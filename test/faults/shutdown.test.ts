@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
 import { afterAll, describe, expect, it } from 'vitest';
-import { generateApiKey } from '../../server/services/api-keys.js';
+import { generateApiKey } from '../../server/domain/api-keys.js';
 import { createTestDatabase, TEST_SECRET } from '../support/harness.js';
 import { freePort } from '../support/ports.js';
 import { startService, waitForHealthy, type ServiceProcess } from '../support/process.js';

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CREATE, REDEEM } from '../support/operations.js';
 import { startTestServer, type TestServer } from '../support/harness.js';
-import { storedClientIp } from '../../server/privacy.js';
+import { storedClientIp } from '../../server/domain/privacy.js';
 
 async function issueAndRedeem(server: TestServer, input: Record<string, unknown>, redeemExtra: Record<string, unknown> = {}) {
   const created = await server.gql(CREATE, { input: { scope: 's', maxUses: 5, ...input } });

@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createLocalJWKSet, decodeProtectedHeader, generateKeyPair, jwtVerify, SignJWT } from 'jose';
 import { CREATE, REDEEM } from '../support/operations.js';
 import { startTestServer, TEST_SECRET, type TestServer } from '../support/harness.js';
-import { decryptKeyMaterial, keyEncryptionKey } from '../../server/signing-keys.js';
+import { decryptKeyMaterial, keyEncryptionKey } from '../../server/domain/signing-keys.js';
 import { hs256, withoutConsumption } from './support.js';
 
 const KEK = 'key-encryption-key-key-encryption-key-0123';

@@ -1,6 +1,6 @@
 import { createHmac } from 'node:crypto';
 import { expect } from 'vitest';
-import { createKey, createClient } from '../../server/services/clients.js';
+import { createKey, createClient } from '../../server/domain/clients.js';
 import type { TestServer } from '../support/harness.js';
 
 /** What an attack must never change: uses consumed and successful redemptions logged. */

@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CREATE, REDEEM, RECORD } from '../support/operations.js';
 import { startTestServer, TEST_SECRET, type TestServer } from '../support/harness.js';
 import { consumption, hs256, keyFor, tenantKey, withoutConsumption } from './support.js';
-import { ruleFor } from '../../server/authorization.js';
+import { ruleFor } from '../../server/http/authorization.js';
 
 let server: TestServer;
 let acme: { client: { id: string }; key: string };

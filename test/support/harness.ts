@@ -1,15 +1,15 @@
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import { inject } from 'vitest';
-import { createApp, type App } from '../../server/app.js';
+import { createApp, type App } from '../../server/http/app.js';
 import { loadConfig, type Config } from '../../server/config.js';
 import type { Services } from '../../server/context.js';
-import { initDatabase, type Database } from '../../server/db.js';
-import { createJwtCodec } from '../../server/jwt.js';
-import { createApiKey, createAuthenticator } from '../../server/services/api-keys.js';
-import { createRefusalLog } from '../../server/services/refusal-log.js';
-import { redeemBatcherFor } from '../../server/services/redeem-batch.js';
-import { loadKeyRing } from '../../server/signing-keys.js';
+import { initDatabase, type Database } from '../../server/database/db.js';
+import { createJwtCodec } from '../../server/domain/jwt.js';
+import { createApiKey, createAuthenticator } from '../../server/domain/api-keys.js';
+import { createRefusalLog } from '../../server/domain/refusal-log.js';
+import { redeemBatcherFor } from '../../server/domain/redeem-batch.js';
+import { loadKeyRing } from '../../server/domain/signing-keys.js';
 
 export const TEST_SECRET = 'test-secret-test-secret-test-secret-0123456789';
 

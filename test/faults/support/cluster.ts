@@ -3,7 +3,7 @@ import { mkdtemp } from 'node:fs/promises';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { startEmbeddedDatabase, type EmbeddedDatabase } from '../../../server/embedded-db.js';
+import { startEmbeddedDatabase, type EmbeddedDatabase } from '../../../server/database/embedded-db.js';
 import { freePort } from '../../support/ports.js';
 
 export type StopMode = 'fast' | 'immediate' | 'kill';

@@ -1,6 +1,6 @@
 import { createHmac, timingSafeEqual, type KeyObject } from 'node:crypto';
 import { SignJWT, compactVerify, errors as joseErrors } from 'jose';
-import type { LoginMode } from './entities/request-token.js';
+import type { LoginMode } from '../database/entities/request-token.js';
 import { DEFAULT_KID, KID_PATTERN, staticKeyRing, type KeyRing } from './signing-keys.js';
 
 /** The algorithm of the default key (REQUEST_TOKEN_SECRET). */

@@ -1,8 +1,8 @@
 import type { EntityManager } from '@mikro-orm/postgresql';
 import type pg from 'pg';
-import { PERMISSIONS, type Permission } from '../entities/api-key.js';
-import { Issues, NotFoundError } from '../errors.js';
-import { checkString } from '../validation.js';
+import { PERMISSIONS, type Permission } from '../database/entities/api-key.js';
+import { Issues, NotFoundError } from './errors.js';
+import { checkString } from './validation.js';
 import { createApiKey } from './api-keys.js';
 
 /** Tenants and their API keys: the admin side. Key secrets never leave createKey except in its return value. */

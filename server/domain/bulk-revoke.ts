@@ -1,6 +1,6 @@
 import type pg from 'pg';
-import { Issues } from '../errors.js';
-import { checkString, MAX_USER_ID_LENGTH } from '../validation.js';
+import { Issues } from './errors.js';
+import { checkString, MAX_USER_ID_LENGTH } from './validation.js';
 import type { Tenant } from './api-keys.js';
 import { MAX_SCOPE_LENGTH } from './tokens.js';
 

@@ -1,8 +1,8 @@
 import type pg from 'pg';
-import { ERROR_CODES, Issues, type ErrorCode } from '../errors.js';
+import { ERROR_CODES, Issues, type ErrorCode } from './errors.js';
 import type { Tenant } from './api-keys.js';
 import { MAX_SCOPE_LENGTH } from './tokens.js';
-import { checkString } from '../validation.js';
+import { checkString } from './validation.js';
 
 export const STATS_BUCKETS = ['HOUR', 'DAY'] as const;
 export type StatsBucket = (typeof STATS_BUCKETS)[number];

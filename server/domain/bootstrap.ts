@@ -2,10 +2,10 @@ import { randomBytes } from 'node:crypto';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { EntityManager } from '@mikro-orm/postgresql';
-import { ApiKey } from './entities/api-key.js';
-import type { Config } from './config.js';
-import { MIN_SECRET_BYTES } from './config.js';
-import { createApiKey, parseApiKey } from './services/api-keys.js';
+import { ApiKey } from '../database/entities/api-key.js';
+import type { Config } from '../config.js';
+import { MIN_SECRET_BYTES } from '../config.js';
+import { createApiKey, parseApiKey } from './api-keys.js';
 
 export const SECRET_FILE = 'request-token-secret';
 export const ADMIN_KEY_FILE = 'admin-api-key';

@@ -1,10 +1,12 @@
+import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-const PAGE_DIR = fileURLToPath(new URL('../dashboard/', import.meta.url));
+// The sources sit two levels below the repository (server/http/), the bundle one (dist/): look upwards for the page.
+const PAGE_DIR = findPageDir(dirname(fileURLToPath(import.meta.url)));
 const CHART_JS = join(dirname(createRequire(import.meta.url).resolve('chart.js')), 'chart.umd.min.js');
 
 /** Everything the page loads, served from this package and node_modules: it works offline, with no CDN. */
@@ -60,4 +62,11 @@ export function handleDashboard(req: IncomingMessage, res: ServerResponse, path:
     },
   );
   return true;
+}
+
+function findPageDir(from: string): string {
+  for (let dir = from; dir !== dirname(dir); dir = dirname(dir)) {
+    if (existsSync(join(dir, 'dashboard', 'index.html'))) return join(dir, 'dashboard');
+  }
+  throw new Error(`dashboard/index.html not found above ${from}`);
 }

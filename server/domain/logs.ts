@@ -1,7 +1,7 @@
 import type pg from 'pg';
-import { Issues, NotFoundError, RequestTokenError } from '../errors.js';
-import type { ErrorCode } from '../errors.js';
-import { keysetPage, pageWindow, type Page, type PageArgs } from '../paging.js';
+import { Issues, NotFoundError, RequestTokenError } from './errors.js';
+import type { ErrorCode } from './errors.js';
+import { keysetPage, pageWindow, type Page, type PageArgs } from './paging.js';
 import type { Tenant } from './api-keys.js';
 
 export interface LogRecord {

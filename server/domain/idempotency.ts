@@ -1,12 +1,12 @@
 import { createHash } from 'node:crypto';
 import type pg from 'pg';
-import { Issues } from '../errors.js';
+import { Issues } from './errors.js';
 import { TOKEN_COLUMNS } from './tokens.js';
 import type { Tenant } from './api-keys.js';
 
 /**
  * Idempotency keys of successful redemptions. A key is scoped to one token: the same key on another token is another
- * key. The row is written by the redemption statement itself (server/services/redeem.ts), so a counted use and its key
+ * key. The row is written by the redemption statement itself (server/domain/redeem.ts), so a counted use and its key
  * commit together; the primary key (token_id, key) makes a concurrent second use of the key fail its whole statement,
  * which rolls back its use as well. Keys are kept until the redemption's use is released or the row is pruned (at
  * least 24 hours: see docs/scaling.md).

@@ -1,7 +1,7 @@
-import { DEFAULT_CLIENT_ID } from '../entities/api-client.js';
-import { Issues } from '../errors.js';
+import { DEFAULT_CLIENT_ID } from '../database/entities/api-client.js';
+import { Issues } from './errors.js';
 import { tenantOf } from './api-keys.js';
-import { parseHttpUrl, tokeniseUrl, urlParts } from '../target-url.js';
+import { parseHttpUrl, tokeniseUrl, urlParts } from './target-url.js';
 import {
   checkAgainstNow,
   TOKEN_COLUMNS,

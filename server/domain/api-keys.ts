@@ -1,6 +1,6 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { EntityManager } from '@mikro-orm/postgresql';
-import { ApiKey, PERMISSIONS, type Permission } from '../entities/api-key.js';
+import { ApiKey, PERMISSIONS, type Permission } from '../database/entities/api-key.js';
 
 const KEY_SHAPE = /^rt_([A-Za-z0-9]{8,32})_([A-Za-z0-9_-]{32,128})$/;
 const ALPHANUMERIC = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789';

@@ -4,10 +4,10 @@ import type { AddressInfo } from 'node:net';
 import { EnvelopArmor } from '@escape.tech/graphql-armor';
 import { GraphQLError, NoSchemaIntrospectionCustomRule } from 'graphql';
 import { createYoga, type Plugin } from 'graphql-yoga';
-import { schema } from '../schema/index.js';
+import { schema } from '../../schema/index.js';
 import { createAuthorizer } from './authorization.js';
-import { createContext, type Context, type Services } from './context.js';
-import { TRANSIENT_MESSAGES, transientReason } from './db-errors.js';
+import { createContext, type Context, type Services } from '../context.js';
+import { TRANSIENT_MESSAGES, transientReason } from '../database/db-errors.js';
 import { handleDashboard } from './dashboard.js';
 import { graphiqlTabs } from './graphiql-dashboard-tabs.js';
 import { graphiqlExample } from './graphiql-example.js';
@@ -33,7 +33,7 @@ function unauthenticated(message: string): GraphQLError {
 /**
  * The GraphQL edge's own protections. graphql-armor limits depth, aliases, directives, tokens and cost (fragments
  * flattened, so they cannot hide depth) and removes field suggestions; introspection is off unless configured; every
- * selected field is checked against the caller's permissions (server/authorization.ts) before anything executes.
+ * selected field is checked against the caller's permissions (server/http/authorization.ts) before anything executes.
  */
 function edgePlugins(services: Services, authorize: ReturnType<typeof createAuthorizer>): Plugin<Context>[] {
   const armor = new EnvelopArmor({

@@ -27,7 +27,7 @@ export interface RingKey {
   /** Imported once; never per request. Null when the private part is not held (never for keys we create). */
   signKey: CryptoKey | null;
   verifyKey: CryptoKey;
-  /** HS256 keys only: the secret bytes, for the synchronous HMAC check on the redemption hot path (server/jwt.ts). */
+  /** HS256 keys only: the secret bytes, for the synchronous HMAC check on the redemption hot path (server/domain/jwt.ts). */
   /** HS256 only: the secret as a node:crypto KeyObject, made once (verifying with it skips preparing the key). */
   hmacSecret: KeyObject | null;
   /** Asymmetric keys only. */

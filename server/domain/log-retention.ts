@@ -1,5 +1,5 @@
 import type pg from 'pg';
-import { Issues } from '../errors.js';
+import { Issues } from './errors.js';
 
 export interface RetentionPolicy {
   /** Keep at most this many log rows, the newest (by id). */

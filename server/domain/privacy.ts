@@ -1,6 +1,6 @@
 import { createHmac } from 'node:crypto';
 import { isIPv4 } from 'node:net';
-import type { Config } from './config.js';
+import type { Config } from '../config.js';
 
 export const CLIENT_IP_STORAGE = ['full', 'truncated', 'hashed'] as const;
 export type ClientIpStorage = (typeof CLIENT_IP_STORAGE)[number];

@@ -1,4 +1,4 @@
-import type { RejectionCode } from '../errors.js';
+import type { RejectionCode } from './errors.js';
 import { TOKEN_COLUMNS, tokenFromRow, type TokenRecord } from './tokens.js';
 import { validateRedeemInput, VERDICT_CTE, type RedeemDeps } from './redeem.js';
 import { tenantOf } from './api-keys.js';

@@ -1,13 +1,13 @@
 import type pg from 'pg';
 import type { Config } from '../config.js';
-import { Issues, NotFoundError } from '../errors.js';
-import type { LoginMode, TokenStatus } from '../entities/request-token.js';
-import { LOGIN_MODES, TOKEN_STATUSES } from '../entities/request-token.js';
-import { modeClaim, type JwtCodec, type TokenClaims } from '../jwt.js';
-import { parseHttpUrl, tokeniseUrl, urlParts } from '../target-url.js';
-import { keysetPage, pageWindow, type Page, type PageArgs } from '../paging.js';
-import { checkJsonValue, checkString, MAX_USER_ID_LENGTH } from '../validation.js';
-import { DEFAULT_CLIENT_ID } from '../entities/api-client.js';
+import { Issues, NotFoundError } from './errors.js';
+import type { LoginMode, TokenStatus } from '../database/entities/request-token.js';
+import { LOGIN_MODES, TOKEN_STATUSES } from '../database/entities/request-token.js';
+import { modeClaim, type JwtCodec, type TokenClaims } from './jwt.js';
+import { parseHttpUrl, tokeniseUrl, urlParts } from './target-url.js';
+import { keysetPage, pageWindow, type Page, type PageArgs } from './paging.js';
+import { checkJsonValue, checkString, MAX_USER_ID_LENGTH } from './validation.js';
+import { DEFAULT_CLIENT_ID } from '../database/entities/api-client.js';
 import { tenantOf, type Caller, type Tenant } from './api-keys.js';
 
 /** A token as the API shows it; the shape of a request_token row. */

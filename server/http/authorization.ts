@@ -7,8 +7,8 @@ import {
   type DocumentNode,
   type GraphQLSchema,
 } from 'graphql';
-import type { Permission } from './entities/api-key.js';
-import { hasPermission, type Caller } from './services/api-keys.js';
+import type { Permission } from '../database/entities/api-key.js';
+import { hasPermission, type Caller } from '../domain/api-keys.js';
 
 /**
  * Who may use what, in one place. Every field a request selects (Type.field, fragments included) must be allowed:

@@ -1,7 +1,7 @@
 import type pg from 'pg';
-import { InvalidJwtError, Issues, NotFoundError } from '../errors.js';
-import type { JwtCodec, TokenClaims } from '../jwt.js';
-import { checkString } from '../validation.js';
+import { InvalidJwtError, Issues, NotFoundError } from './errors.js';
+import type { JwtCodec, TokenClaims } from './jwt.js';
+import { checkString } from './validation.js';
 import type { Tenant } from './api-keys.js';
 import { getToken, jwtClaims, type TokenRecord } from './tokens.js';
 

@@ -1,17 +1,17 @@
 import { isIP } from 'node:net';
 import type pg from 'pg';
 import type { Config } from '../config.js';
-import type { LoginMode } from '../entities/request-token.js';
-import { Issues, TokenRejection, type RejectionCode } from '../errors.js';
-import type { JwtCodec } from '../jwt.js';
-import { parseHttpUrl, urlParts, type UrlParts } from '../target-url.js';
+import type { LoginMode } from '../database/entities/request-token.js';
+import { Issues, TokenRejection, type RejectionCode } from './errors.js';
+import type { JwtCodec } from './jwt.js';
+import { parseHttpUrl, urlParts, type UrlParts } from './target-url.js';
 import { findReplay, fingerprint, isKeyConflict, MAX_IDEMPOTENCY_KEY_LENGTH } from './idempotency.js';
-import { checkString, MAX_USER_AGENT_LENGTH, MAX_USER_ID_LENGTH } from '../validation.js';
+import { checkString, MAX_USER_AGENT_LENGTH, MAX_USER_ID_LENGTH } from './validation.js';
 import type { RedeemBatcher } from './redeem-batch.js';
 import type { RefusalLog } from './refusal-log.js';
 import { MAX_SCOPE_LENGTH, TOKEN_COLUMNS, tokenFromRow, type TokenRecord } from './tokens.js';
 import { tenantOf, type Caller } from './api-keys.js';
-import { storedClientIp } from '../privacy.js';
+import { storedClientIp } from './privacy.js';
 
 export interface RedeemInput {
   jwt: string;
@@ -41,7 +41,7 @@ export interface RedeemDeps {
   /** Only the caller's client's tokens redeem; another client's token is refused as TOKEN_NOT_FOUND. */
   caller: Caller;
   refusalLog: RefusalLog;
-  /** Batches the success statement under load (server/services/redeem-batch.ts); without it, one statement each. */
+  /** Batches the success statement under load (server/domain/redeem-batch.ts); without it, one statement each. */
   redeemBatcher?: RedeemBatcher | null;
 }
 

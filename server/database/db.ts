@@ -1,14 +1,14 @@
 import { MikroORM } from '@mikro-orm/postgresql';
 import pg from 'pg';
-import { ormOptions } from '../mikro-orm.config.js';
-import type { Config } from './config.js';
+import { ormOptions } from '../../mikro-orm.config.js';
+import type { Config } from '../config.js';
 
 export interface Database {
   orm: MikroORM;
   /** Plain pg pool for the hot paths (issue, redeem): prepared statements, one round trip, no unit of work. */
   pool: pg.Pool;
   /**
-   * Micro-batched redemptions' own connections (server/services/redeem-batch.ts), taken from DB_POOL_SIZE; null when
+   * Micro-batched redemptions' own connections (server/domain/redeem-batch.ts), taken from DB_POOL_SIZE; null when
    * batching is off. Their prepared statements always use a generic plan: the batch statement is costly to plan
    * (about 0.5 ms, as much as running it) and PostgreSQL would otherwise plan it anew on every execution.
    */

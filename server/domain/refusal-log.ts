@@ -2,7 +2,7 @@ import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type pg from 'pg';
 import { from as copyFrom } from 'pg-copy-streams';
-import type { RejectionCode } from '../errors.js';
+import type { RejectionCode } from './errors.js';
 
 /** One redemption attempt refused before it could be tied to a token (malformed JWT, bad signature). */
 export interface UntiedRefusal {

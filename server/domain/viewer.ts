@@ -1,5 +1,5 @@
 import type pg from 'pg';
-import type { Permission } from '../entities/api-key.js';
+import type { Permission } from '../database/entities/api-key.js';
 import type { Caller } from './api-keys.js';
 
 export interface Viewer {
