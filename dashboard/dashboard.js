@@ -352,14 +352,13 @@
   }
 
   // ---- lookup ----
+  const LOOKUP_TOKEN_FIELDS = `id scope targetUrl userId loginMode maxUses usedToDate issuedAt notBefore expiresAt revokedAt status
+          logs(first: 20) { totalCount edges { node { id timestamp errorCode statusCode clientIp } } }`;
   const LOOKUP_QUERY = `query DashboardLookup($jwt: String!) {
     findRequestTokenByJwt(jwt: $jwt) {
       __typename
       ... on RequestTokenLookup {
-        token {
-          id scope targetUrl userId loginMode maxUses usedToDate issuedAt notBefore expiresAt revokedAt status
-          logs(first: 20) { totalCount edges { node { id timestamp errorCode statusCode clientIp } } }
-        }
+        token { ${LOOKUP_TOKEN_FIELDS} }
         claims { raw }
       }
       ... on Error { code message }
@@ -397,12 +396,13 @@
     }
   }
 
+  // By id, the token is shown without its JWT: a stored token's JWT is a working link, for ISSUE keys only (and a
+  // dashboard key reads).
   async function lookupById(id) {
     try {
-      const data = await gql('query DashboardTokenJwt($id: ID!) { requestToken(id: $id) { jwt } }', { id });
+      const data = await gql(`query DashboardToken($id: ID!) { requestToken(id: $id) { ${LOOKUP_TOKEN_FIELDS} } }`, { id });
       if (!data.requestToken) throw new Error(`Token #${id} not found.`);
-      $('lookup-jwt').value = data.requestToken.jwt;
-      await lookup(data.requestToken.jwt);
+      renderLookup({ token: data.requestToken, claims: null }, null);
       $('lookup-card').scrollIntoView({ block: 'nearest', behavior: 'smooth' });
     } catch (error) {
       if (error instanceof AuthError) return signOut(error.message);
@@ -428,7 +428,7 @@
           );
           const result = data.revokeRequestToken;
           if (result.__typename !== 'RevokeRequestTokenSuccess') throw new Error(result.message);
-          await lookup(jwt);
+          await (jwt ? lookup(jwt) : lookupById(token.id));
         } catch (error) {
           button.disabled = false;
           actions.append(h('span', { class: 'error' }, error.message));
@@ -451,7 +451,7 @@
         token.revokedAt ? fact('Revoked', `${fmtTime(token.revokedAt)} UTC`) : [],
         token.targetUrl ? fact('Target', token.targetUrl) : [],
       ),
-      h('details', {}, h('summary', {}, 'Decoded JWT claims'), h('pre', { class: 'claims' }, JSON.stringify(claims.raw, null, 2))),
+      claims ? h('details', {}, h('summary', {}, 'Decoded JWT claims'), h('pre', { class: 'claims' }, JSON.stringify(claims.raw, null, 2))) : [],
       h('h3', {}, `History (${token.logs.totalCount})`),
       history.length ? h('ul', { class: 'history' }, history) : h('p', { class: 'muted' }, 'Never used.'),
       actions,
