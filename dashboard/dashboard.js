@@ -352,13 +352,14 @@
   }
 
   // ---- lookup ----
-  const LOOKUP_TOKEN_FIELDS = `id scope targetUrl userId loginMode maxUses usedToDate issuedAt notBefore expiresAt revokedAt status
-          logs(first: 20) { totalCount edges { node { id timestamp errorCode statusCode clientIp } } }`;
   const LOOKUP_QUERY = `query DashboardLookup($jwt: String!) {
     findRequestTokenByJwt(jwt: $jwt) {
       __typename
       ... on RequestTokenLookup {
-        token { ${LOOKUP_TOKEN_FIELDS} }
+        token {
+          id scope targetUrl userId loginMode maxUses usedToDate issuedAt notBefore expiresAt revokedAt status
+          logs(first: 20) { totalCount edges { node { id timestamp errorCode statusCode clientIp } } }
+        }
         claims { raw }
       }
       ... on Error { code message }
@@ -400,7 +401,16 @@
   // dashboard key reads).
   async function lookupById(id) {
     try {
-      const data = await gql(`query DashboardToken($id: ID!) { requestToken(id: $id) { ${LOOKUP_TOKEN_FIELDS} } }`, { id });
+      // The same token fields as LOOKUP_QUERY's.
+      const data = await gql(
+        `query DashboardToken($id: ID!) {
+          requestToken(id: $id) {
+            id scope targetUrl userId loginMode maxUses usedToDate issuedAt notBefore expiresAt revokedAt status
+          logs(first: 20) { totalCount edges { node { id timestamp errorCode statusCode clientIp } } }
+          }
+        }`,
+        { id },
+      );
       if (!data.requestToken) throw new Error(`Token #${id} not found.`);
       renderLookup({ token: data.requestToken, claims: null }, null);
       $('lookup-card').scrollIntoView({ block: 'nearest', behavior: 'smooth' });

@@ -12,7 +12,7 @@ import {
 } from '../server/domain/tokens.js';
 import { SigningKeyRetiredError } from '../server/domain/jwt.js';
 import { builder } from './builder.js';
-import { connectionType } from './paging.js';
+import { connectionType, pageCost } from './paging.js';
 import { DateTime, JSONScalar } from './scalars.js';
 
 export const LoginModeEnum = builder.enumType('LoginMode', {
@@ -95,6 +95,7 @@ builder.queryFields((t) => ({
   requestTokens: t.field({
     type: RequestTokenConnection,
     args: { filter: t.arg({ type: RequestTokenFilter }), first: t.arg.int(), after: t.arg.string() },
+    complexity: pageCost,
     resolve: (_root, { filter, first, after }, ctx) => asQueryError(() => listTokens(ctx.pool, filter ?? {}, { first, after }, ctx.tenant)),
   }),
 }));
