@@ -34,8 +34,10 @@ export const FIELD_RULES: Record<string, Rule> = {
   // A stored token's JWT is a working link (a login, for REQUEST and SESSION tokens): only a key that could issue
   // one may see it, never a dashboard's READ key or a REDEEM key.
   'RequestToken.jwt': 'issue',
-  // What a revocation tells about the token it revoked: which one, and that it is revoked now.
+  // What a revocation tells about the token it revoked (which one, and that it is revoked now), and what a recorded
+  // status tells of its redemption's token (the scope is in the JWT the redeeming key held).
   'RequestToken.id': 'any',
+  'RequestToken.scope': 'any',
   'RequestToken.status': 'any',
   'RequestToken.revokedAt': 'any',
   'Mutation.createRequestToken': 'issue',

@@ -110,6 +110,21 @@ describe('a stored token\'s JWT needs the "issue" permission, on every path (ite
     expect(ok.data.revokeRequestToken.token).toMatchObject({ id: token.id, status: 'REVOKED' });
   });
 
+  it('leaves the SDK\'s operations working for least-privilege keys (issue; inspect, redeem, record a status)', async () => {
+    const { createRequestTokenClient } = await import('../../sdk/index.js');
+    const issuer = createRequestTokenClient({ url: server.graphqlUrl, apiKey: keys.issue });
+    const redeemer = createRequestTokenClient({ url: server.graphqlUrl, apiKey: keys.redeem });
+    const issued = await issuer.createRequestToken({ scope: 'sdk', userId: 'alice', loginMode: 'REQUEST', maxUses: 2 });
+    expect(issued.__typename).toBe('CreateRequestTokenSuccess');
+    if (issued.__typename !== 'CreateRequestTokenSuccess') return;
+    expect((await redeemer.inspectRequestToken({ jwt: issued.jwt, scope: 'sdk' })).__typename).toBe('Inspection');
+    const redeemed = await redeemer.redeemRequestToken({ jwt: issued.jwt, scope: 'sdk' });
+    expect(redeemed).toMatchObject({ __typename: 'Redemption', authenticateAs: 'alice' });
+    if (redeemed.__typename !== 'Redemption') return;
+    const recorded = await redeemer.recordResponseStatus({ redemptionId: redeemed.id, statusCode: 200 });
+    expect(recorded).toMatchObject({ __typename: 'RecordResponseStatusSuccess', log: { statusCode: 200, token: { id: issued.token.id, scope: 'sdk' } } });
+  });
+
   it('still hands the JWT to the key that issues, and to a key that may issue and read', async () => {
     const { token, jwt } = await aliceSession();
     const read = await server.gql('query T($id: ID!) { requestToken(id: $id) { jwt data } }', { id: token.id }, keys.issueRead);
