@@ -110,7 +110,7 @@ describe('a stored token\'s JWT needs the "issue" permission, on every path (ite
     expect(ok.data.revokeRequestToken.token).toMatchObject({ id: token.id, status: 'REVOKED' });
   });
 
-  it('leaves the SDK\'s operations working for least-privilege keys (issue; inspect, redeem, record a status)', async () => {
+  it('leaves the SDK\'s operations working for least-privilege keys (issue, revoke; inspect, redeem, record a status)', async () => {
     const { createRequestTokenClient } = await import('../../sdk/index.js');
     const issuer = createRequestTokenClient({ url: server.graphqlUrl, apiKey: keys.issue });
     const redeemer = createRequestTokenClient({ url: server.graphqlUrl, apiKey: keys.redeem });
@@ -123,6 +123,10 @@ describe('a stored token\'s JWT needs the "issue" permission, on every path (ite
     if (redeemed.__typename !== 'Redemption') return;
     const recorded = await redeemer.recordResponseStatus({ redemptionId: redeemed.id, statusCode: 200 });
     expect(recorded).toMatchObject({ __typename: 'RecordResponseStatusSuccess', log: { statusCode: 200, token: { id: issued.token.id, scope: 'sdk' } } });
+    expect(await issuer.revokeRequestToken({ id: issued.token.id })).toMatchObject({
+      __typename: 'RevokeRequestTokenSuccess',
+      token: { id: issued.token.id, status: 'REVOKED' },
+    });
   });
 
   it('still hands the JWT to the key that issues, and to a key that may issue and read', async () => {
