@@ -1,10 +1,11 @@
-import { mkdtemp, rm } from 'node:fs/promises';
+import { rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { generateApiKey } from '../server/domain/api-keys.js';
 import { createTestDatabase, TEST_SECRET } from './support/harness.js';
 import { freePort } from './support/ports.js';
+import { clusterTempDir } from './support/temp-dir.js';
 import { startService, waitForHealthy, type ServiceProcess } from './support/process.js';
 
 const running: ServiceProcess[] = [];
@@ -108,7 +109,7 @@ describe('REQUEST_TOKEN_ADMIN_KEY across restarts (DATABASE_URL)', () => {
 
 describe('REQUEST_TOKEN_ADMIN_KEY across restarts (embedded PostgreSQL)', () => {
   it('is accepted after every restart on the same data directory', async () => {
-    const root = await mkdtemp(join(tmpdir(), 'rt-restart-'));
+    const root = await clusterTempDir('rt-restart-');
     dirs.push(root);
     const key = generateApiKey().key;
     const env = {

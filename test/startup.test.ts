@@ -1,4 +1,4 @@
-import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
+import { readFile, rm, stat } from 'node:fs/promises';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -7,6 +7,7 @@ import { loadConfig } from '../server/config.js';
 import { generateApiKey } from '../server/domain/api-keys.js';
 import { createTestDatabase, TEST_SECRET } from './support/harness.js';
 import { freePort } from './support/ports.js';
+import { clusterTempDir } from './support/temp-dir.js';
 import { startService, waitForHealthy, type ServiceProcess } from './support/process.js';
 
 const gql = async (base: string, key: string, query: string, variables: Record<string, unknown> = {}) => {
@@ -34,7 +35,7 @@ describe('npm start with no DATABASE_URL (embedded PostgreSQL)', () => {
   let dataDir: string;
   const running: ServiceProcess[] = [];
   beforeAll(async () => {
-    dataDir = join(await mkdtemp(join(tmpdir(), 'rt-start-')), 'data');
+    dataDir = join(await clusterTempDir('rt-start-'), 'data');
   });
   afterAll(async () => {
     for (const service of running) if (service.child.exitCode === null) service.child.kill('SIGKILL');

@@ -1,4 +1,5 @@
-import { mkdtemp, rm } from 'node:fs/promises';
+import { rm } from 'node:fs/promises';
+import { clusterTempDir } from '../support/temp-dir.js';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
@@ -30,7 +31,7 @@ beforeAll(async () => {
   admin.on('error', () => {});
   const port = await freePort();
   base = `http://127.0.0.1:${port}`;
-  dataDir = await mkdtemp(join(tmpdir(), 'rt-fault-svc-'));
+  dataDir = await clusterTempDir('rt-fault-svc-');
   service = startService({
     DATABASE_URL: url.toString(),
     PORT: String(port),
