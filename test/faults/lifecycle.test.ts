@@ -3,10 +3,10 @@ import { spawn } from 'node:child_process';
 import { createServer, type Server } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { generateApiKey } from '../server/domain/api-keys.js';
-import { freePort } from './support/ports.js';
-import { ROOT, startService, waitForHealthy, type ServiceProcess } from './support/process.js';
-import { clusterTempDir } from './support/temp-dir.js';
+import { generateApiKey } from '../../server/domain/api-keys.js';
+import { freePort } from '../support/ports.js';
+import { ROOT, startService, waitForHealthy, type ServiceProcess } from '../support/process.js';
+import { clusterTempDir } from '../support/temp-dir.js';
 
 const running: ServiceProcess[] = [];
 const dirs: string[] = [];
