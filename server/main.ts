@@ -172,7 +172,7 @@ function explainDatabaseError(error: unknown, source: string): unknown {
             : code === '3D000'
               ? `the database named in DATABASE_URL does not exist: create it (createdb) or fix the URL`
               : code === '42501'
-                ? `the user of DATABASE_URL may not create the service's tables: give it a database it owns`
+                ? `the user of ${where} lacks a privilege (permission denied): give it a database it owns, or CREATEDB to make one`
                 : null;
   return message ? new StartupError(message, { cause: error }) : error;
 }

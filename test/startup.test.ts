@@ -132,3 +132,29 @@ describe('configuration errors stop start-up with a message naming the variable'
     await expect(stat(dataDir)).rejects.toThrow();
   });
 });
+
+describe('known start-up failures print one line that says what to do', () => {
+  it('names an unreachable DATABASE_URL without a stack trace', async () => {
+    const closed = await freePort();
+    const service = startService({
+      DATABASE_URL: `postgres://nobody:nothing@127.0.0.1:${closed}/none`,
+      PORT: String(await freePort()),
+      DATA_DIR: join(tmpdir(), 'rt-unused'),
+    });
+    expect(await service.exited).toBe(1);
+    expect(service.output()).not.toMatch(/^\s+at /m);
+    expect(service.output().trim().split('\n').at(-1)).toBe(
+      'request-token: cannot connect to the database in DATABASE_URL (connection refused): is PostgreSQL running there?',
+    );
+  });
+
+  it('names credentials the database refused', async () => {
+    const url = new URL(await createTestDatabase());
+    url.password = 'not-the-password';
+    const service = startService({ DATABASE_URL: url.toString(), PORT: String(await freePort()), DATA_DIR: join(tmpdir(), 'rt-unused') });
+    expect(await service.exited).toBe(1);
+    expect(service.output().trim().split('\n').at(-1)).toBe(
+      'request-token: the database in DATABASE_URL refused the user or password: check the credentials in DATABASE_URL',
+    );
+  });
+});
