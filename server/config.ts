@@ -57,6 +57,8 @@ export interface Config {
   maxBodyBytes: number;
   /** Introspection (and GraphiQL, which needs it): on outside production unless configured. */
   introspection: boolean;
+  /** Started by `npm start` (npm sets npm_lifecycle_event): the service stops when npm, its parent, is gone. */
+  launchedByNpm: boolean;
 }
 
 export class ConfigError extends Error {
@@ -165,5 +167,6 @@ export function loadConfig(env: Env = process.env): Config {
     rateLimitPerMinute: intVar(env, 'RATE_LIMIT_PER_MINUTE', 0, 0, 100_000_000),
     maxBodyBytes: intVar(env, 'MAX_BODY_BYTES', 256 * 1024, 1024, 100 * 1024 * 1024),
     introspection: introspectionRaw === 'true',
+    launchedByNpm: Boolean(env.npm_lifecycle_event),
   };
 }

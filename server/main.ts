@@ -54,7 +54,7 @@ async function main(): Promise<void> {
       else signalled ??= signal;
     });
   }
-  watchParent((reason) => (shutdown ? void shutdown(reason) : (signalled ??= reason)));
+  if (config.launchedByNpm) watchParent((reason) => (shutdown ? void shutdown(reason) : (signalled ??= reason)));
 
   try {
     // Before the database starts and before an admin key is made: a taken port is the most common first failure.
@@ -145,7 +145,6 @@ class Interrupted extends Error {}
  * service started directly, by systemd or a container runtime, keeps running whatever its parent does.)
  */
 function watchParent(onGone: (reason: string) => void): void {
-  if (!process.env.npm_lifecycle_event) return;
   const parent = process.ppid;
   const timer = setInterval(() => {
     if (process.ppid !== parent) {
