@@ -4,7 +4,6 @@
 import { performance } from 'node:perf_hooks';
 import { rm } from 'node:fs/promises';
 import { clusterTempDir } from '../test/support/temp-dir.js';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startEmbeddedDatabase } from '../server/database/embedded-db.js';
 import { initDatabase } from '../server/database/db.js';

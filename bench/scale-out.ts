@@ -9,7 +9,6 @@
  */
 import { rm } from 'node:fs/promises';
 import { clusterTempDir } from '../test/support/temp-dir.js';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
 import { startEmbeddedDatabase } from '../server/database/embedded-db.js';

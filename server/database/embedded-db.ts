@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { chmod, chown, mkdir, mkdtemp, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { chmod, chown, mkdir, mkdtemp, readdir, readFile, readlink, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
@@ -364,6 +364,11 @@ async function recoverStaleCluster(dir: string, notice: (line: string) => void):
   const pid = Number(content.split('\n')[0]);
   if (!pid || !alive(pid)) {
     notice(`PostgreSQL in ${dir} was not shut down cleanly (pid ${pid} is gone): it recovers from its log on start`);
+    // Its backends outlive a killed postmaster for a moment and hold its shared memory, which a new postmaster
+    // refuses to share: wait until no process works in the data directory any more.
+    await waitUntilUnused(dir, 15_000);
+    // PostgreSQL would remove it itself, except when the pid is a zombie no one reaps (kill(pid, 0) still succeeds).
+    await rm(join(dir, 'postmaster.pid'), { force: true });
     return;
   }
   const cmd = await commandLine(pid);
@@ -387,6 +392,21 @@ async function recoverStaleCluster(dir: string, notice: (line: string) => void):
   if (alive(pid)) process.kill(pid, 'SIGQUIT');
   while (alive(pid) && Date.now() < deadline + 5_000) await new Promise((r) => setTimeout(r, 50));
   notice(`stopped an embedded PostgreSQL (pid ${pid}) left running in ${dir} by a service that is gone`);
+}
+
+/** Waits until no process has `dir` as its working directory (PostgreSQL's processes do); Linux only. */
+async function waitUntilUnused(dir: string, timeoutMs: number): Promise<void> {
+  if (process.platform !== 'linux') return;
+  const deadline = Date.now() + timeoutMs;
+  const users = async () => {
+    const found: number[] = [];
+    for (const entry of await readdir('/proc').catch(() => [] as string[])) {
+      if (!/^\d+$/.test(entry)) continue;
+      if ((await readlink(`/proc/${entry}/cwd`).catch(() => null)) === dir && alive(Number(entry))) found.push(Number(entry));
+    }
+    return found;
+  };
+  while ((await users()).length > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
 }
 
 async function refuseIfPortTaken(port: number): Promise<void> {

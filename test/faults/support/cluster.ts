@@ -1,7 +1,6 @@
 import { readFile, readdir, rm } from 'node:fs/promises';
 import { clusterTempDir } from '../../support/temp-dir.js';
 import { connect } from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startEmbeddedDatabase, type EmbeddedDatabase } from '../../../server/database/embedded-db.js';
 import { freePort } from '../../support/ports.js';
