@@ -13,7 +13,7 @@ import { REDEEM_ALONE_SQL, REDEEM_BATCH_SQL } from '../server/domain/redeem-batc
 import { freePort } from '../test/support/ports.js';
 
 const dir = await mkdtemp(join(tmpdir(), 'rt-statement-cost-'));
-await chmod(dir, 0o755);
+await chmod(dir, 0o711);
 const cluster = await startEmbeddedDatabase({ dir: join(dir, 'pg'), port: await freePort(), persistent: false });
 const db = await initDatabase(cluster.url, loadConfig({ DATABASE_URL: cluster.url, REQUEST_TOKEN_SECRET: 'x'.repeat(40) }));
 if (!db.batchPool) throw new Error('micro-batching is off (REDEEM_BATCH_MAX=1)');

@@ -66,6 +66,8 @@ export interface Config {
   maxConnectionsPerClient: number;
   /** The largest cost (about the rows a query may touch, page sizes from its variables included) of one operation. */
   maxQueryCost: number;
+  /** Started by `npm start` (npm sets npm_lifecycle_event): the service stops when npm, its parent, is gone. */
+  launchedByNpm: boolean;
 }
 
 export class ConfigError extends Error {
@@ -200,5 +202,6 @@ export function loadConfig(env: Env = process.env): Config {
     httpRequestTimeoutMs,
     maxConnectionsPerClient: intVar(env, 'MAX_CONNECTIONS_PER_CLIENT', 256, 0, 1_000_000),
     maxQueryCost: intVar(env, 'MAX_QUERY_COST', 5_000, 1, 10_000_000),
+    launchedByNpm: Boolean(env.npm_lifecycle_event),
   };
 }

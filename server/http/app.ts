@@ -133,6 +133,9 @@ export function createApp(services: Services): App {
       async onParams({ request }) {
         const header = request.headers.get('authorization');
         if (!header) throw unauthenticated('Missing API key: send "Authorization: Bearer <api key>".');
+        if (!/^Bearer\s+\S+$/i.test(header)) {
+          throw unauthenticated('The Authorization header must read "Bearer <api key>" (the word Bearer, a space, the key).');
+        }
         const context = await contextFor(header);
         if (!context) throw unauthenticated('Invalid, expired or revoked API key.');
         callers.set(request, context);
