@@ -1,4 +1,5 @@
 import { clientsCreate, clientsList } from './clients.js';
+import { importDjangoCommand } from './import-django.js';
 import { issue } from './issue.js';
 import { keygen } from './keygen.js';
 import { logsTruncate } from './logs-truncate.js';
@@ -25,4 +26,5 @@ export const commands: Command[] = [
   signingKeysRetire,
   logsTruncate,
   issue,
+  importDjangoCommand,
 ];

@@ -167,10 +167,21 @@ function parseClaims(payload: Uint8Array): TokenClaims | null {
   if (typeof value !== 'object' || value === null || Array.isArray(value)) return null;
   const c = value as Record<string, unknown>;
   const optionalNumber = (v: unknown) => v === undefined || (typeof v === 'number' && Number.isFinite(v));
-  if (typeof c.jti !== 'string' || typeof c.sub !== 'string') return null;
+  if (typeof c.sub !== 'string') return null;
+  // django-request-token up to 2.3.x writes the token id as a JSON number, and its 1.x writes the user id (`aud`) as
+  // one: such links are still in people's mailboxes. A safe integer is read as its decimal string; nothing else is.
+  if (typeof c.jti !== 'string') {
+    if (!isSafeId(c.jti)) return null;
+    c.jti = String(c.jti);
+  }
+  if (c.aud !== undefined && typeof c.aud !== 'string') {
+    if (!isSafeId(c.aud)) return null;
+    c.aud = String(c.aud);
+  }
   if (c.mod !== 'n' && c.mod !== 'r' && c.mod !== 's') return null;
   if (typeof c.max !== 'number' || typeof c.iat !== 'number') return null;
-  if (c.aud !== undefined && typeof c.aud !== 'string') return null;
   if (!optionalNumber(c.exp) || !optionalNumber(c.nbf)) return null;
   return c as unknown as TokenClaims;
 }
+
+const isSafeId = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
