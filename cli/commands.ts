@@ -5,6 +5,7 @@ import { keygen } from './keygen.js';
 import { logsTruncate } from './logs-truncate.js';
 import { keysCreate, keysList, keysRevoke } from './keys.js';
 import { signingKeysList, signingKeysRetire, signingKeysRotate } from './signing-keys.js';
+import { signingKeysAdd } from './signing-keys-add.js';
 
 export interface Command {
   /** One or more words, e.g. "keygen" or "logs truncate". */
@@ -24,6 +25,7 @@ export const commands: Command[] = [
   signingKeysRotate,
   signingKeysList,
   signingKeysRetire,
+  signingKeysAdd,
   logsTruncate,
   issue,
   importDjangoCommand,

@@ -1,8 +1,11 @@
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import pg from 'pg';
-import { SignJWT } from 'jose';
+import { decodeProtectedHeader, jwtVerify, SignJWT } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { importDjango } from '../cli/django-import.js';
-import { createTestDatabase, startTestServer, type TestServer } from './support/harness.js';
+import { createTestDatabase, startTestServer, TEST_SECRET, type TestServer } from './support/harness.js';
 import { issue, redeem } from './support/operations.js';
 import {
   DJANGO_SECRET_KEY,
@@ -266,5 +269,65 @@ describe('importing an early release’s layout (text data, target_url) from a s
     expect(await redeem(server, { jwt, scope: 'confirm', url: 'https://www.example.com/other' })).toMatchObject({
       code: 'TARGET_URL_MISMATCH',
     });
+  });
+});
+
+describe('Django links on a service with a secret of its own: SECRET_KEY added as a verify-only key', () => {
+  let ring: TestServer;
+  let dir: string;
+  let env: Record<string, string>;
+  beforeAll(async () => {
+    [ring, dir] = await Promise.all([startTestServer(), mkdtemp(join(tmpdir(), 'rt-django-'))]);
+    env = { DATABASE_URL: ring.databaseUrl, REQUEST_TOKEN_SECRET: TEST_SECRET };
+  });
+  afterAll(async () => {
+    await ring?.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('redeems Django links once the key is added, signs new links with its own key, and refuses them once retired', async () => {
+    const own = await issue(ring, { scope: 'newsletter' });
+    const source = new pg.Client({ connectionString: djangoUrl });
+    await source.connect();
+    try {
+      const result = await importDjango({ source, target: ring.db.pool, config: ring.config });
+      expect(result.tokens.imported).toBe(result.tokens.read);
+    } finally {
+      await source.end();
+    }
+    const django = await djangoJwt(tokens.newsletter);
+    expect(await redeem(ring, { jwt: django, scope: 'newsletter' })).toMatchObject({ code: 'TOKEN_SIGNATURE_INVALID' });
+
+    const file = join(dir, 'django-secret-key');
+    await writeFile(file, `${DJANGO_SECRET_KEY}\n`, { mode: 0o600 });
+    const refused = await runCli(['signing-keys', 'add', '--kid', 'django', '--secret-file', file], env);
+    expect(refused.code).toBe(2);
+    expect(refused.stderr).toContain('--verify-only is required');
+    const add = ['signing-keys', 'add', '--kid', 'django', '--algorithm', 'HS256', '--secret-file', file, '--verify-only'];
+    const added = await runCli(add, env);
+    expect(added.code, added.stderr).toBe(0);
+    expect(added.stdout).toContain('added signing key django (HS256, verify only)');
+    expect((await runCli(add, env)).stderr).toContain('kid: is taken by a key of the ring');
+    const [stored] = await ring.sql(`select state, encrypted_key from signing_key where kid = 'django'`);
+    expect(stored.state).toBe('verify');
+    expect(stored.encrypted_key).not.toContain(DJANGO_SECRET_KEY);
+    await ring.services.codec.ring.refresh();
+
+    // Uses left as Django left them (2 of 5 used there), the same refusals as there.
+    expect(await redeem(ring, { jwt: django, scope: 'newsletter' })).toMatchObject({ __typename: 'Redemption', usesRemaining: 2 });
+    expect(await redeem(ring, { jwt: await djangoJwt(tokens.expired), scope: 'newsletter' })).toMatchObject({ code: 'TOKEN_EXPIRED' });
+    const forged = await djangoJwt(tokens.newsletter, 'another-secret-key-another-secret-key-0123456789');
+    expect(await redeem(ring, { jwt: forged, scope: 'newsletter' })).toMatchObject({ code: 'TOKEN_SIGNATURE_INVALID' });
+    // Links issued before and after keep to the service's own key.
+    expect(await redeem(ring, { jwt: own.jwt, scope: 'newsletter' })).toMatchObject({ __typename: 'Redemption' });
+    const fresh = await issue(ring, { scope: 'newsletter' });
+    expect(decodeProtectedHeader(fresh.jwt).kid).toBe('default');
+    await expect(jwtVerify(fresh.jwt, new TextEncoder().encode(DJANGO_SECRET_KEY))).rejects.toThrow();
+
+    const retired = await runCli(['signing-keys', 'retire', 'django'], env);
+    expect(retired.code, retired.stderr).toBe(0);
+    await ring.services.codec.ring.refresh();
+    expect(await redeem(ring, { jwt: django, scope: 'newsletter' })).toMatchObject({ code: 'TOKEN_SIGNATURE_INVALID' });
+    expect(await redeem(ring, { jwt: fresh.jwt, scope: 'newsletter' })).toMatchObject({ __typename: 'Redemption' });
   });
 });
