@@ -328,6 +328,7 @@ export async function importDjango(options: DjangoImportOptions): Promise<Django
       throw new DjangoImportError(`${tokens.refused} token${tokens.refused === 1 ? '' : 's'} cannot be imported; nothing was written`, problems);
     }
 
+    await conn.query('analyze django_token; analyze django_log');
     // A row of ours with an imported id is the imported row itself (same client, scope and issue time; for a log row,
     // same token and time), else the id is taken.
     const conflicts = await conn.query<{ what: string; id: string }>(
@@ -338,9 +339,20 @@ export async function importDjango(options: DjangoImportOptions): Promise<Django
        (select 'log row', s.id::text from django_log s join request_token_log l on l.id = s.id
          where not (l.client_id is not distinct from $1::bigint and l.token_id is not distinct from s.token_id
            and l.timestamp = s.timestamp)
-         order by s.id)`,
+         order by s.id)
+       union all
+       -- Django's foreign key makes this impossible, unless a copy of its tables lost it.
+       (select 'orphan', s.id::text from django_log s
+         where not exists (select 1 from django_token t where t.id = s.token_id) order by s.id)`,
       [clientId],
     );
+    const orphans = conflicts.rows.filter((c) => c.what === 'orphan');
+    if (orphans.length) {
+      throw new DjangoImportError(
+        `${orphans.length} log row${orphans.length === 1 ? '' : 's'} name no token of the Django table; nothing was written`,
+        orphans.slice(0, MAX_LISTED).map((c) => `log row id ${c.id}: its token_id is not in ${DJANGO_TOKEN_TABLE}`),
+      );
+    }
     if (conflicts.rowCount) {
       const listed = conflicts.rows
         .slice(0, MAX_LISTED)

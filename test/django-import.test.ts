@@ -245,6 +245,7 @@ describe('importing an early release’s layout (text data, target_url) from a s
       await expect(importDjango(options)).rejects.toMatchObject({
         problems: [expect.stringContaining('token 203: target_url "/welcome" is a path: give --target-origin')],
       });
+      expect(await server.sql('select id from request_token where id between 201 and 203')).toEqual([]);
       const result = await importDjango({ ...options, targetOrigin: 'https://www.example.com' });
       expect(result.tokens).toMatchObject({ imported: 3, skipped: 0 });
       expect(result.logs).toMatchObject({ imported: 1, adjusted: 1 });
@@ -261,6 +262,15 @@ describe('importing an early release’s layout (text data, target_url) from a s
     ]);
     const [log] = await server.sql(`select client_ip, client_id::int from request_token_log where id = 2001`);
     expect(log.client_ip).toBeNull();
+
+    // The schema may come as a search_path in the URL instead; a re-run skips what is there.
+    const url = `${djangoUrl}?options=${encodeURIComponent('-c search_path=legacy')}`;
+    const rerun = await runCli(
+      ['import', 'django', '--from', url, '--client', 'legacy', '--target-origin', 'https://www.example.com', '--dry-run'],
+      { DATABASE_URL: server.databaseUrl, REQUEST_TOKEN_SECRET: DJANGO_SECRET_KEY },
+    );
+    expect(rerun.code, rerun.stderr).toBe(0);
+    expect(rerun.stderr).toContain('would import 0 of 3 tokens (skipped 3 already imported)');
 
     const jwt = await djangoJwt({ ...base, id: 201, login_mode: 'None', scope: 'confirm', max_uses: 2, data: null });
     expect(await redeem(server, { jwt, scope: 'confirm', url: `https://www.example.com/confirm?x=1&rt=${jwt}` })).toMatchObject({
