@@ -300,6 +300,8 @@ export async function importDjango(options: DjangoImportOptions): Promise<Django
     // Large imports outlast a request's statement timeout; the transaction is this command's own.
     await conn.query(`set local statement_timeout = 0`);
     await conn.query(`set local idle_in_transaction_session_timeout = 0`);
+    // Bringing uses forward waits for a token's row while a redemption holds it: briefly, but longer than a request may.
+    await conn.query(`set local lock_timeout = '60s'`);
     await conn.query(STAGE_SQL);
     const problems: string[] = [];
     const tokens = await stage(source, conn, {
