@@ -135,6 +135,10 @@ describe('request-token import django', () => {
       code: 'TOKEN_NOT_YET_VALID',
     });
     expect(await redeem(server, { jwt: await link(tokens.newsletter), scope: 'profile' })).toMatchObject({ code: 'SCOPE_MISMATCH' });
+    // A deliberate difference (docs/migrating-from-django.md): Django let any user through on a None token naming one.
+    expect(await redeem(server, { jwt: await link(tokens.noData), scope: 'survey', userId: '43' })).toMatchObject({
+      code: 'AUDIENCE_MISMATCH',
+    });
     expect(await redeem(server, { jwt: await link(tokens.noData), scope: 'survey' })).toMatchObject({
       __typename: 'Redemption', data: null, authenticateAs: null, usesRemaining: 1,
     });
