@@ -332,6 +332,11 @@ describe('Django links on a service with a secret of its own: SECRET_KEY added a
     expect(await redeem(ring, { jwt: await djangoJwt(tokens.expired), scope: 'newsletter' })).toMatchObject({ code: 'TOKEN_EXPIRED' });
     const forged = await djangoJwt(tokens.newsletter, 'another-secret-key-another-secret-key-0123456789');
     expect(await redeem(ring, { jwt: forged, scope: 'newsletter' })).toMatchObject({ code: 'TOKEN_SIGNATURE_INVALID' });
+    // Only a JWT without a kid falls back to the added key: one naming the default key is that key's alone.
+    const named = await new SignJWT({ max: 5, sub: 'newsletter', mod: 'n', jti: '101', iat: 1 })
+      .setProtectedHeader({ alg: 'HS256', typ: 'JWT', kid: 'default' })
+      .sign(new TextEncoder().encode(DJANGO_SECRET_KEY));
+    expect(await redeem(ring, { jwt: named, scope: 'newsletter' })).toMatchObject({ code: 'TOKEN_SIGNATURE_INVALID' });
     // Links issued before and after keep to the service's own key.
     expect(await redeem(ring, { jwt: own.jwt, scope: 'newsletter' })).toMatchObject({ __typename: 'Redemption' });
     const fresh = await issue(ring, { scope: 'newsletter' });
