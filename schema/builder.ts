@@ -1,4 +1,5 @@
 import SchemaBuilder from '@pothos/core';
+import DataloaderPlugin from '@pothos/plugin-dataloader';
 import ErrorsPlugin from '@pothos/plugin-errors';
 import './input-screen.js';
 import type { Context } from '../server/context.js';
@@ -14,7 +15,8 @@ export const builder = new SchemaBuilder<{
   };
 }>({
   // Order matters: input screening runs inside the errors plugin, so its ValidationError becomes a union member.
-  plugins: [ErrorsPlugin, 'inputScreen'],
+  // Dataloader: nested fields (a log's token, a token's logs) load in one batch per level of the query, not per row.
+  plugins: [ErrorsPlugin, 'inputScreen', DataloaderPlugin],
   defaultFieldNullability: false,
   errors: { directResult: true },
 });

@@ -1,5 +1,6 @@
 import { defineEntity, p, type InferEntity } from '@mikro-orm/core';
 import { ApiClient } from './api-client.js';
+import { tenantFilter } from '../tenant.js';
 import { RequestToken } from './request-token.js';
 
 export const RequestTokenLog = defineEntity({
@@ -36,6 +37,8 @@ export const RequestTokenLog = defineEntity({
         .deleteRule('no action')
         .nullable(),
   },
+  // Confined to the caller's client by default (server/database/tenant.ts).
+  filters: { tenant: tenantFilter },
   indexes: [
     // A token's history, newest first.
     { name: 'request_token_log_token_id_index', properties: ['token', 'id'] },

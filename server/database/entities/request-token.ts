@@ -1,5 +1,6 @@
 import { defineEntity, p, type InferEntity } from '@mikro-orm/core';
 import { ApiClient } from './api-client.js';
+import { tenantFilter } from '../tenant.js';
 
 export const LOGIN_MODES = ['NONE', 'REQUEST', 'SESSION'] as const;
 export type LoginMode = (typeof LOGIN_MODES)[number];
@@ -39,6 +40,8 @@ export const RequestToken = defineEntity({
     /** The signing key of its JWT; null for tokens issued before key rotation existed (no kid in their header). */
     kid: p.string().length(64).nullable(),
   },
+  // Confined to the caller's client by default (server/database/tenant.ts).
+  filters: { tenant: tenantFilter },
   checks: [
     { property: 'maxUses', expression: 'max_uses >= 1' },
     { property: 'usedToDate', expression: 'used_to_date >= 0' },
