@@ -12,6 +12,7 @@ import type { RefusalLog } from './refusal-log.js';
 import { MAX_SCOPE_LENGTH, TOKEN_COLUMNS, tokenFromRow, type TokenRecord } from './tokens.js';
 import { tenantOf, type Caller } from './api-keys.js';
 import { storedClientIp } from './privacy.js';
+import { parseId } from './ids.js';
 
 export interface RedeemInput {
   jwt: string;
@@ -180,7 +181,7 @@ export async function redeemToken(deps: RedeemDeps, input: RedeemInput): Promise
     return new TokenRejection(verified.code, null, logId);
   }
 
-  const tokenId = /^\d{1,19}$/.test(verified.claims.jti) ? verified.claims.jti : '0';
+  const tokenId = parseId(verified.claims.jti) ?? '0';
   const key = input.idempotencyKey ?? null;
   const expected =
     key === null ? null : fingerprint({ scope: input.scope, url: input.url ?? null, userId, clientIp, userAgent });
