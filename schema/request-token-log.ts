@@ -110,11 +110,11 @@ builder.mutationField('recordResponseStatus', (t) =>
     resolve: async (_root, { input }, ctx) => {
       // A refusal's row may still sit in the batched writer's queue.
       await ctx.refusalLog.settle(String(input.redemptionId));
-      const log = await recordResponseStatus(
-        ctx.pool,
-        { redemptionId: String(input.redemptionId), statusCode: input.statusCode, releaseUse: input.releaseUse },
-        ctx.tenant,
-      );
+      const log = await recordResponseStatus(ctx, {
+        redemptionId: String(input.redemptionId),
+        statusCode: input.statusCode,
+        releaseUse: input.releaseUse,
+      });
       return { log };
     },
   }),

@@ -1,15 +1,14 @@
-import type pg from 'pg';
-import { raw } from '@mikro-orm/core';
-import type { QueryBuilder } from '@mikro-orm/postgresql';
+import { LockMode, raw } from '@mikro-orm/core';
+import type { EntityManager, QueryBuilder } from '@mikro-orm/postgresql';
+import { RequestTokenIdempotency } from '../database/entities/request-token-idempotency.js';
 import { RequestToken } from '../database/entities/request-token.js';
 import { RequestTokenLog } from '../database/entities/request-token-log.js';
 import { requestEm, tenantQueryBuilder } from '../database/tenant.js';
 import { parseId, parseIds } from './ids.js';
 import type { TenantDeps } from './tokens.js';
-import { Issues, NotFoundError, RequestTokenError } from './errors.js';
+import { Issues, NotFoundError } from './errors.js';
 import type { ErrorCode } from './errors.js';
 import { encodeCursor, keysetPage, pageWindow, type Page, type PageArgs } from './paging.js';
-import type { Tenant } from './api-keys.js';
 
 export interface LogRecord {
   id: string;
@@ -47,30 +46,13 @@ const LOG_FIELDS = [
 ] as const satisfies (keyof RequestTokenLog)[];
 
 /** The tenant's log rows: every log query starts here, so the tenant filter is always on it. */
-function logQuery(deps: TenantDeps) {
-  const qb = tenantQueryBuilder(requestEm(deps), RequestTokenLog, 'l');
+function logQuery(deps: TenantDeps, em: EntityManager = requestEm(deps)) {
+  const qb = tenantQueryBuilder(em, RequestTokenLog, 'l');
   return qb.select(LOG_FIELDS.map((f) => `l.${f}`));
 }
 
 const readLogs = async (qb: QueryBuilder<any, any>): Promise<LogRecord[]> =>
   ((await qb.execute('all', true)) as LogRow[]).map(logFromEntity);
-
-const LOG_COLUMNS = 'l.id, l.token_id, l.error_code, l.user_id, l.client_ip, l.user_agent, l.status_code, l.timestamp, l.released_at';
-
-function logFromRow(row: Record<string, any>): LogRecord {
-  return {
-    id: String(row.id),
-    tokenId: row.token_id === null ? null : String(row.token_id),
-    errorCode: row.error_code,
-    userId: row.user_id,
-    clientIp: row.client_ip,
-    userAgent: row.user_agent,
-    statusCode: row.status_code,
-    timestamp: row.timestamp,
-    releasedAt: row.released_at ?? null,
-  };
-}
-
 
 export interface RecordStatusInput {
   redemptionId: string;
@@ -84,7 +66,7 @@ export interface RecordStatusInput {
  * `releaseUse` the redemption's use goes back to the token, once: the log row keeps when (`released_at`), a second
  * release changes nothing, and the redemption's idempotency key is freed so a retry with it redeems afresh.
  */
-export async function recordResponseStatus(pool: pg.Pool, input: RecordStatusInput, tenant: Tenant): Promise<LogRecord> {
+export async function recordResponseStatus(deps: TenantDeps, input: RecordStatusInput): Promise<LogRecord> {
   const issues = new Issues();
   const validStatus = Number.isInteger(input.statusCode) && input.statusCode >= 100 && input.statusCode <= 599;
   if (!validStatus) issues.add(['input', 'statusCode'], 'must be an HTTP status code (100–599)');
@@ -94,55 +76,36 @@ export async function recordResponseStatus(pool: pg.Pool, input: RecordStatusInp
   issues.throwIfAny();
   const redemptionId = parseId(input.redemptionId);
   if (redemptionId === null) throw new NotFoundError('Redemption');
-  if (input.releaseUse) return releaseUse(pool, redemptionId, input.statusCode, tenant);
-  const { rows } = await pool.query({
-    name: 'record-status',
-    text: `update request_token_log l set status_code = $2
-      where id = $1 and ($3::bigint is null or client_id = $3::bigint) returning ${LOG_COLUMNS}`,
-    values: [redemptionId, input.statusCode, tenant],
-  });
-  if (!rows[0]) throw new NotFoundError('Redemption');
-  return logFromRow(rows[0]);
+  if (input.releaseUse) return releaseUse(deps, redemptionId, input.statusCode);
+  const em = requestEm(deps);
+  if (!(await em.nativeUpdate(RequestTokenLog, { id: redemptionId }, { statusCode: input.statusCode }))) {
+    throw new NotFoundError('Redemption');
+  }
+  return (await getLog(deps, redemptionId))!;
 }
 
-async function releaseUse(pool: pg.Pool, id: string, statusCode: number, tenant: Tenant): Promise<LogRecord> {
-  const client = await pool.connect();
-  let broken: Error | undefined;
-  try {
-    await client.query('begin');
+async function releaseUse(deps: TenantDeps, id: string, statusCode: number): Promise<LogRecord> {
+  return requestEm(deps).transactional(async (em) => {
     // The row lock makes concurrent releases of one redemption take turns: only the first finds released_at null.
-    const { rows } = await client.query(
-      `select token_id, error_code, released_at from request_token_log
-       where id = $1 and ($2::bigint is null or client_id = $2::bigint) for update`,
-      [id, tenant],
-    );
-    if (!rows[0]) throw new NotFoundError('Redemption');
-    if (rows[0].error_code !== null || rows[0].token_id === null) {
+    const [log] = await readLogs(logQuery(deps, em).andWhere({ id }).setLockMode(LockMode.PESSIMISTIC_WRITE));
+    if (!log) throw new NotFoundError('Redemption');
+    if (log.errorCode !== null || log.tokenId === null) {
       const issues = new Issues();
       issues.add(['input', 'releaseUse'], 'only a successful redemption has a use to give back');
       issues.throwIfAny();
     }
-    if (rows[0].released_at === null) {
-      await client.query('update request_token set used_to_date = used_to_date - 1 where id = $1 and used_to_date > 0', [
-        rows[0].token_id,
-      ]);
-      await client.query('delete from request_token_idempotency where log_id = $1', [id]);
+    if (log.releasedAt === null) {
+      await em.nativeUpdate(
+        RequestToken,
+        { id: log.tokenId!, usedToDate: { $gt: 0 } },
+        { usedToDate: raw('used_to_date - 1') },
+      );
+      await em.nativeDelete(RequestTokenIdempotency, { logId: id });
     }
-    const updated = await client.query(
-      `update request_token_log l set status_code = $2, released_at = coalesce(released_at, now())
-       where id = $1 returning ${LOG_COLUMNS}`,
-      [id, statusCode],
-    );
-    await client.query('commit');
-    return logFromRow(updated.rows[0]);
-  } catch (error) {
-    if (!(error instanceof RequestTokenError)) broken = error as Error;
-    await client.query('rollback').catch(() => {});
-    throw error;
-  } finally {
-    // A client whose connection failed mid-transaction is discarded rather than handed to the next request.
-    client.release(broken);
-  }
+    await em.nativeUpdate(RequestTokenLog, { id }, { statusCode, releasedAt: raw('coalesce(released_at, now())') });
+    const [updated] = await readLogs(logQuery(deps, em).andWhere({ id }));
+    return updated;
+  });
 }
 
 export async function getLog(deps: TenantDeps, id: string): Promise<LogRecord | null> {
