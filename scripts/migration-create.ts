@@ -29,13 +29,13 @@ function freePort(): Promise<number> {
   });
 }
 
-/** Rewrites index.ts from the migration files in the folder, in name (= time) order. */
-export async function writeMigrationsIndex(dir = MIGRATIONS): Promise<string[]> {
+/** index.ts as it must read for the migration files in the folder, in name (= time) order. */
+export async function migrationsIndexText(dir = MIGRATIONS): Promise<string> {
   const names = (await readdir(dir))
     .filter((file) => /^Migration\d{14}(_[A-Za-z0-9_]+)?\.ts$/.test(file))
     .map((file) => file.replace(/\.ts$/, ''))
     .sort();
-  const text = `import type { MigrationObject } from '@mikro-orm/core';
+  return `import type { MigrationObject } from '@mikro-orm/core';
 ${names.map((name) => `import { ${name} } from './${name}.js';`).join('\n')}
 
 /**
@@ -46,8 +46,11 @@ export const migrationsList: MigrationObject[] = [
 ${names.map((name) => `  { name: '${name}', class: ${name} },`).join('\n')}
 ];
 `;
-  await writeFile(join(dir, 'index.ts'), text);
-  return names;
+}
+
+/** Rewrites index.ts from the migration files in the folder. */
+export async function writeMigrationsIndex(dir = MIGRATIONS): Promise<void> {
+  await writeFile(join(dir, 'index.ts'), await migrationsIndexText(dir));
 }
 
 async function main() {

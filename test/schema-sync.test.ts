@@ -1,7 +1,9 @@
 import { MikroORM } from '@mikro-orm/postgresql';
+import { readFile } from 'node:fs/promises';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ormOptions } from '../mikro-orm.config.js';
+import { migrationsIndexText } from '../scripts/migration-create.js';
 import { createTestDatabase } from './support/harness.js';
 
 /**
@@ -74,5 +76,10 @@ describe('the entities and the migrations', () => {
     expect(migrated.columns.map((c) => c.table)).toEqual(
       expect.arrayContaining(['request_token_idempotency', 'signing_key', 'api_client', 'api_key']),
     );
+  });
+
+  it('list every migration file in server/database/migrations/index.ts (npm run migration:create writes it)', async () => {
+    const index = await readFile(new URL('../server/database/migrations/index.ts', import.meta.url), 'utf8');
+    expect(index).toBe(await migrationsIndexText());
   });
 });
