@@ -10,7 +10,7 @@ import { issue } from './support/operations.js';
  * comes in: arguments, filters, inputs, cursors and a signed JWT's jti.
  */
 
-const BAD_IDS = ['9223372036854775808', '9999999999999999999', '99999999999999999999', '-1', '0', 'abc', '1e3', ' 1', ''];
+const BAD_IDS = ['9223372036854775808', '9999999999999999999', '99999999999999999999', '-1', '0', '01', 'abc', '1e3', ' 1', ''];
 
 let server: TestServer;
 let realId: string;
@@ -30,9 +30,8 @@ async function data(query: string, variables: Record<string, unknown>) {
 }
 
 describe('the shared id parser', () => {
-  it('takes positive bigints in canonical form and nothing else', () => {
+  it('takes positive bigints written plainly and nothing else', () => {
     expect(parseId('1')).toBe('1');
-    expect(parseId('007')).toBe('7');
     expect(parseId('9223372036854775807')).toBe('9223372036854775807');
     for (const id of BAD_IDS) expect(parseId(id), id).toBeNull();
     expect(parseId(null)).toBeNull();
@@ -125,7 +124,6 @@ describe.each(BAD_IDS)('the id %j', (id) => {
 describe('a real id', () => {
   it('still works everywhere the bad ones were refused (control)', async () => {
     expect((await data(`query($id: ID!) { requestToken(id: $id) { id } }`, { id: realId })).requestToken).toEqual({ id: realId });
-    expect((await data(`query($id: ID!) { requestToken(id: $id) { id } }`, { id: `00${realId}` })).requestToken).toEqual({ id: realId });
     const res = await data(`mutation($id: ID!) { revokeRequestToken(id: $id) { __typename } }`, { id: realId });
     expect(res.revokeRequestToken.__typename).toBe('RevokeRequestTokenSuccess');
   });
