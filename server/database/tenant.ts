@@ -32,13 +32,20 @@ export function tenantEm(orm: MikroORM, clientId: string | null): EntityManager 
   return em;
 }
 
+/** What a service needs to read or write tenant-owned rows: a request's context carries both. */
+export interface TenantDeps {
+  orm: MikroORM;
+  /** The caller's client (null: an admin key, every client); another client's rows read as missing. */
+  tenant: string | null;
+}
+
 const requestForks = new WeakMap<object, EntityManager>();
 
 /**
  * The request's EntityManager: forked on first use (requests that never reach the ORM, like redemptions, pay nothing),
  * then shared by every resolver of the request, with the caller's tenant set once.
  */
-export function requestEm(request: { orm: MikroORM; tenant: string | null }): EntityManager {
+export function requestEm(request: TenantDeps): EntityManager {
   let em = requestForks.get(request);
   if (!em) {
     em = tenantEm(request.orm, request.tenant);

@@ -1,9 +1,9 @@
 import { raw, type FilterQuery } from '@mikro-orm/core';
 import { RequestToken } from '../database/entities/request-token.js';
-import { requestEm, tenantQueryBuilder } from '../database/tenant.js';
+import { requestEm, tenantQueryBuilder, type TenantDeps } from '../database/tenant.js';
 import { Issues } from './errors.js';
 import { checkString, MAX_USER_ID_LENGTH } from './validation.js';
-import { MAX_SCOPE_LENGTH, type TenantDeps } from './tokens.js';
+import { MAX_SCOPE_LENGTH } from './tokens.js';
 
 export interface BulkRevokeFilter {
   userId?: string | null;

@@ -1,9 +1,8 @@
 import { raw, UniqueConstraintViolationException } from '@mikro-orm/core';
 import { ApiClient } from '../database/entities/api-client.js';
 import { ApiKey, PERMISSIONS, type Permission } from '../database/entities/api-key.js';
-import { requestEm } from '../database/tenant.js';
+import { requestEm, type TenantDeps } from '../database/tenant.js';
 import { parseId } from './ids.js';
-import type { TenantDeps } from './tokens.js';
 import { Issues, NotFoundError } from './errors.js';
 import { checkString } from './validation.js';
 import { createApiKey } from './api-keys.js';

@@ -1,10 +1,9 @@
 import { RequestToken } from '../database/entities/request-token.js';
 import { RequestTokenLog } from '../database/entities/request-token-log.js';
 import { raw } from '@mikro-orm/core';
-import { requestEm } from '../database/tenant.js';
+import { requestEm, type TenantDeps } from '../database/tenant.js';
 import { Issues } from './errors.js';
 import { checkString, MAX_USER_ID_LENGTH } from './validation.js';
-import type { TenantDeps } from './tokens.js';
 
 export interface Forgotten {
   revokedTokens: number;

@@ -1,7 +1,8 @@
 import { InvalidJwtError, Issues, NotFoundError } from './errors.js';
 import type { JwtCodec, TokenClaims } from './jwt.js';
 import { checkString } from './validation.js';
-import { getToken, jwtClaims, type TenantDeps, type TokenRecord } from './tokens.js';
+import type { TenantDeps } from '../database/tenant.js';
+import { getToken, jwtClaims, type TokenRecord } from './tokens.js';
 
 export interface TokenLookup {
   token: TokenRecord;

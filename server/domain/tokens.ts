@@ -1,10 +1,10 @@
 import type pg from 'pg';
 import { raw } from '@mikro-orm/core';
-import type { MikroORM, QueryBuilder } from '@mikro-orm/postgresql';
+import type { QueryBuilder } from '@mikro-orm/postgresql';
 import type { Config } from '../config.js';
 import { Issues, NotFoundError } from './errors.js';
 import { LOGIN_MODES, RequestToken, TOKEN_STATUSES, type LoginMode, type TokenStatus } from '../database/entities/request-token.js';
-import { requestEm, tenantQueryBuilder } from '../database/tenant.js';
+import { requestEm, tenantQueryBuilder, type TenantDeps } from '../database/tenant.js';
 import { parseId, parseIds } from './ids.js';
 import { modeClaim, type JwtCodec, type TokenClaims } from './jwt.js';
 import { parseHttpUrl, tokeniseUrl, urlParts } from './target-url.js';
@@ -236,13 +236,6 @@ export async function issueToken(deps: TokenDeps, input: IssueInput): Promise<Is
   const token = tokenFromRow(rows[0]);
   const jwt = await tokenJwt(deps.codec, token);
   return { token, jwt, url: token.targetUrl ? tokeniseUrl(token.targetUrl, jwt) : null };
-}
-
-/** The tenant's EntityManager and the caller's tenant, as a request's context carries them. */
-export interface TenantDeps {
-  orm: MikroORM;
-  /** The caller's client (null: an admin key, every client); another client's rows read as missing. */
-  tenant: Tenant;
 }
 
 type TokenRow = RequestToken & { status: TokenStatus };

@@ -1,7 +1,6 @@
 import { ApiKey, type Permission } from '../database/entities/api-key.js';
-import { requestEm } from '../database/tenant.js';
+import { requestEm, type TenantDeps } from '../database/tenant.js';
 import type { Caller } from './api-keys.js';
-import type { TenantDeps } from './tokens.js';
 
 export interface Viewer {
   keyId: string;
