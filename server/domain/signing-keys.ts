@@ -1,6 +1,8 @@
 import { createCipheriv, createDecipheriv, createSecretKey, hkdfSync, randomBytes, type KeyObject } from 'node:crypto';
 import { exportJWK, exportPKCS8, generateKeyPair, importJWK, importPKCS8, type JWK } from 'jose';
+import type { MikroORM } from '@mikro-orm/postgresql';
 import type pg from 'pg';
+import { SigningKey } from '../database/entities/signing-key.js';
 import { Issues, NotFoundError } from './errors.js';
 
 /**
@@ -222,9 +224,15 @@ const keyFromRow = (row: Record<string, any>): SigningKeyRecord => ({
   retiredAt: row.retired_at,
 });
 
-export async function listSigningKeys(pool: pg.Pool): Promise<SigningKeyRecord[]> {
-  const { rows } = await pool.query('select kid, algorithm, state, created_at, retired_at from signing_key order by created_at, kid');
-  return rows.map(keyFromRow);
+export async function listSigningKeys(deps: { orm: MikroORM }): Promise<SigningKeyRecord[]> {
+  const keys = await deps.orm.em.fork().find(SigningKey, {}, { orderBy: { createdAt: 'asc', kid: 'asc' } });
+  return keys.map((key) => ({
+    kid: key.kid,
+    algorithm: key.algorithm,
+    state: key.state,
+    createdAt: key.createdAt,
+    retiredAt: key.retiredAt ?? null,
+  }));
 }
 
 function newKid(): string {
