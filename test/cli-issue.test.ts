@@ -90,7 +90,7 @@ describe('request-token issue', () => {
     expect(noKey.stderr).toContain('REQUEST_TOKEN_API_KEY');
     const badKey = await cli(['issue', '--scope', 's', '--csv', csv, '--url', server.url, '--api-key', 'rt_nope']);
     expect(badKey.code).toBe(1);
-    expect(badKey.stderr).toContain('HTTP 401');
+    expect(badKey.stderr).toMatch(/Invalid, expired or revoked API key/);
   });
 });
 

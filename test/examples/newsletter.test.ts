@@ -5,7 +5,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createRequestTokenClient, type RequestTokenClient } from '../../sdk/index.js';
+import { createRequestTokenClient, type RequestTokenClient } from '@request-token/sdk';
 import { startTestServer, type TestServer } from '../support/harness.js';
 import { freePort } from '../support/ports.js';
 import { ROOT } from '../support/process.js';

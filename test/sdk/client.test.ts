@@ -9,7 +9,7 @@ import {
   isRequestTokenClientError,
   RequestTokenClientError,
   type RequestTokenClient,
-} from '../../sdk/index.js';
+} from '@request-token/sdk';
 import { startTestServer, type TestServer } from '../support/harness.js';
 
 let server: TestServer;

@@ -8,7 +8,7 @@ import {
   withRequestToken,
   type RequestTokenClient,
   type RequestTokenMiddlewareOptions,
-} from '../../sdk/index.js';
+} from '@request-token/sdk';
 import { startTestServer, type TestServer } from '../support/harness.js';
 import { issueWith } from '../support/sdk.js';
 
