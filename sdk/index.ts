@@ -11,6 +11,7 @@ export {
   type RequestTokenClient,
   type RequestTokenClientOptions,
   type RequestTokenOperations,
+  type RetryContext,
 } from './client.js';
 export {
   isRequestTokenClientError,
