@@ -1,4 +1,4 @@
-import { generateApiKey } from '../server/domain/api-keys.js';
+import { generateApiKey } from '../server/domain/api-key-format.js';
 import type { Command } from './command.js';
 
 export const keygen: Pick<Command, 'run'> = {
