@@ -106,7 +106,7 @@ export function withRequestToken<Required extends boolean, Args extends unknown[
       if (options.onRejected) {
         response = await options.onRejected(rejection, request, ...args);
       } else {
-        const reply = rejectionReply(rejection);
+        const reply = rejectionReply(rejection, request.headers.get('accept'));
         response = new Response(reply.body, { status: reply.status, headers: reply.headers });
       }
       if (rejection.logId) record(rejection.logId, response.status);
