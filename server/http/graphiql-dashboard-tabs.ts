@@ -1,8 +1,10 @@
 import { graphiqlExample } from './graphiql-example.js';
 
-const usageStats = `# Usage per UTC day (or HOUR) and per scope: issued, redeemed,
-# refused by code, recorded statuses. Leave out "since" for the
-# last 30 days (48 hours by the HOUR); add "scope" to narrow.
+const usageStats = `# Usage per UTC day (or HOUR) and per
+# scope: issued, redeemed, refused by
+# code, recorded statuses. Leave out
+# "since" for the last 30 days (48 hours
+# by the HOUR); add "scope" to narrow.
 
 fragment Counts on UsageCounts {
   issued
@@ -22,9 +24,11 @@ query UsageStats($filter: UsageStatsFilter, $bucket: StatsBucket!) {
 }
 `;
 
-const logsByToken = `# Every attempt on one token, newest first (20 a page: pass
-# pageInfo.endCursor as "after"). Other filters: scope, userId,
-# statusCode, failed, since, until.
+const logsByToken = `# Every attempt on one token, newest
+# first (20 a page: pass
+# pageInfo.endCursor as "after"). Other
+# filters: scope, userId, statusCode,
+# failed, since, until.
 
 query LogsByToken($tokenId: ID!, $after: String) {
   requestTokenLogs(filter: { tokenId: $tokenId }, first: 20, after: $after) {
@@ -35,9 +39,11 @@ query LogsByToken($tokenId: ID!, $after: String) {
 }
 `;
 
-const lookupByJwt = `# "Why didn't my link work?" Paste the JWT (the rt=… part of the
-# link): the token behind it, whatever its status, with its
-# claims decoded and its history. Looking up consumes nothing
+const lookupByJwt = `# "Why didn't my link work?" Paste the
+# JWT (the rt=… part of the link): the
+# token behind it, whatever its status,
+# with its claims decoded and its
+# history. Looking up consumes nothing
 # and logs nothing.
 
 query LookupByJwt($jwt: String!) {
@@ -55,8 +61,9 @@ query LookupByJwt($jwt: String!) {
 }
 `;
 
-const housekeeping = `# Admin: revoke many tokens at once, and trim the redemption log
-# (also: npx request-token logs truncate).
+const housekeeping = `# Admin: revoke many tokens at once, and
+# trim the redemption log (also: npx
+# request-token logs truncate).
 
 mutation RevokeForUser($userId: String!) {
   revokeRequestTokens(filter: { userId: $userId }) {

@@ -1,14 +1,19 @@
 /** What GraphiQL opens with: issue a link, then redeem it. */
-export const graphiqlExample = `# Welcome to the request-token service.
+export const graphiqlExample = `# Welcome to request-token.
 #
-# 1. The API key you entered above is sent from every tab.
-# 2. Run "Issue" (the play button offers each operation).
-# 3. Copy the jwt from the result into the variables of
-#    "Redeem" (below), and run it.
-# 4. Run "Redeem" again: the second use is refused.
-# 5. Run "Logs" to see both attempts.
+# The API key entered above is sent
+# from every tab.
 #
-# The other tabs hold the dashboard's questions.
+# 1. Run "Issue": the play button
+#    offers each operation.
+# 2. Copy the jwt from its result into
+#    the variables of "Redeem", run it.
+# 3. Run "Redeem" again: the second use
+#    is refused.
+# 4. Run "Logs" to see both attempts.
+#
+# The other tabs hold the dashboard's
+# questions.
 
 mutation Issue {
   createRequestToken(input: {
