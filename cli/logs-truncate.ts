@@ -18,7 +18,7 @@ function wholeNumber(name: string, raw: string | undefined): number | null | str
 
 export const logsTruncate: Pick<Command, 'run'> = {
   async run(args) {
-    let parsed;
+    let parsed: { 'max-count'?: string; 'max-days'?: string; 'batch-size'?: string; 'dry-run'?: boolean; help?: boolean };
     try {
       parsed = parseArgs({
         args,

@@ -2,7 +2,7 @@
 // reaches the page through textContent (never as HTML), and charts are drawn with Chart.js served by this server.
 'use strict';
 
-(function () {
+(() => {
   const KEY_STORAGE = 'request-token.api-key';
   const PAGE_SIZE = 15;
   /** Who may revoke: the one place to change when key permissions are refined. */
@@ -54,8 +54,8 @@
     } catch {
       throw new Error(`The server answered ${res.status} without JSON.`);
     }
-    const first = body.errors && body.errors[0];
-    if (res.status === 401 || (first && first.extensions && first.extensions.code === 'UNAUTHENTICATED')) {
+    const first = body.errors?.[0];
+    if (res.status === 401 || first?.extensions?.code === 'UNAUTHENTICATED') {
       throw new AuthError(first ? first.message : 'The API key was refused.');
     }
     if (first) throw new Error(first.message);

@@ -42,7 +42,7 @@ function markdownFiles(): string[] {
 }
 
 /** Fenced blocks (``` or ~~~, three or more) with the line their code starts on. */
-export function snippetsOf(file: string, text: string): Snippet[] {
+function snippetsOf(file: string, text: string): Snippet[] {
   const snippets: Snippet[] = [];
   const lines = text.split('\n');
   for (let i = 0; i < lines.length; i++) {

@@ -113,9 +113,9 @@ export function withRequestToken<Required extends boolean, Args extends unknown[
       return response;
     }
     const redemption = verdict.kind === 'redeemed' ? verdict.redemption : null;
-    let loginHeaders: HeadersInit | void = undefined;
+    let loginHeaders: HeadersInit | undefined;
     if (redemption?.loginMode === 'SESSION' && redemption.authenticateAs && options.login) {
-      loginHeaders = await options.login(redemption.authenticateAs, { redemption, request, args });
+      loginHeaders = (await options.login(redemption.authenticateAs, { redemption, request, args })) ?? undefined;
     }
     let response: Response;
     try {

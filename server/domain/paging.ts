@@ -1,5 +1,5 @@
 import type pg from 'pg';
-import { Issues } from './errors.js';
+import type { Issues } from './errors.js';
 
 export const DEFAULT_PAGE_SIZE = 20;
 export const MAX_PAGE_SIZE = 100;

@@ -206,9 +206,15 @@ describe('transport failures throw one RequestTokenClientError with a kind', () 
         apiKey: 'k',
         retries: 3,
         retryDelayMs: 1,
-        fetch: (input, init) => (calls++, fetch(input, init)),
+        fetch: (input, init) => {
+          calls++;
+          return fetch(input, init);
+        },
         // A 429 is not retried by default; this client retries it for queries.
-        retry: ({ error, attempt, safe, type }) => (seen.push([attempt, safe, error.kind]), type === 'query' && error.status === 429),
+        retry: ({ error, attempt, safe, type }) => {
+          seen.push([attempt, safe, error.kind]);
+          return type === 'query' && error.status === 429;
+        },
       });
       const limited = await rejection(client.requestTokens());
       expect([limited.status, limited.attempts, calls]).toEqual([429, 4, 4]);

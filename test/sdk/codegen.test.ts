@@ -88,7 +88,6 @@ describe('the SDK package boundary', () => {
           const target = relative(sdkDir, resolve(file, '..', spec));
           if (target.startsWith('..')) offenders.push(`${where} imports ${spec}`);
         } else if (spec.startsWith('node:') || spec === 'http') {
-          continue;
         } else {
           const name = spec.startsWith('@') ? spec.split('/').slice(0, 2).join('/') : spec.split('/')[0];
           if (!ALLOWED_PACKAGES.includes(name) || !pkg.dependencies[name]) offenders.push(`${where} imports ${spec}`);
