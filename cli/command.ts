@@ -3,7 +3,7 @@ export interface Command {
   name: string;
   /** One line for `request-token --help`. */
   summary: string;
-  /** The text `request-token <name> --help` prints (exit status 0). Default: the summary. */
+  /** The text `request-token <name> --help` prints (exit status 0). Without it, the command handles --help itself. */
   help?: string;
   /** Receives the arguments after the command's words; resolves to the exit status. */
   run(args: string[], all: string[]): Promise<number>;

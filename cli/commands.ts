@@ -74,6 +74,11 @@ export const commands: Command[] = [
     run: lazy(() => import('./signing-keys.js'), 'signingKeysRetire'),
   },
   {
+    name: 'signing-keys add',
+    summary: 'add an existing HS256 secret as a verify-only key (needs the database)',
+    run: lazy(() => import('./signing-keys-add.js'), 'signingKeysAdd'),
+  },
+  {
     name: 'logs truncate',
     summary: 'delete old redemption log rows, in batches (needs the database)',
     help: LOGS_TRUNCATE_USAGE,
@@ -84,5 +89,10 @@ export const commands: Command[] = [
     summary: 'issue one token per CSV row through the service and write userId,tokenId,link',
     help: ISSUE_USAGE,
     run: lazy(() => import('./issue.js'), 'issue'),
+  },
+  {
+    name: 'import django',
+    summary: "import django-request-token's tokens and logs (needs the database)",
+    run: lazy(() => import('./import-django.js'), 'importDjangoCommand'),
   },
 ];

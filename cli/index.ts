@@ -26,8 +26,8 @@ async function run(argv: string[]): Promise<number> {
     .filter((c) => c.name.split(' ').every((word, i) => argv[i] === word))
     .sort((a, b) => b.name.length - a.name.length)[0];
   if (chosen) {
-    if (wantsHelp) {
-      out(chosen.help ?? `usage: request-token ${chosen.name}\n\n${chosen.summary}\n`);
+    if (wantsHelp && chosen.help) {
+      out(chosen.help);
       return 0;
     }
     return chosen.run(argv.slice(chosen.name.split(' ').length), argv);

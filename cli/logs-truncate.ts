@@ -18,7 +18,7 @@ function wholeNumber(name: string, raw: string | undefined): number | null | str
 
 export const logsTruncate: Pick<Command, 'run'> = {
   async run(args) {
-    let parsed: { 'max-count'?: string; 'max-days'?: string; 'batch-size'?: string; 'dry-run'?: boolean; help?: boolean };
+    let parsed: { 'max-count'?: string; 'max-days'?: string; 'batch-size'?: string; 'dry-run'?: boolean; all?: boolean; help?: boolean };
     try {
       parsed = parseArgs({
         args,
@@ -27,6 +27,7 @@ export const logsTruncate: Pick<Command, 'run'> = {
           'max-days': { type: 'string' },
           'batch-size': { type: 'string' },
           'dry-run': { type: 'boolean', default: false },
+          all: { type: 'boolean', default: false },
           help: { type: 'boolean', short: 'h', default: false },
         },
         strict: true,
@@ -50,12 +51,16 @@ export const logsTruncate: Pick<Command, 'run'> = {
       process.stderr.write(`${bad}\n\n${USAGE}`);
       return 2;
     }
-    const policy = numbers as { maxCount: number | null; maxDays: number | null; batchSize: number | null };
+    const policy = { ...(numbers as { maxCount: number | null; maxDays: number | null; batchSize: number | null }), all: parsed.all };
     const issues = validateRetentionPolicy(policy).list;
     if (issues.length) {
       const flag = (name: string) => `--${name.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;
       const lines = issues.map((i) =>
-        i.path.length ? `${flag(i.path[i.path.length - 1])}: ${i.message}` : 'give --max-count, --max-days or both',
+        i.path.length
+          ? `${flag(i.path[i.path.length - 1])}: ${i.message
+              .replace(/use all$/, 'use --all')
+              .replace(/without maxCount and maxDays/, 'without --max-count and --max-days')}`
+          : 'give --max-count, --max-days or both (or --all, to delete every row)',
       );
       process.stderr.write(`${lines.join('\n')}\n\n${USAGE}`);
       return 2;
@@ -71,10 +76,11 @@ export const logsTruncate: Pick<Command, 'run'> = {
         dryRun,
         onPlan(plan) {
           const rules = [
+            policy.all && `all log rows${plan.cutoffId ? ` (ids up to ${plan.cutoffId})` : ''}`,
             policy.maxCount !== null && `beyond the newest ${count(policy.maxCount, 'row')}${plan.cutoffId ? ` (ids up to ${plan.cutoffId})` : ''}`,
             policy.maxDays !== null && `older than ${count(policy.maxDays, 'day')} (before ${iso(plan.cutoffTime)})`,
           ].filter(Boolean);
-          out(`log rows ${rules.join(' or ')}: ${plan.count}${plan.count ? ` (${span(plan)})` : ''}`);
+          out(`${policy.all ? '' : 'log rows '}${rules.join(' or ')}: ${plan.count}${plan.count ? ` (${span(plan)})` : ''}`);
         },
         onBatch: (batch) => out(`deleted ${count(batch.count, 'row')} (${span(batch)})`),
       });

@@ -33,9 +33,12 @@ every token issued by other batches, reports the refused rows on stderr and exit
 `;
 
 export const LOGS_TRUNCATE_USAGE = `usage: request-token logs truncate [--max-count N] [--max-days D] [--batch-size B] [--dry-run]
+       request-token logs truncate --all [--batch-size B] [--dry-run]
 
 Deletes redemption log rows beyond the newest N and/or older than D days (24-hour periods), oldest first, in batches of
-B rows (default 5000), each its own short transaction. --dry-run shows what would be deleted.
+B rows (default 5000), each its own short transaction. N and D are at least 1: to empty the log, say --all
+(django-request-token's --max-count 0 / --max-days 0 meant "no limit": leave the option out instead). --dry-run shows
+what would be deleted.
 
 Needs the database directly (the service need not run): DATABASE_URL, else the embedded PostgreSQL under DATA_DIR
 (default ./.data), the running one or started for the command. Through the API instead: the truncateRequestTokenLogs

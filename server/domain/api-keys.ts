@@ -1,10 +1,19 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
-import type { EntityManager } from '@mikro-orm/postgresql';
+import { raw, type EntityManager } from '@mikro-orm/postgresql';
 import { ApiKey, PERMISSIONS, type Permission } from '../database/entities/api-key.js';
-
 import { generateApiKey, parseApiKey } from './api-key-format.js';
 
 export { generateApiKey, parseApiKey };
+
+/** An api_key row as PostgreSQL returns it (column names). */
+interface ApiKeyRow {
+  id: string;
+  secret_hash: string;
+  permissions: Permission[];
+  client_id: string | null;
+  rate_limit_per_minute: number | null;
+  revoked_at: Date | null;
+}
 
 export interface Caller {
   keyId: string;
@@ -24,7 +33,7 @@ export const tenantOf = (caller: Caller): Tenant => (caller.permissions.includes
 export const hasPermission = (caller: Caller, permission: Permission) =>
   caller.permissions.includes('admin') || caller.permissions.includes(permission);
 
-const hashSecret = (secret: string) => createHash('sha256').update(secret).digest('hex');
+export const hashApiKeySecret = (secret: string) => createHash('sha256').update(secret).digest('hex');
 
 
 export interface NewApiKey {
@@ -48,7 +57,7 @@ export async function createApiKey(em: EntityManager, input: NewApiKey): Promise
   const apiKey = em.create(ApiKey, {
     id,
     name: input.name,
-    secretHash: hashSecret(secret),
+    secretHash: hashApiKeySecret(secret),
     permissions: input.permissions,
     clientId: input.clientId ?? null,
     expiresAt: input.expiresAt ?? null,
@@ -77,26 +86,33 @@ export function createAuthenticator(options: { ttlMs?: number } = {}) {
       const parts = parseApiKey(key);
       if (!parts) return null;
       const em = typeof emOrFork === 'function' ? emOrFork() : emOrFork;
-      const row = await em.findOne(ApiKey, { id: parts.id }, { disableIdentityMap: true });
+      // Expiry is judged on the database's clock, like every other time in the service: the row comes with how long
+      // it has left by `now()`, and cached results count that down on this process's clock.
+      const row = await em
+        .createQueryBuilder(ApiKey, 'k')
+        .select(['*', raw('(extract(epoch from (k.expires_at - now())) * 1000)::float8 as remaining_ms')])
+        .where({ id: parts.id })
+        .execute<(ApiKeyRow & { remaining_ms: number | null }) | undefined>('get', false);
       let caller: Caller | null = null;
-      if (row && !row.revokedAt) {
-        const expected = Buffer.from(row.secretHash, 'hex');
-        const actual = Buffer.from(hashSecret(parts.secret), 'hex');
+      if (row && !row.revoked_at) {
+        const expected = Buffer.from(row.secret_hash, 'hex');
+        const actual = Buffer.from(hashApiKeySecret(parts.secret), 'hex');
         if (expected.length === actual.length && timingSafeEqual(expected, actual)) {
           caller = {
             keyId: row.id,
-            clientId: row.clientId ?? null,
+            clientId: row.client_id ?? null,
             permissions: row.permissions,
-            rateLimitPerMinute: row.rateLimitPerMinute ?? null,
+            rateLimitPerMinute: row.rate_limit_per_minute ?? null,
           };
         }
       }
+      const expiresAt = row?.remaining_ms == null ? null : now + row.remaining_ms;
       if (cache.size > 10_000) cache.clear();
-      cache.set(key, { caller, until: now + ttlMs, expiresAt: row?.expiresAt?.getTime() ?? null });
-      if (caller && row?.expiresAt && row.expiresAt.getTime() <= now) return null;
+      cache.set(key, { caller, until: now + ttlMs, expiresAt });
+      if (caller && expiresAt !== null && expiresAt <= now) return null;
       if (caller && (touched.get(caller.keyId) ?? 0) < now - 60_000) {
         touched.set(caller.keyId, now);
-        await em.nativeUpdate(ApiKey, { id: caller.keyId }, { lastUsedAt: new Date(now) });
+        await em.nativeUpdate(ApiKey, { id: caller.keyId }, { lastUsedAt: raw('now()') });
       }
       return caller;
     },

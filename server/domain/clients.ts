@@ -4,6 +4,7 @@ import { PERMISSIONS, type Permission } from '../database/entities/api-key.js';
 import { Issues, NotFoundError } from './errors.js';
 import { checkString } from './validation.js';
 import { createApiKey } from './api-keys.js';
+import { isDatabaseId } from './ids.js';
 
 /** Tenants and their API keys: the admin side. Key secrets never leave createKey except in its return value. */
 
@@ -25,7 +26,7 @@ export interface ApiKeyRecord {
   rateLimitPerMinute: number | null;
 }
 
-const isId = (id: string) => /^\d{1,18}$/.test(id);
+const isId = isDatabaseId;
 
 const clientFromRow = (row: Record<string, any>): ClientRecord => ({
   id: String(row.id),

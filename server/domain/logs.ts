@@ -3,6 +3,7 @@ import { Issues, NotFoundError, RequestTokenError } from './errors.js';
 import type { ErrorCode } from './errors.js';
 import { keysetPage, pageWindow, type Page, type PageArgs } from './paging.js';
 import type { Tenant } from './api-keys.js';
+import { isDatabaseId } from './ids.js';
 
 export interface LogRecord {
   id: string;
@@ -33,7 +34,7 @@ function logFromRow(row: Record<string, any>): LogRecord {
   };
 }
 
-const isId = (id: string) => /^\d{1,19}$/.test(id);
+const isId = isDatabaseId;
 
 export interface RecordStatusInput {
   redemptionId: string;
@@ -136,6 +137,9 @@ export async function listLogs(
   const issues = new Issues();
   const { limit, beforeId } = pageWindow(args, issues);
   if (filter.since && filter.until && filter.since > filter.until) issues.add(['filter', 'until'], 'must not be before since');
+  if (filter.statusCode != null && !(Number.isInteger(filter.statusCode) && filter.statusCode >= 100 && filter.statusCode <= 599)) {
+    issues.add(['filter', 'statusCode'], 'must be an HTTP status code (100–599)');
+  }
   issues.throwIfAny();
 
   const where: string[] = [];

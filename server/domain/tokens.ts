@@ -9,6 +9,7 @@ import { keysetPage, pageWindow, type Page, type PageArgs } from './paging.js';
 import { checkJsonValue, checkString, MAX_USER_ID_LENGTH } from './validation.js';
 import { DEFAULT_CLIENT_ID } from '../database/entities/api-client.js';
 import { tenantOf, type Caller, type Tenant } from './api-keys.js';
+import { isDatabaseId } from './ids.js';
 
 /** A token as the API shows it; the shape of a request_token row. */
 export interface TokenRecord {
@@ -191,7 +192,7 @@ export async function issueToken(deps: TokenDeps, input: IssueInput): Promise<Is
   if (input.clientId != null) {
     // Another tenant's client id is refused exactly like one that does not exist.
     const known =
-      /^\d{1,18}$/.test(input.clientId) &&
+      isDatabaseId(input.clientId) &&
       (tenant === null
         ? (await deps.pool.query('select 1 from api_client where id = $1', [input.clientId])).rowCount === 1
         : input.clientId === tenant);
@@ -236,7 +237,7 @@ export async function issueToken(deps: TokenDeps, input: IssueInput): Promise<Is
 
 /** Another tenant's token reads as missing. */
 export async function getToken(pool: pg.Pool, id: string, tenant: Tenant): Promise<TokenRecord | null> {
-  if (!/^\d{1,19}$/.test(id)) return null;
+  if (!isDatabaseId(id)) return null;
   const { rows } = await pool.query({
     name: 'get-token',
     text: `select ${TOKEN_COLUMNS} from request_token where id = $1 and ($2::bigint is null or client_id = $2::bigint)`,
@@ -247,7 +248,7 @@ export async function getToken(pool: pg.Pool, id: string, tenant: Tenant): Promi
 
 /** Several tokens by id in one query (the dashboard's log pages name the same few tokens many times). */
 export async function getTokens(pool: pg.Pool, ids: string[], tenant: Tenant): Promise<Map<string, TokenRecord>> {
-  const valid = ids.filter((id) => /^\d{1,19}$/.test(id));
+  const valid = ids.filter(isDatabaseId);
   const found = new Map<string, TokenRecord>();
   if (valid.length === 0) return found;
   const { rows } = await pool.query({
@@ -262,7 +263,7 @@ export async function getTokens(pool: pg.Pool, ids: string[], tenant: Tenant): P
 
 /** Revokes at once; revoking a revoked token keeps its first revocation time. */
 export async function revokeToken(pool: pg.Pool, id: string, tenant: Tenant): Promise<TokenRecord> {
-  if (!/^\d{1,19}$/.test(id)) throw new NotFoundError('Token');
+  if (!isDatabaseId(id)) throw new NotFoundError('Token');
   const { rows } = await pool.query({
     name: 'revoke-token',
     text: `update request_token set revoked_at = coalesce(revoked_at, now())

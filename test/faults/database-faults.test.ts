@@ -1,6 +1,5 @@
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { rm } from 'node:fs/promises';
+import { clusterTempDir } from '../support/temp-dir.js';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { generateApiKey } from '../../server/domain/api-keys.js';
@@ -30,7 +29,7 @@ beforeAll(async () => {
   admin.on('error', () => {});
   const port = await freePort();
   base = `http://127.0.0.1:${port}`;
-  dataDir = await mkdtemp(join(tmpdir(), 'rt-fault-svc-'));
+  dataDir = await clusterTempDir('rt-fault-svc-');
   service = startService({
     DATABASE_URL: url.toString(),
     PORT: String(port),
