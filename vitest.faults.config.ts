@@ -1,4 +1,5 @@
 import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
 import { defineConfig } from 'vitest/config';
 
 const require = createRequire(import.meta.url);
@@ -8,7 +9,10 @@ const require = createRequire(import.meta.url);
 export default defineConfig({
   resolve: {
     // Same reason as vitest.config.ts: one copy of graphql.
-    alias: { graphql: require.resolve('graphql') },
+    alias: {
+      graphql: require.resolve('graphql'),
+      '@request-token/sdk': fileURLToPath(new URL('sdk/index.ts', import.meta.url)),
+    },
   },
   test: {
     include: ['test/faults/**/*.test.ts'],

@@ -13,7 +13,7 @@ import { revokeTokensStatement } from '../server/domain/bulk-revoke.js';
 
 const dir = await clusterTempDir('rt-bench-');
 const pg = await startEmbeddedDatabase({ dir: join(dir, 'pg'), port: Number(process.env.BENCH_PG_PORT ?? 55111), persistent: false });
-const db = await initDatabase(pg.url, { dbPoolSize: 4 });
+const db = await initDatabase(pg.url, { dbPoolSize: 4, dbPoolTimeoutMs: 60_000, dbStatementTimeoutMs: 600_000, dbLockTimeoutMs: 60_000 });
 const q = (t: string, v?: unknown[]) => db.pool.query(t, v);
 const DAY = 86_400_000;
 const base = new Date(Math.floor(Date.now() / DAY) * DAY - 90 * DAY);
@@ -33,10 +33,10 @@ const time = async (label: string, fn: () => Promise<unknown>, runs = 5) => {
   console.log(`${label}: median ${ms[Math.floor(runs / 2)].toFixed(1)} ms (min ${ms[0].toFixed(1)}, max ${ms[runs - 1].toFixed(1)})`);
 };
 const now = new Date();
-await time('usageStats HOUR, last 48 h, all scopes', () => usageStats({ pool: db.pool }, {}, 'HOUR', now));
-await time('usageStats DAY, last 30 days, all scopes', () => usageStats({ pool: db.pool }, {}, 'DAY', now));
-await time('usageStats DAY, last 30 days, one scope', () => usageStats({ pool: db.pool }, { scope: 'scope-7' }, 'DAY', now));
-await time('usageStats DAY, 90 days (whole table), all scopes', () => usageStats({ pool: db.pool }, { since: base }, 'DAY', now), 3);
+await time('usageStats HOUR, last 48 h, all scopes', () => usageStats({ pool: db.pool, tenant: null }, {}, 'HOUR', now));
+await time('usageStats DAY, last 30 days, all scopes', () => usageStats({ pool: db.pool, tenant: null }, {}, 'DAY', now));
+await time('usageStats DAY, last 30 days, one scope', () => usageStats({ pool: db.pool, tenant: null }, { scope: 'scope-7' }, 'DAY', now));
+await time('usageStats DAY, 90 days (whole table), all scopes', () => usageStats({ pool: db.pool, tenant: null }, { since: base }, 'DAY', now), 3);
 await time('revokeRequestTokens scope + issuedBefore (in a rolled-back txn)', async () => {
   const c = await db.pool.connect(); await c.query('begin');
   // The very UPDATE revokeTokens runs through MikroORM, sent on this connection so that it can be rolled back.

@@ -52,7 +52,16 @@ export const importDjangoCommand: Command = {
   name: 'import django',
   summary: "import django-request-token's tokens and logs: --from postgres://… [--client NAME] [--dry-run]",
   async run(args) {
-    let parsed;
+    let parsed: {
+      from?: string;
+      schema?: string;
+      client?: string;
+      'dry-run'?: boolean;
+      'batch-size'?: string;
+      'reserve-ids'?: string;
+      'target-origin'?: string;
+      help?: boolean;
+    };
     try {
       parsed = parseArgs({
         args,

@@ -1,39 +1,14 @@
 import { readFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
-import type { Command } from './commands.js';
+import type { CreateRequestTokenInput, LoginMode, RequestTokenClient } from '@request-token/sdk';
+import type { Command } from './command.js';
 import { csvField, parseCsv } from './csv.js';
+import { count, serviceTarget, withService } from './service.js';
+import { ISSUE_USAGE as USAGE } from './usage.js';
 
-const USAGE = `usage: request-token issue --scope S --csv recipients.csv [options] > links.csv
 
-Issues one token per CSV row through a running service (createRequestTokens, in batches) and writes
-userId,tokenId,link per row to stdout. The CSV has a header row with a userId column; every other column goes
-into the token's data. The link is --target-url with the token added as ?rt=…, or the bare JWT without it.
-
-options:
-  --scope S             scope of every token (required)
-  --csv FILE            recipients, "-" for stdin (required)
-  --target-url URL      bind every token to this URL and write tokenised links
-  --login-mode MODE     NONE (default), REQUEST or SESSION
-  --max-uses N          uses per token (default: the server's)
-  --expires-at ISO      expiry of every token, e.g. 2026-12-31T00:00:00Z
-  --batch N             tokens per call, 1–10000 (default 5000)
-  --max-request-bytes N a call is also cut below this size (default 200000: the service's MAX_BODY_BYTES
-                        is 262144 unless configured)
-  --concurrency N       calls in flight (default 2)
-  --url URL             the service, e.g. http://127.0.0.1:4000 (default: $REQUEST_TOKEN_URL, else that)
-  --api-key KEY         an API key allowed to issue (default: $REQUEST_TOKEN_API_KEY)
-
-Progress, rate and ETA go to stderr. Each batch is all or nothing; when one is refused the command still writes
-every token issued by other batches, reports the refused rows on stderr and exits with status 1.
-`;
-
-const CREATE_MANY = `mutation CreateRequestTokens($inputs: [CreateRequestTokenInput!]!) {
-  createRequestTokens(inputs: $inputs) {
-    __typename
-    ... on CreateRequestTokensSuccess { issued { jwt url token { id } } }
-    ... on ValidationError { message issues { path message } }
-  }
-}`;
+// Room for the document and the JSON around the inputs when cutting batches by size.
+const REQUEST_OVERHEAD = 1_000;
 
 interface Recipient {
   line: number;
@@ -47,7 +22,7 @@ type BatchOutcome =
 
 class UsageError extends Error {}
 
-function options(args: string[], env: NodeJS.ProcessEnv) {
+async function options(args: string[]) {
   const { values } = parseArgs({
     args,
     strict: true,
@@ -75,10 +50,9 @@ function options(args: string[], env: NodeJS.ProcessEnv) {
   };
   if (!values.scope) throw new UsageError('--scope is required');
   if (!values.csv) throw new UsageError('--csv is required');
-  const apiKey = values['api-key'] ?? env.REQUEST_TOKEN_API_KEY;
-  if (!apiKey) throw new UsageError('an API key is required: --api-key or REQUEST_TOKEN_API_KEY');
-  const base = (values.url ?? env.REQUEST_TOKEN_URL ?? 'http://127.0.0.1:4000').replace(/\/+$/, '');
-  const endpoint = base.endsWith('/graphql') ? base : `${base}/graphql`;
+  await serviceTarget(values).catch((error) => {
+    throw new UsageError(error.message);
+  });
   const loginMode = values['login-mode']?.toUpperCase();
   if (loginMode !== undefined && !['NONE', 'REQUEST', 'SESSION'].includes(loginMode)) {
     throw new UsageError('--login-mode must be NONE, REQUEST or SESSION');
@@ -87,14 +61,13 @@ function options(args: string[], env: NodeJS.ProcessEnv) {
     scope: values.scope,
     csv: values.csv,
     targetUrl: values['target-url'] ?? null,
-    loginMode: loginMode ?? null,
+    loginMode: (loginMode as LoginMode | undefined) ?? null,
     maxUses: values['max-uses'] === undefined ? null : whole('max-uses', values['max-uses'], 1, 1, 2_147_483_647),
     expiresAt: values['expires-at'] ?? null,
     batch: whole('batch', values.batch, 5000, 1, 10_000),
     concurrency: whole('concurrency', values.concurrency, 2, 1, 16),
     maxRequestBytes: whole('max-request-bytes', values['max-request-bytes'], 200_000, 10_000, 100 * 1024 * 1024),
-    endpoint,
-    apiKey,
+    service: { url: values.url, 'api-key': values['api-key'] },
   };
 }
 
@@ -136,13 +109,11 @@ function progress(total: number, stream: NodeJS.WriteStream) {
   return { update: (done: number) => draw(done), finish: (done: number) => draw(done, true) };
 }
 
-export const issue: Command = {
-  name: 'issue',
-  summary: 'issue one token per CSV row through the service and write userId,tokenId,link',
+export const issue: Pick<Command, 'run'> = {
   async run(args) {
-    let opts: ReturnType<typeof options>;
+    let opts: Awaited<ReturnType<typeof options>>;
     try {
-      opts = options(args, process.env);
+      opts = await options(args);
     } catch (error) {
       if (error instanceof UsageError || (error as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
         process.stderr.write(`request-token issue: ${(error as Error).message}\n\n${USAGE}`);
@@ -154,6 +125,7 @@ export const issue: Command = {
       process.stdout.write(USAGE);
       return 0;
     }
+    const settings = opts;
     let list: Recipient[];
     try {
       list = recipients(opts.csv === '-' ? await readStdin() : await readFile(opts.csv, 'utf8'));
@@ -162,7 +134,7 @@ export const issue: Command = {
       return 2;
     }
 
-    const inputFor = (r: Recipient) => ({
+    const inputFor = (r: Recipient): CreateRequestTokenInput => ({
       scope: opts.scope,
       userId: r.userId === '' ? null : r.userId,
       data: r.data,
@@ -174,13 +146,13 @@ export const issue: Command = {
     // Batches of at most --batch rows whose request stays under --max-request-bytes.
     const batches: Recipient[][] = [];
     let current: Recipient[] = [];
-    let bytes = CREATE_MANY.length + 64;
+    let bytes = REQUEST_OVERHEAD;
     for (const r of list) {
       const size = Buffer.byteLength(JSON.stringify(inputFor(r))) + 1;
       if (current.length > 0 && (current.length >= opts.batch || bytes + size > opts.maxRequestBytes)) {
         batches.push(current);
         current = [];
-        bytes = CREATE_MANY.length + 64;
+        bytes = REQUEST_OVERHEAD;
       }
       current.push(r);
       bytes += size;
@@ -189,22 +161,14 @@ export const issue: Command = {
     const bar = progress(list.length, process.stderr);
     let issued = 0;
 
+    return withService(settings.service, (rt) => issueAll(rt));
+
+    async function issueAll(rt: RequestTokenClient): Promise<number> {
     const send = async (batch: Recipient[]): Promise<BatchOutcome> => {
-      const inputs = batch.map(inputFor);
-      const res = await fetch(opts.endpoint, {
-        method: 'POST',
-        headers: { 'content-type': 'application/json', authorization: `Bearer ${opts.apiKey}` },
-        body: JSON.stringify({ query: CREATE_MANY, variables: { inputs } }),
-      });
-      const body = (await res.json().catch(() => null)) as any;
-      if (!res.ok || !body?.data) {
-        const message = body?.errors?.map((e: { message: string }) => e.message).join('; ') ?? `HTTP ${res.status}`;
-        throw new Error(`the service refused the request (HTTP ${res.status}): ${message}`);
-      }
-      const result = body.data.createRequestTokens;
+      const result = await rt.createRequestTokens({ inputs: batch.map(inputFor) });
       if (result.__typename !== 'CreateRequestTokensSuccess') {
         // Issue paths are ["inputs", index, field]: name the CSV line instead of the index.
-        const problems = (result.issues as { path: string[]; message: string }[]).map((issue) => {
+        const problems = result.issues.map((issue) => {
           const [, index, ...field] = issue.path;
           const recipient = batch[Number(index)];
           return recipient
@@ -213,7 +177,7 @@ export const issue: Command = {
         });
         return { ok: false, problems };
       }
-      const lines = (result.issued as { jwt: string; url: string | null; token: { id: string } }[]).map((item, i) =>
+      const lines = result.issued.map((item, i) =>
         [batch[i].userId, item.token.id, item.url ?? item.jwt].map(csvField).join(','),
       );
       issued += lines.length;
@@ -231,7 +195,7 @@ export const issue: Command = {
         await outcomes[index].catch(() => {});
       }
     };
-    const workers = Promise.all(Array.from({ length: Math.min(opts.concurrency, batches.length) }, worker));
+    const workers = Promise.all(Array.from({ length: Math.min(settings.concurrency, batches.length) }, worker));
 
     process.stdout.write('userId,tokenId,link\n');
     const problems: string[] = [];
@@ -249,13 +213,14 @@ export const issue: Command = {
     await workers;
     bar.finish(issued);
     if (problems.length > 0) {
-      process.stderr.write(`request-token issue: ${problems.length} problem(s); those batches issued nothing:\n`);
+      process.stderr.write(`request-token issue: ${count(problems.length, 'problem')}; those batches issued nothing:\n`);
       for (const p of problems.slice(0, 50)) process.stderr.write(`  ${p}\n`);
       if (problems.length > 50) process.stderr.write(`  … and ${problems.length - 50} more\n`);
     }
     if (failure) process.stderr.write(`request-token issue: ${(failure as Error).message}\n`);
-    process.stderr.write(`request-token issue: ${issued} of ${list.length} tokens issued\n`);
+    process.stderr.write(`request-token issue: ${issued} of ${count(list.length, 'token')} issued\n`);
     return problems.length > 0 || failure ? 1 : 0;
+    }
   },
 };
 

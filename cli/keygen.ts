@@ -1,9 +1,7 @@
-import type { Command } from './commands.js';
-import { generateApiKey } from '../server/domain/api-keys.js';
+import { generateApiKey } from '../server/domain/api-key-format.js';
+import type { Command } from './command.js';
 
-export const keygen: Command = {
-  name: 'keygen',
-  summary: 'print a new random API key (for REQUEST_TOKEN_ADMIN_KEY)',
+export const keygen: Pick<Command, 'run'> = {
   async run() {
     process.stdout.write(`${generateApiKey().key}\n`);
     return 0;

@@ -1,39 +1,41 @@
-import type { Command } from './commands.js';
-import { parseOptions, printTable, withDatabase } from './connect.js';
-import { parseApiKey } from '../server/domain/api-keys.js';
-import { createKey, findClient, listKeys, revokeKey } from '../server/domain/clients.js';
-import { operator } from './database.js';
+import type { ApiKeyPermission } from '@request-token/sdk';
+import { findClient } from './clients.js';
+import type { Command } from './command.js';
+import { parseCommand, printTable, UsageError, validationFailed, withService } from './service.js';
 
-const USAGE =
-  'usage: request-token keys create --client <id or name> --permissions issue,redeem,read [--name N] ' +
-  '[--expires 2027-01-01T00:00:00Z] [--rate-limit <per minute>]   (admin keys: --permissions admin, no --client)';
+const PERMISSIONS: readonly ApiKeyPermission[] = ['ADMIN', 'ISSUE', 'READ', 'REDEEM'];
 
-export const keysCreate: Command = {
-  name: 'keys create',
-  summary: 'create an API key (shown once): keys create --client C --permissions issue,redeem',
+export const keysCreate: Pick<Command, 'run'> = {
   run(args) {
-    const { options } = parseOptions(args, ['client', 'permissions', 'name', 'expires', 'rate-limit']);
-    if (!options.permissions) throw new Error(USAGE);
-    const expiresAt = options.expires ? new Date(options.expires) : null;
-    if (expiresAt && Number.isNaN(expiresAt.getTime())) throw new Error('--expires must be an ISO-8601 date-time');
-    const rateLimit = options['rate-limit'] === undefined ? null : Number(options['rate-limit']);
-    return withDatabase(async (db) => {
-      let clientId: string | null = null;
-      if (options.client !== undefined) {
-        const client = await findClient(operator(db), options.client);
-        if (!client) throw new Error(`no client "${options.client}" (see: request-token clients list)`);
-        clientId = client.id;
-      }
-      const { apiKey, key } = await createKey(operator(db), {
-        name: options.name ?? `${options.permissions} key`,
-        clientId,
-        permissions: options.permissions.split(',').map((p) => p.trim().toLowerCase()).filter(Boolean),
-        expiresAt,
-        rateLimitPerMinute: rateLimit,
+    const { values } = parseCommand(args, {
+      client: { type: 'string' },
+      permissions: { type: 'string' },
+      name: { type: 'string' },
+      expires: { type: 'string' },
+      'rate-limit': { type: 'string' },
+    });
+    if (!values.permissions) throw new UsageError('--permissions is required (see: request-token keys create --help)');
+    const permissions = values.permissions.split(',').map((p) => p.trim().toUpperCase()).filter(Boolean);
+    const unknown = permissions.find((p) => !PERMISSIONS.includes(p as ApiKeyPermission));
+    if (unknown) throw new UsageError(`unknown permission "${unknown.toLowerCase()}" (known: admin, issue, read, redeem)`);
+    const expiresAt = values.expires ? new Date(values.expires) : null;
+    if (expiresAt && Number.isNaN(expiresAt.getTime())) throw new UsageError('--expires must be an ISO-8601 date-time');
+    const rateLimit = values['rate-limit'];
+    if (rateLimit !== undefined && !/^\d+$/.test(rateLimit)) throw new UsageError('--rate-limit must be a whole number');
+    return withService(values, async (rt) => {
+      const client = values.client === undefined ? null : await findClient(rt, values.client);
+      const result = await rt.createApiKey({
+        name: values.name ?? `${permissions.join(',').toLowerCase()} key`,
+        clientId: client?.id ?? null,
+        permissions: permissions as ApiKeyPermission[],
+        expiresAt: expiresAt?.toISOString() ?? null,
+        rateLimitPerMinute: rateLimit === undefined ? null : Number(rateLimit),
       });
+      if (result.__typename !== 'CreateApiKeySuccess') return validationFailed(result);
+      const { apiKey, key } = result;
       process.stderr.write(
-        `created key ${apiKey.id} (${apiKey.permissions.join(', ')}) for ${clientId ? `client ${clientId}` : 'every client'}; ` +
-          'it is shown this once:\n',
+        `created key ${apiKey.id} (${apiKey.permissions.join(', ').toLowerCase()}) for ` +
+          `${client ? `client ${client.id}` : 'every client'}; it is shown this once:\n`,
       );
       process.stdout.write(`${key}\n`);
       return 0;
@@ -41,25 +43,18 @@ export const keysCreate: Command = {
   },
 };
 
-export const keysList: Command = {
-  name: 'keys list',
-  summary: 'list API keys (never their secrets): keys list [--client C]',
+export const keysList: Pick<Command, 'run'> = {
   run(args) {
-    const { options } = parseOptions(args, ['client']);
-    return withDatabase(async (db) => {
-      let clientId: string | null = null;
-      if (options.client !== undefined) {
-        const client = await findClient(operator(db), options.client);
-        if (!client) throw new Error(`no client "${options.client}"`);
-        clientId = client.id;
-      }
-      const keys = await listKeys(operator(db), { clientId });
+    const { values } = parseCommand(args, { client: { type: 'string' } });
+    return withService(values, async (rt) => {
+      const client = values.client === undefined ? null : await findClient(rt, values.client);
+      const keys = await rt.apiKeys({ clientId: client?.id ?? null });
       printTable(
         keys.map((k) => ({
           id: k.id,
           name: k.name,
           client: k.clientId ?? '(all)',
-          permissions: k.permissions.join(','),
+          permissions: k.permissions.join(',').toLowerCase(),
           lastUsed: k.lastUsedAt,
           expires: k.expiresAt,
           revoked: k.revokedAt,
@@ -70,17 +65,16 @@ export const keysList: Command = {
   },
 };
 
-export const keysRevoke: Command = {
-  name: 'keys revoke',
-  summary: 'revoke an API key: keys revoke <key id>',
+export const keysRevoke: Pick<Command, 'run'> = {
   run(args) {
-    const { positional } = parseOptions(args, []);
-    if (positional.length !== 1) throw new Error('usage: request-token keys revoke <key id>');
-    // A whole key is accepted too; only its id is used.
-    const id = parseApiKey(positional[0])?.id ?? positional[0];
-    return withDatabase(async (db) => {
-      const key = await revokeKey(operator(db), id);
-      process.stdout.write(`revoked key ${key.id} at ${key.revokedAt!.toISOString()} (running servers notice within 5 s)\n`);
+    const { values, positionals } = parseCommand(args, {});
+    if (positionals.length !== 1) throw new UsageError('usage: request-token keys revoke <key id>');
+    // A whole key (rt_<id>_<secret>) is accepted too; only its id is used.
+    const id = /^rt_([A-Za-z0-9]+)_/.exec(positionals[0])?.[1] ?? positionals[0];
+    return withService(values, async (rt) => {
+      const result = await rt.revokeApiKey({ id });
+      if (result.__typename !== 'RevokeApiKeySuccess') throw new UsageError(result.message);
+      process.stdout.write(`revoked key ${result.apiKey.id} at ${result.apiKey.revokedAt}\n`);
       return 0;
     });
   },

@@ -1,19 +1,12 @@
 import { parseArgs } from 'node:util';
 import { loadCliConfig } from './connect.js';
 import { ValidationError } from '../server/domain/errors.js';
-import { truncateLogs, validateRetentionPolicy, DEFAULT_BATCH_SIZE, type DoomedRows } from '../server/domain/log-retention.js';
-import type { Command } from './commands.js';
+import { truncateLogs, validateRetentionPolicy, type DoomedRows } from '../server/domain/log-retention.js';
+import type { Command } from './command.js';
+import { count } from './service.js';
+import { LOGS_TRUNCATE_USAGE as USAGE } from './usage.js';
 import { openServiceDatabase } from './database.js';
 
-const USAGE = `usage: request-token logs truncate [--max-count N] [--max-days D] [--batch-size B] [--dry-run]
-       request-token logs truncate --all [--batch-size B] [--dry-run]
-
-Deletes redemption log rows beyond the newest N and/or older than D days (24-hour periods), oldest first, in batches of
-B rows (default ${DEFAULT_BATCH_SIZE}), each its own short transaction. N and D are at least 1: to empty the log, say
---all (django-request-token's --max-count 0 / --max-days 0 meant "no limit": leave the option out instead). Connects
-like the service: DATABASE_URL, else the embedded PostgreSQL under DATA_DIR (default ./.data). --dry-run shows what
-would be deleted.
-`;
 
 const iso = (d: Date | null) => (d ? d.toISOString() : '-');
 const span = (r: DoomedRows) => `ids ${r.firstId}–${r.lastId}, ${iso(r.oldest)} … ${iso(r.newest)}`;
@@ -23,11 +16,9 @@ function wholeNumber(name: string, raw: string | undefined): number | null | str
   return /^\d+$/.test(raw) ? Number(raw) : `--${name} must be a whole number, got "${raw}"`;
 }
 
-export const logsTruncate: Command = {
-  name: 'logs truncate',
-  summary: 'delete old redemption log rows (--max-count N, --max-days D, or --all), in batches',
+export const logsTruncate: Pick<Command, 'run'> = {
   async run(args) {
-    let parsed;
+    let parsed: { 'max-count'?: string; 'max-days'?: string; 'batch-size'?: string; 'dry-run'?: boolean; all?: boolean; help?: boolean };
     try {
       parsed = parseArgs({
         args,
@@ -86,14 +77,14 @@ export const logsTruncate: Command = {
         onPlan(plan) {
           const rules = [
             policy.all && `all log rows${plan.cutoffId ? ` (ids up to ${plan.cutoffId})` : ''}`,
-            policy.maxCount !== null && `beyond the newest ${policy.maxCount} row${policy.maxCount === 1 ? '' : 's'}${plan.cutoffId ? ` (ids up to ${plan.cutoffId})` : ''}`,
-            policy.maxDays !== null && `older than ${policy.maxDays} days (before ${iso(plan.cutoffTime)})`,
+            policy.maxCount !== null && `beyond the newest ${count(policy.maxCount, 'row')}${plan.cutoffId ? ` (ids up to ${plan.cutoffId})` : ''}`,
+            policy.maxDays !== null && `older than ${count(policy.maxDays, 'day')} (before ${iso(plan.cutoffTime)})`,
           ].filter(Boolean);
           out(`${policy.all ? '' : 'log rows '}${rules.join(' or ')}: ${plan.count}${plan.count ? ` (${span(plan)})` : ''}`);
         },
-        onBatch: (batch) => out(`deleted ${batch.count} rows (${span(batch)})`),
+        onBatch: (batch) => out(`deleted ${count(batch.count, 'row')} (${span(batch)})`),
       });
-      out(dryRun ? `dry run: would delete ${result.count} log rows` : `deleted ${result.count} log rows in total`);
+      out(dryRun ? `dry run: would delete ${count(result.count, 'log row')}` : `deleted ${count(result.count, 'log row')} in total`);
       return 0;
     } catch (error) {
       if (error instanceof ValidationError) {

@@ -18,7 +18,7 @@ export const signingKeysAdd: Command = {
   name: 'signing-keys add',
   summary: 'add an existing HS256 secret as a verify-only key: --kid KID --secret-file FILE --verify-only',
   async run(args) {
-    let parsed;
+    let parsed: { kid?: string; algorithm?: string; 'secret-file'?: string; 'verify-only'?: boolean; help?: boolean };
     try {
       parsed = parseArgs({
         args,

@@ -1,35 +1,35 @@
-import type { Command } from './commands.js';
-import { parseOptions, printTable, withDatabase } from './connect.js';
-import { resolveSecret } from '../server/domain/bootstrap.js';
-import { listSigningKeys, retireSigningKey, rotateSigningKey } from '../server/domain/signing-keys.js';
+import type { SigningAlgorithm } from '@request-token/sdk';
+import type { Command } from './command.js';
+import { parseCommand, printTable, UsageError, validationFailed, withService } from './service.js';
 
-export const signingKeysRotate: Command = {
-  name: 'signing-keys rotate',
-  summary: 'make a new signing key active; the old one keeps verifying: [--algorithm HS256|EdDSA|ES256]',
+const ALGORITHMS: readonly SigningAlgorithm[] = ['HS256', 'EdDSA', 'ES256'];
+
+export const signingKeysRotate: Pick<Command, 'run'> = {
   run(args) {
-    const { options } = parseOptions(args, ['algorithm']);
-    return withDatabase(async (db, config) => {
-      const secret = await resolveSecret(config, () => {});
-      const key = await rotateSigningKey(db.pool, config.keyEncryptionKey ?? secret, { algorithm: options.algorithm });
+    const { values } = parseCommand(args, { algorithm: { type: 'string' } });
+    const algorithm = ALGORITHMS.find((a) => a.toLowerCase() === (values.algorithm ?? 'HS256').toLowerCase());
+    if (!algorithm) throw new UsageError(`--algorithm must be ${ALGORITHMS.join(', ')}`);
+    return withService(values, async (rt) => {
+      const result = await rt.rotateSigningKey({ input: { algorithm } });
+      if (result.__typename !== 'RotateSigningKeySuccess') return validationFailed(result);
       process.stdout.write(
-        `active signing key is now ${key.kid} (${key.algorithm}); the previous key verifies only. ` +
-          'Running servers switch within 10 s.\n',
+        `active signing key is now ${result.key.kid} (${result.key.algorithm}); the previous key verifies only. ` +
+          'Other running servers switch within 10 s.\n',
       );
       return 0;
     });
   },
 };
 
-export const signingKeysList: Command = {
-  name: 'signing-keys list',
-  summary: 'list the signing-key ring',
-  run() {
-    return withDatabase(async (db) => {
+export const signingKeysList: Pick<Command, 'run'> = {
+  run(args) {
+    const { values } = parseCommand(args, {});
+    return withService(values, async (rt) => {
       printTable(
-        (await listSigningKeys(db)).map((k) => ({
+        (await rt.signingKeys()).map((k) => ({
           kid: k.kid,
           algorithm: k.algorithm,
-          state: k.state,
+          state: k.state.toLowerCase(),
           created: k.createdAt,
           retired: k.retiredAt,
         })),
@@ -39,15 +39,15 @@ export const signingKeysList: Command = {
   },
 };
 
-export const signingKeysRetire: Command = {
-  name: 'signing-keys retire',
-  summary: 'stop a (non-active) signing key from verifying: signing-keys retire <kid>',
+export const signingKeysRetire: Pick<Command, 'run'> = {
   run(args) {
-    const { positional } = parseOptions(args, []);
-    if (positional.length !== 1) throw new Error('usage: request-token signing-keys retire <kid>');
-    return withDatabase(async (db) => {
-      const key = await retireSigningKey(db.pool, positional[0]);
-      process.stdout.write(`retired signing key ${key.kid}; tokens it signed are refused from now on\n`);
+    const { values, positionals } = parseCommand(args, {});
+    if (positionals.length !== 1) throw new UsageError('usage: request-token signing-keys retire <kid>');
+    return withService(values, async (rt) => {
+      const result = await rt.retireSigningKey({ kid: positionals[0] });
+      if (result.__typename === 'ValidationError') return validationFailed(result);
+      if (result.__typename !== 'RetireSigningKeySuccess') throw new UsageError(result.message);
+      process.stdout.write(`retired signing key ${result.key.kid}; tokens it signed are refused from now on\n`);
       return 0;
     });
   },

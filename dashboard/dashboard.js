@@ -2,7 +2,7 @@
 // reaches the page through textContent (never as HTML), and charts are drawn with Chart.js served by this server.
 'use strict';
 
-(function () {
+(() => {
   const KEY_STORAGE = 'request-token.api-key';
   const PAGE_SIZE = 15;
   /** Who may revoke: the one place to change when key permissions are refined. */
@@ -22,7 +22,7 @@
   };
 
   const $ = (id) => document.getElementById(id);
-  const state = { key: null, viewer: null, range: '7d', scope: '', charts: {}, logCursors: [null], logPage: 0, logFilter: {} };
+  const state = { key: null, viewer: null, range: '24h', scope: '', charts: {}, logCursors: [null], logPage: 0, logFilter: {} };
 
   /** Builds an element; children are nodes or text (always inserted as text). */
   function h(tag, attrs, ...children) {
@@ -54,8 +54,8 @@
     } catch {
       throw new Error(`The server answered ${res.status} without JSON.`);
     }
-    const first = body.errors && body.errors[0];
-    if (res.status === 401 || (first && first.extensions && first.extensions.code === 'UNAUTHENTICATED')) {
+    const first = body.errors?.[0];
+    if (res.status === 401 || first?.extensions?.code === 'UNAUTHENTICATED') {
       throw new AuthError(first ? first.message : 'The API key was refused.');
     }
     if (first) throw new Error(first.message);
@@ -297,7 +297,7 @@
     requestTokenLogs(filter: $filter, first: $first, after: $after) {
       totalCount
       pageInfo { hasNextPage endCursor }
-      edges { node { id timestamp errorCode userId clientIp userAgent statusCode token { id scope } } }
+      edges { node { id timestamp errorCode userId clientIp userAgent statusCode token { id scope userId } } }
     }
   }`;
 
@@ -317,6 +317,16 @@
     return filter;
   }
 
+  /** The token's user; the user who redeemed it (the signed-in user the application passed) when that differs. */
+  function userCell(node) {
+    const owner = node.token ? node.token.userId : null;
+    const redeemer = node.userId;
+    const shown = owner || redeemer;
+    const other = owner && redeemer && redeemer !== owner ? redeemer : null;
+    const title = other ? `token of ${owner}, redeemed by ${other}` : shown || '';
+    return h('td', { class: 'trunc', title }, shown || '—', other ? h('span', { class: 'muted small' }, ` (${other})`) : []);
+  }
+
   async function loadLogs() {
     const tbody = $('logs').tBodies[0];
     try {
@@ -333,7 +343,7 @@
                 h('td', {}, outcomeBadge(node.errorCode)),
                 h('td', {}, node.token ? h('a', { class: 'token-link', href: '#', 'data-token': node.token.id, title: 'Look up this token' }, `#${node.token.id}`) : h('span', { class: 'muted' }, '—')),
                 h('td', { class: 'trunc', title: node.token ? node.token.scope : '' }, node.token ? node.token.scope : '—'),
-                h('td', { class: 'trunc', title: node.userId || '' }, node.userId || '—'),
+                userCell(node),
                 h('td', { title: node.userAgent || '' }, node.clientIp || '—'),
                 h('td', { class: 'num' }, node.statusCode === null ? '—' : String(node.statusCode)),
               ),
@@ -459,7 +469,7 @@
         fact('Expires', token.expiresAt ? `${fmtTime(token.expiresAt)} UTC` : 'never'),
         token.notBefore ? fact('Not before', `${fmtTime(token.notBefore)} UTC`) : [],
         token.revokedAt ? fact('Revoked', `${fmtTime(token.revokedAt)} UTC`) : [],
-        token.targetUrl ? fact('Target', token.targetUrl) : [],
+        token.targetUrl ? fact('Target URL', token.targetUrl) : [],
       ),
       claims ? h('details', {}, h('summary', {}, 'Decoded JWT claims'), h('pre', { class: 'claims' }, JSON.stringify(claims.raw, null, 2))) : [],
       h('h3', {}, `History (${token.logs.totalCount})`),

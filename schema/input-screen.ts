@@ -30,7 +30,10 @@ function screenString(issues: Issues, path: string[], value: string, key?: strin
 
 function screen(issues: Issues, path: string[], type: GraphQLInputType, value: unknown): void {
   if (value === null || value === undefined) return;
-  if (isNonNullType(type)) return screen(issues, path, type.ofType, value);
+  if (isNonNullType(type)) {
+    screen(issues, path, type.ofType, value);
+    return;
+  }
   if (isListType(type)) {
     if (Array.isArray(value)) value.forEach((item, i) => screen(issues, [...path, String(i)], type.ofType, item));
     else screen(issues, path, type.ofType, value);

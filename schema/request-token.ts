@@ -1,5 +1,5 @@
 import { GraphQLError } from 'graphql';
-import { LOGIN_MODES, TOKEN_STATUSES } from '../server/database/entities/request-token.js';
+import { type LOGIN_MODES, TOKEN_STATUSES } from '../server/database/entities/request-token.js';
 import { ValidationError, NotFoundError } from '../server/domain/errors.js';
 import {
   getToken,

@@ -75,8 +75,29 @@ export interface RequestTokenClientOptions {
    * service is never carried out twice.
    */
   retries?: number;
-  /** Delay before the first retry, doubled for each next one. Default: 100. */
+  /**
+   * Base delay before the first retry, doubled for each next one; each wait is drawn at random between half the base
+   * and the whole of it (jitter), so clients that failed together do not retry together. Default: 100.
+   */
   retryDelayMs?: number;
+  /**
+   * Decides whether a failed attempt is tried again (within `retries`). Receives the failure and `safe`, the default
+   * decision described under `retries`; return `safe && …` to retry less, or more at your own risk (a mutation that
+   * may have reached the service could be carried out twice). Default: `({ safe }) => safe`.
+   */
+  retry?: (failure: RetryContext) => boolean;
+}
+
+/** What a `retry` predicate is told about a failed attempt. */
+export interface RetryContext {
+  /** The error the call would throw if not retried. */
+  error: RequestTokenClientError;
+  /** The attempt that failed: 1 for the first. */
+  attempt: number;
+  operationName: string;
+  type: 'query' | 'mutation' | 'subscription';
+  /** The SDK's own verdict: true for a network error or retryable 503 on a call that cannot be carried out twice. */
+  safe: boolean;
 }
 
 /** Mutations that give the same outcome when run twice, so any network error may be retried. */
@@ -172,12 +193,12 @@ function graphqlErrors(error: ClientError): RequestTokenClientGraphQLError[] {
   }));
 }
 
-function fromClientError(error: ClientError, operationName: string): RequestTokenClientError {
+function fromClientError(error: ClientError, operationName: string, attempts: number): RequestTokenClientError {
   const status = error.response.status;
   const errors = graphqlErrors(error);
   const code = errors[0]?.extensions?.code;
   const first = errors[0]?.message;
-  const details = { operationName, status, errors, cause: error };
+  const details = { operationName, status, errors, attempts, cause: error };
   if (status === 401 || code === 'UNAUTHENTICATED') {
     return new RequestTokenClientError('unauthorized', `${operationName}: ${first ?? 'unauthorized (401)'}`, details);
   }
@@ -209,6 +230,10 @@ export function createRequestTokenClient(options: RequestTokenClientOptions): Re
     fetch: (input, init) => (options.fetch ?? globalThis.fetch)(input, init),
   });
 
+  const shouldRetry = options.retry ?? (({ safe }: RetryContext) => safe);
+  /** Waits before retry `attempt` (1 for the first): between half and the whole of the doubled base delay. */
+  const backoff = (attempt: number) => sleep(retryDelayMs * 2 ** (attempt - 1) * (0.5 + Math.random() / 2));
+
   async function execute(
     document: TypedDocumentNode<any, any>,
     variables: Record<string, unknown> | undefined,
@@ -219,6 +244,8 @@ export function createRequestTokenClient(options: RequestTokenClientOptions): Re
       const extra = typeof options.headers === 'function' ? await options.headers() : options.headers;
       const timeout = AbortSignal.timeout(timeoutMs);
       const signal = call.signal ? AbortSignal.any([call.signal, timeout]) : timeout;
+      let failure: RequestTokenClientError;
+      let safe = false;
       try {
         return await graphql.request({
           document,
@@ -227,35 +254,33 @@ export function createRequestTokenClient(options: RequestTokenClientOptions): Re
           signal,
         });
       } catch (error) {
-        if (error instanceof ClientError) {
-          if (!(isRetryableAnswer(error) && safeToRetry(info, undefined, variables) && attempt <= retries)) {
-            throw fromClientError(error, info.operationName);
-          }
-          await sleep(retryDelayMs * 2 ** (attempt - 1));
-          continue;
-        }
         const details = { operationName: info.operationName, attempts: attempt, cause: error };
-        if (call.signal?.aborted) {
+        if (error instanceof ClientError) {
+          failure = fromClientError(error, info.operationName, attempt);
+          safe = isRetryableAnswer(error) && safeToRetry(info, undefined, variables);
+        } else if (call.signal?.aborted) {
           throw new RequestTokenClientError('aborted', `${info.operationName}: aborted by the caller`, details);
+        } else if (timeout.aborted) {
+          failure = new RequestTokenClientError('timeout', `${info.operationName}: no answer within ${timeoutMs} ms`, details);
+        } else {
+          const code = networkCode(error);
+          if (error instanceof TypeError || code !== undefined) {
+            failure = new RequestTokenClientError(
+              'network',
+              `${info.operationName}: network error${code ? ` (${code})` : ''}: ${(error as Error).message}`,
+              details,
+            );
+            safe = safeToRetry(info, code, variables);
+          } else {
+            // A 2xx whose body is not a GraphQL response.
+            failure = new RequestTokenClientError('http', `${info.operationName}: invalid response from the service`, details);
+          }
         }
-        if (timeout.aborted) {
-          throw new RequestTokenClientError('timeout', `${info.operationName}: no answer within ${timeoutMs} ms`, details);
-        }
-        const code = networkCode(error);
-        const isNetwork = error instanceof TypeError || code !== undefined;
-        if (!isNetwork) {
-          // A 2xx whose body is not a GraphQL response.
-          throw new RequestTokenClientError('http', `${info.operationName}: invalid response from the service`, details);
-        }
-        if (!safeToRetry(info, code, variables) || attempt > retries) {
-          throw new RequestTokenClientError(
-            'network',
-            `${info.operationName}: network error${code ? ` (${code})` : ''}: ${(error as Error).message}`,
-            details,
-          );
-        }
-        await sleep(retryDelayMs * 2 ** (attempt - 1));
       }
+      if (attempt > retries || !shouldRetry({ error: failure, attempt, operationName: info.operationName, type: info.type, safe })) {
+        throw failure;
+      }
+      await backoff(attempt);
     }
   }
 

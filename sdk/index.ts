@@ -11,6 +11,7 @@ export {
   type RequestTokenClient,
   type RequestTokenClientOptions,
   type RequestTokenOperations,
+  type RetryContext,
 } from './client.js';
 export {
   isRequestTokenClientError,
@@ -30,7 +31,7 @@ export {
   type NodeRequestLike,
   type TrustProxy,
 } from './links.js';
-export { defaultConfirmationPage } from './middleware/core.js';
+export { defaultConfirmationPage, defaultRejectionPage, prefersHtml } from './middleware/core.js';
 export type {
   ConfirmationView,
   GuardClient,

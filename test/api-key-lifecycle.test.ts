@@ -55,7 +55,7 @@ describe('the Authorization header', () => {
   });
 
   it('keeps the plain "invalid" answer for a well-formed Bearer header with a wrong key', async () => {
-    const res = await server.gql('{ requestTokens { totalCount } }', {}, 'rt_AAAAAAAAAAAA_' + 'B'.repeat(43));
+    const res = await server.gql('{ requestTokens { totalCount } }', {}, `rt_AAAAAAAAAAAA_${'B'.repeat(43)}`);
     expect(res.status).toBe(401);
     expect(res.errors?.[0].message).toBe('Invalid, expired or revoked API key.');
   });

@@ -292,7 +292,13 @@ describe('Django links on a service with a secret of its own: SECRET_KEY added a
   let env: Record<string, string>;
   beforeAll(async () => {
     [ring, dir] = await Promise.all([startTestServer(), mkdtemp(join(tmpdir(), 'rt-django-'))]);
-    env = { DATABASE_URL: ring.databaseUrl, REQUEST_TOKEN_SECRET: TEST_SECRET };
+    // `signing-keys add` opens the database; `signing-keys retire` goes through the running service's API.
+    env = {
+      DATABASE_URL: ring.databaseUrl,
+      REQUEST_TOKEN_SECRET: TEST_SECRET,
+      REQUEST_TOKEN_URL: ring.url,
+      REQUEST_TOKEN_API_KEY: ring.apiKey,
+    };
   });
   afterAll(async () => {
     await ring?.close();

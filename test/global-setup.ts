@@ -2,7 +2,7 @@ import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { TestProject } from 'vitest/node';
 import { startEmbeddedDatabase } from '../server/database/embedded-db.js';
-import { bundle } from '../scripts/build-service.js';
+import { bundle, bundleCli } from '../scripts/build-service.js';
 import { freePort } from './support/ports.js';
 import { clusterTempDir } from './support/temp-dir.js';
 
@@ -15,8 +15,9 @@ declare module 'vitest' {
 
 /** The service bundle, and one real PostgreSQL per run: DATABASE_URL when given, else an embedded cluster in a temporary folder. */
 export default async function setup(project: TestProject) {
-  // Tests that start the service as a process run what `npm start` runs: this bundle of the current sources.
-  await bundle();
+  // Tests that start the service or the command as a process run what `npm start` and `npx request-token` run: these
+  // bundles of the current sources.
+  await Promise.all([bundle(), bundleCli()]);
   if (process.env.DATABASE_URL) {
     project.provide('databaseUrl', process.env.DATABASE_URL);
     return;

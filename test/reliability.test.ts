@@ -59,7 +59,7 @@ describe('inspectRequestToken', () => {
   it('gives the same code as redemption for every refusal, in the same order', async () => {
     const target = 'https://app.example/confirm?list=7';
     const cases: [Record<string, unknown>, (jwt: string) => Record<string, unknown>, string][] = [
-      [{ scope: 's', maxUses: 1 }, (jwt) => ({ jwt: jwt.slice(0, -4) + 'AAAA', scope: 's' }), 'TOKEN_SIGNATURE_INVALID'],
+      [{ scope: 's', maxUses: 1 }, (jwt) => ({ jwt: `${jwt.slice(0, -4)}AAAA`, scope: 's' }), 'TOKEN_SIGNATURE_INVALID'],
       [{ scope: 's' }, () => ({ jwt: 'not-a-jwt', scope: 's' }), 'TOKEN_MALFORMED'],
       [{ scope: 's' }, (jwt) => ({ jwt, scope: 'other' }), 'SCOPE_MISMATCH'],
       [{ scope: 's', targetUrl: target }, (jwt) => ({ jwt, scope: 's', url: 'https://app.example/elsewhere' }), 'TARGET_URL_MISMATCH'],

@@ -217,7 +217,7 @@ describe('usageStats', () => {
     ] as const) {
       const res = await server.gql(STATS, { filter, bucket });
       expect(res.errors?.[0].extensions?.code).toBe('BAD_USER_INPUT');
-      expect((res.errors?.[0].extensions?.issues as any[])[0].path.join('.')).toBe(path);
+      expect((res.errors![0].extensions!.issues as any[])[0].path.join('.')).toBe(path);
     }
   });
 });

@@ -1,7 +1,7 @@
 /**
  * A tiny newsletter: it "sends" an issue by printing one unsubscribe link per subscriber (each issued through the
  * SDK) with its List-Unsubscribe headers, and serves /unsubscribe behind the requestToken middleware. Everything it
- * knows about tokens comes from 'request-token/sdk'; it never writes GraphQL.
+ * knows about tokens comes from '@request-token/sdk'; it never writes GraphQL.
  *
  * The link is scanner-safe (`confirm: true`): opening it shows a confirmation page, and only its button (a POST)
  * unsubscribes, so a mail scanner that fetches every link consumes nothing. Mail providers' own "Unsubscribe"
@@ -14,7 +14,7 @@ import {
   requestToken,
   type ListUnsubscribeHeaders,
   type RequestTokenClient,
-} from '../../sdk/index.js';
+} from '@request-token/sdk';
 
 export interface Subscriber {
   id: string;

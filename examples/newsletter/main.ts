@@ -4,7 +4,7 @@
  *   REQUEST_TOKEN_URL=http://localhost:4000/graphql REQUEST_TOKEN_API_KEY=rt_… PORT=3000 npm run example:newsletter
  */
 import type { AddressInfo } from 'node:net';
-import { createRequestTokenClient } from '../../sdk/index.js';
+import { createRequestTokenClient } from '@request-token/sdk';
 import { createNewsletterApp } from './app.js';
 
 const url = process.env.REQUEST_TOKEN_URL ?? 'http://localhost:4000/graphql';

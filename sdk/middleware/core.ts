@@ -186,7 +186,7 @@ export async function judge(options: GuardOptions, view: RequestView): Promise<V
     if (!crossSitePost || confirmSession) {
       const render = options.renderConfirmation ?? defaultConfirmationPage;
       const html = options.confirm || confirmSession ? await render({ action: view.path, inspection: inspected }) : '';
-      return { kind: 'inspected', reply: { status: 200, headers: CONFIRMATION_HEADERS, body: html } };
+      return { kind: 'inspected', reply: { status: 200, headers: PAGE_HEADERS, body: html } };
     }
   }
   const result = await options.client.redeemRequestToken({
@@ -248,8 +248,14 @@ export interface Reply {
   body: string;
 }
 
-/** The default refusal: JSON with the code, never cached. */
-export function rejectionReply(rejection: Rejection): Reply {
+/**
+ * The default refusal, never cached: a short page saying why the link does not work for a browser (a request whose
+ * Accept header asks for text/html before JSON), JSON with the code for anything else.
+ */
+export function rejectionReply(rejection: Rejection, accept?: string | null): Reply {
+  if (prefersHtml(accept)) {
+    return { status: rejection.status, headers: PAGE_HEADERS, body: defaultRejectionPage(rejection) };
+  }
   return {
     status: rejection.status,
     headers: { 'content-type': 'application/json; charset=utf-8', 'cache-control': 'no-store' },
@@ -257,12 +263,66 @@ export function rejectionReply(rejection: Rejection): Reply {
   };
 }
 
-const CONFIRMATION_HEADERS: Record<string, string> = {
+/** Whether an Accept header asks for HTML ahead of JSON, as browsers' navigations do. */
+export function prefersHtml(accept: string | null | undefined): boolean {
+  const types = (accept ?? '').toLowerCase().split(',').map((part) => part.split(';')[0].trim());
+  const html = types.findIndex((t) => t === 'text/html' || t === 'application/xhtml+xml');
+  const json = types.findIndex((t) => t === 'application/json' || t.endsWith('+json'));
+  return html >= 0 && (json < 0 || html < json);
+}
+
+/** What a reader is told, per refusal code: a headline and one sentence. */
+const REFUSALS: Partial<Record<RejectionCode, [string, string]>> = {
+  MAX_USES_EXCEEDED: [
+    'This link has already been used',
+    'It could be used a limited number of times and has no uses left. If that was not you, ask for a new link.',
+  ],
+  TOKEN_EXPIRED: ['This link has expired', 'Links like this one work for a limited time. Please ask for a new one.'],
+  TOKEN_NOT_YET_VALID: ['This link is not active yet', 'Please try again later.'],
+  TOKEN_REVOKED: ['This link has been cancelled', 'It no longer works. Please ask for a new one if you still need it.'],
+  TOKEN_MISSING: ['This page needs a link', 'Open it from the link you were sent.'],
+  AUDIENCE_MISMATCH: [
+    'This link was made for someone else',
+    'You are signed in as another person than the one it was sent to.',
+  ],
+  SCOPE_MISMATCH: ['This link does not belong here', 'It was made for another page.'],
+  TARGET_URL_MISMATCH: ['This link does not belong here', 'It was made for another page.'],
+};
+const NOT_VALID: [string, string] = [
+  'This link is not valid',
+  'It may have been cut short when it was copied. Try opening it again from the message you received.',
+];
+
+/** The default refusal page for browsers: the reason in plain words, the code for whoever helps the reader. */
+export function defaultRejectionPage(rejection: Pick<Rejection, 'code'>): string {
+  const [headline, sentence] = REFUSALS[rejection.code] ?? NOT_VALID;
+  return `<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<meta name="robots" content="noindex">
+<title>${escapeHtml(headline)}</title>
+<style>body{font-family:system-ui,sans-serif;max-width:32rem;margin:4rem auto;padding:0 1rem;line-height:1.5}small{color:#666}</style>
+</head>
+<body>
+<main>
+<h1>${escapeHtml(headline)}</h1>
+<p>${escapeHtml(sentence)}</p>
+<p><small>Reason: ${escapeHtml(rejection.code)}</small></p>
+</main>
+</body>
+</html>
+`;
+}
+
+const PAGE_HEADERS: Record<string, string> = {
   'content-type': 'text/html; charset=utf-8',
   'cache-control': 'no-store',
   'referrer-policy': 'no-referrer',
   'x-robots-tag': 'noindex',
-  // No script can run on the page, whatever a custom renderer puts there: a scripting scanner finds nothing to click.
+  // No script can run on the confirmation or refusal page, whatever a custom renderer puts there: a scripting scanner
+  // finds nothing to click.
   'content-security-policy': "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'",
 };
 

@@ -108,16 +108,16 @@ export function withRequestToken<Required extends boolean, Args extends unknown[
       if (options.onRejected) {
         response = await options.onRejected(rejection, request, ...args);
       } else {
-        const reply = rejectionReply(rejection);
+        const reply = rejectionReply(rejection, request.headers.get('accept'));
         response = new Response(reply.body, { status: reply.status, headers: reply.headers });
       }
       if (rejection.logId) record(rejection.logId, response.status);
       return response;
     }
     const redemption = verdict.kind === 'redeemed' ? verdict.redemption : null;
-    let loginHeaders: HeadersInit | void = undefined;
+    let loginHeaders: HeadersInit | undefined;
     if (redemption?.loginMode === 'SESSION' && redemption.authenticateAs && options.login) {
-      loginHeaders = await options.login(redemption.authenticateAs, { redemption, request, args });
+      loginHeaders = (await options.login(redemption.authenticateAs, { redemption, request, args })) ?? undefined;
     }
     let response: Response;
     try {

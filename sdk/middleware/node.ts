@@ -100,7 +100,7 @@ export function requestToken<Req extends IncomingMessage = IncomingMessage, Res 
         const { rejection } = verdict;
         if (rejection.logId) recordWhenSent(res, options, rejection.logId);
         if (options.onRejected) await options.onRejected(rejection, req, res);
-        else writeReply(res, rejectionReply(rejection));
+        else writeReply(res, rejectionReply(rejection, req.headers.accept));
         return;
       }
       const { redemption } = verdict;

@@ -1,6 +1,9 @@
-import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import { createHash, timingSafeEqual } from 'node:crypto';
 import { raw, type EntityManager } from '@mikro-orm/postgresql';
 import { ApiKey, PERMISSIONS, type Permission } from '../database/entities/api-key.js';
+import { generateApiKey, parseApiKey } from './api-key-format.js';
+
+export { generateApiKey, parseApiKey };
 
 /** An api_key row as PostgreSQL returns it (column names). */
 interface ApiKeyRow {
@@ -11,9 +14,6 @@ interface ApiKeyRow {
   rate_limit_per_minute: number | null;
   revoked_at: Date | null;
 }
-
-const KEY_SHAPE = /^rt_([A-Za-z0-9]{8,32})_([A-Za-z0-9_-]{32,128})$/;
-const ALPHANUMERIC = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789';
 
 export interface Caller {
   keyId: string;
@@ -33,18 +33,8 @@ export const tenantOf = (caller: Caller): Tenant => (caller.permissions.includes
 export const hasPermission = (caller: Caller, permission: Permission) =>
   caller.permissions.includes('admin') || caller.permissions.includes(permission);
 
-export function generateApiKey(): { id: string; secret: string; key: string } {
-  const id = Array.from(randomBytes(12), (b) => ALPHANUMERIC[b % ALPHANUMERIC.length]).join('');
-  const secret = randomBytes(32).toString('base64url');
-  return { id, secret, key: `rt_${id}_${secret}` };
-}
-
 export const hashApiKeySecret = (secret: string) => createHash('sha256').update(secret).digest('hex');
 
-export function parseApiKey(key: string): { id: string; secret: string } | null {
-  const match = KEY_SHAPE.exec(key);
-  return match ? { id: match[1], secret: match[2] } : null;
-}
 
 export interface NewApiKey {
   name: string;

@@ -1,7 +1,7 @@
 import { raw } from '@mikro-orm/core';
 import type { QueryBuilder } from '@mikro-orm/postgresql';
 import { parseId } from './ids.js';
-import { Issues } from './errors.js';
+import type { Issues } from './errors.js';
 
 export const DEFAULT_PAGE_SIZE = 20;
 export const MAX_PAGE_SIZE = 100;

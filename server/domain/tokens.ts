@@ -11,7 +11,7 @@ import { parseHttpUrl, tokeniseUrl, urlParts } from './target-url.js';
 import { keysetPage, pageWindow, type Page, type PageArgs } from './paging.js';
 import { checkJsonValue, checkString, MAX_USER_ID_LENGTH } from './validation.js';
 import { DEFAULT_CLIENT_ID } from '../database/entities/api-client.js';
-import { tenantOf, type Caller, type Tenant } from './api-keys.js';
+import { tenantOf, type Caller } from './api-keys.js';
 
 /** A token as the API shows it; the shape of a request_token row. */
 export interface TokenRecord {

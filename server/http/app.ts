@@ -11,6 +11,7 @@ import { TRANSIENT_MESSAGES, transientReason } from '../database/db-errors.js';
 import { handleDashboard } from './dashboard.js';
 import { graphiqlTabs } from './graphiql-dashboard-tabs.js';
 import { graphiqlExample } from './graphiql-example.js';
+import { withApiKeyBar } from './graphiql-page.js';
 import { createRateLimiter } from './rate-limit.js';
 import { createFastPath } from './graphql-fast-path.js';
 import { createCostCheck } from './query-cost.js';
@@ -175,12 +176,11 @@ export function createApp(services: Services): App {
     // GraphiQL needs introspection: it is offered where introspection is. Its page and assets are inlined from the
     // package (no CDN), so it works offline like the dashboard. The package holds the whole GraphiQL bundle as
     // strings (several MB of heap): it is loaded on the first page view, not at start-up.
-    renderGraphiQL: (options) => loadGraphiQL().renderGraphiQL(options),
+    renderGraphiQL: (options) => withApiKeyBar(loadGraphiQL().renderGraphiQL(options)),
     graphiql: config.introspection && {
       title: 'request-token',
       defaultQuery: graphiqlExample,
       defaultTabs: graphiqlTabs,
-      headers: JSON.stringify({ Authorization: 'Bearer <your API key: see DATA_DIR/admin-api-key>' }, null, 2),
     },
     maskedErrors: { maskError },
     context: ({ request }) => {

@@ -15,6 +15,7 @@ const ASSETS: Record<string, { file: string; type: string }> = {
   '/dashboard/dashboard.css': { file: join(PAGE_DIR, 'dashboard.css'), type: 'text/css; charset=utf-8' },
   '/dashboard/dashboard.js': { file: join(PAGE_DIR, 'dashboard.js'), type: 'text/javascript; charset=utf-8' },
   '/dashboard/vendor/chart.umd.min.js': { file: CHART_JS, type: 'text/javascript; charset=utf-8' },
+  '/dashboard/favicon.svg': { file: join(PAGE_DIR, 'favicon.svg'), type: 'image/svg+xml' },
 };
 
 // The page talks to /graphql only; it runs no inline script and loads nothing from elsewhere.

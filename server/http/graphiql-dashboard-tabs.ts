@@ -1,9 +1,10 @@
 import { graphiqlExample } from './graphiql-example.js';
 
-const AUTH_HEADERS = JSON.stringify({ Authorization: 'Bearer <your API key: see DATA_DIR/admin-api-key>' }, null, 2);
-
-const usageStats = `# Usage per UTC day (or HOUR) and per scope: issued, redeemed, refused by code, recorded statuses.
-# Leave out "since" for the last 30 days (48 hours by the HOUR); add "scope" to narrow.
+const usageStats = `# Usage per UTC day (or HOUR) and per
+# scope: issued, redeemed, refused by
+# code, recorded statuses. Leave out
+# "since" for the last 30 days (48 hours
+# by the HOUR); add "scope" to narrow.
 
 fragment Counts on UsageCounts {
   issued
@@ -23,8 +24,11 @@ query UsageStats($filter: UsageStatsFilter, $bucket: StatsBucket!) {
 }
 `;
 
-const logsByToken = `# Every attempt on one token, newest first (20 a page: pass pageInfo.endCursor as "after").
-# Other filters: scope, userId, statusCode, failed, since, until.
+const logsByToken = `# Every attempt on one token, newest
+# first (20 a page: pass
+# pageInfo.endCursor as "after"). Other
+# filters: scope, userId, statusCode,
+# failed, since, until.
 
 query LogsByToken($tokenId: ID!, $after: String) {
   requestTokenLogs(filter: { tokenId: $tokenId }, first: 20, after: $after) {
@@ -35,8 +39,12 @@ query LogsByToken($tokenId: ID!, $after: String) {
 }
 `;
 
-const lookupByJwt = `# "Why didn't my link work?" Paste the JWT (the rt=… part of the link): the token behind it, whatever its
-# status, with its claims decoded and its history. Looking up consumes nothing and logs nothing.
+const lookupByJwt = `# "Why didn't my link work?" Paste the
+# JWT (the rt=… part of the link): the
+# token behind it, whatever its status,
+# with its claims decoded and its
+# history. Looking up consumes nothing
+# and logs nothing.
 
 query LookupByJwt($jwt: String!) {
   findRequestTokenByJwt(jwt: $jwt) {
@@ -53,7 +61,9 @@ query LookupByJwt($jwt: String!) {
 }
 `;
 
-const housekeeping = `# Admin: revoke many tokens at once, and trim the redemption log (also: npx request-token logs truncate).
+const housekeeping = `# Admin: revoke many tokens at once, and
+# trim the redemption log (also: npx
+# request-token logs truncate).
 
 mutation RevokeForUser($userId: String!) {
   revokeRequestTokens(filter: { userId: $userId }) {
@@ -74,9 +84,9 @@ mutation TruncateLogs {
 
 /** The tabs GraphiQL opens with (when the browser has none stored): getting started, then the dashboard questions. */
 export const graphiqlTabs = [
-  { query: graphiqlExample, headers: AUTH_HEADERS },
-  { query: usageStats, variables: JSON.stringify({ bucket: 'DAY', filter: {} }, null, 2), headers: AUTH_HEADERS },
-  { query: logsByToken, variables: JSON.stringify({ tokenId: '1' }, null, 2), headers: AUTH_HEADERS },
-  { query: lookupByJwt, variables: JSON.stringify({ jwt: 'paste the jwt here' }, null, 2), headers: AUTH_HEADERS },
-  { query: housekeeping, variables: JSON.stringify({ userId: '42' }, null, 2), headers: AUTH_HEADERS },
+  { query: graphiqlExample },
+  { query: usageStats, variables: JSON.stringify({ bucket: 'DAY', filter: {} }, null, 2) },
+  { query: logsByToken, variables: JSON.stringify({ tokenId: '1' }, null, 2) },
+  { query: lookupByJwt, variables: JSON.stringify({ jwt: 'paste the jwt here' }, null, 2) },
+  { query: housekeeping, variables: JSON.stringify({ userId: '42' }, null, 2) },
 ];

@@ -1,12 +1,19 @@
 /** What GraphiQL opens with: issue a link, then redeem it. */
-export const graphiqlExample = `# Welcome to the request-token service.
+export const graphiqlExample = `# Welcome to request-token.
 #
-# 1. Put your API key in the Headers tab below:
-#      { "Authorization": "Bearer rt_..." }
-#    A first start prints an admin key and writes it to DATA_DIR/admin-api-key (./.data/admin-api-key).
-# 2. Run "Issue" (the play button offers each operation), copy the jwt from the result into the
-#    variables of "Redeem", and run it. Run "Redeem" again: the second use is refused.
-# 3. Run "Logs" to see both attempts.
+# The API key entered above is sent
+# from every tab.
+#
+# 1. Run "Issue": the play button
+#    offers each operation.
+# 2. Copy the jwt from its result into
+#    the variables of "Redeem", run it.
+# 3. Run "Redeem" again: the second use
+#    is refused.
+# 4. Run "Logs" to see both attempts.
+#
+# The other tabs hold the dashboard's
+# questions.
 
 mutation Issue {
   createRequestToken(input: {

@@ -5,7 +5,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createRequestTokenClient, type RequestTokenClient } from '../../sdk/index.js';
+import { createRequestTokenClient, type RequestTokenClient } from '@request-token/sdk';
 import { startTestServer, type TestServer } from '../support/harness.js';
 import { freePort } from '../support/ports.js';
 import { ROOT } from '../support/process.js';
@@ -141,7 +141,7 @@ describe('the newsletter example', () => {
 
   it("unsubscribes through the mail provider's one-click button (RFC 8058), without cookies", async () => {
     await sentLinks(3);
-    const headers = /^To: grace@example.com .*\n  List-Unsubscribe: <([^>]+)>\n  List-Unsubscribe-Post: (.+)$/m.exec(output)!;
+    const headers = /^To: grace@example.com .*\n {2}List-Unsubscribe: <([^>]+)>\n {2}List-Unsubscribe-Post: (.+)$/m.exec(output)!;
     expect(headers[2]).toBe('List-Unsubscribe=One-Click');
     const res = await fetch(headers[1], {
       method: 'POST',

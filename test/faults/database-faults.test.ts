@@ -1,6 +1,5 @@
 import { rm } from 'node:fs/promises';
 import { clusterTempDir } from '../support/temp-dir.js';
-import { join } from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { generateApiKey } from '../../server/domain/api-keys.js';

@@ -16,7 +16,7 @@ const skewClock = fileURLToPath(new URL('./support/skew-clock.mjs', import.meta.
 const apiKey = generateApiKey().key;
 let databaseUrl: string;
 let db: pg.Pool;
-let bases: string[] = [];
+const bases: string[] = [];
 const services: ServiceProcess[] = [];
 
 beforeAll(async () => {

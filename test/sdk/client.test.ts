@@ -3,13 +3,13 @@ import { createServer as createTcpServer, type Server as TcpServer } from 'node:
 import type { AddressInfo } from 'node:net';
 import type { TypedDocumentNode } from '@graphql-typed-document-node/core';
 import { parse } from 'graphql';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import {
   createRequestTokenClient,
   isRequestTokenClientError,
   RequestTokenClientError,
   type RequestTokenClient,
-} from '../../sdk/index.js';
+} from '@request-token/sdk';
 import { startTestServer, type TestServer } from '../support/harness.js';
 
 let server: TestServer;
@@ -195,6 +195,54 @@ describe('transport failures throw one RequestTokenClientError with a kind', () 
       const error = await rejection(client.redeemRequestToken({ jwt: 'j', scope: 's' }));
       expect([error.kind, error.attempts, calls]).toEqual(['network', 3, 3]);
       expect(error.message).toContain('ECONNREFUSED');
+    });
+
+    it('a retry predicate decides, told the attempt and whether the SDK deems a retry safe', async () => {
+      lastStatus = 429;
+      let calls = 0;
+      const seen: [number, boolean, string][] = [];
+      const client = createRequestTokenClient({
+        url: `${httpUrl}/graphql`,
+        apiKey: 'k',
+        retries: 3,
+        retryDelayMs: 1,
+        fetch: (input, init) => {
+          calls++;
+          return fetch(input, init);
+        },
+        // A 429 is not retried by default; this client retries it for queries.
+        retry: ({ error, attempt, safe, type }) => {
+          seen.push([attempt, safe, error.kind]);
+          return type === 'query' && error.status === 429;
+        },
+      });
+      const limited = await rejection(client.requestTokens());
+      expect([limited.status, limited.attempts, calls]).toEqual([429, 4, 4]);
+      expect(seen).toEqual([[1, false, 'http'], [2, false, 'http'], [3, false, 'http']]);
+
+      calls = 0;
+      const never = createRequestTokenClient({ url: resetUrl, apiKey: 'k', retries: 3, retryDelayMs: 1, retry: () => false });
+      connections = 0;
+      const dropped = await rejection(never.requestTokens());
+      expect([dropped.kind, dropped.attempts, connections]).toEqual(['network', 1, 1]);
+    });
+
+    it('backs off with jitter: each wait lies between half and the whole of the doubled base delay', async () => {
+      const waits: number[] = [];
+      const realSetTimeout = globalThis.setTimeout;
+      const spy = vi.spyOn(globalThis, 'setTimeout').mockImplementation(((fn: () => void, ms?: number) => {
+        if (ms !== undefined && ms >= 20) waits.push(ms);
+        return realSetTimeout(fn, 0);
+      }) as typeof setTimeout);
+      const random = vi.spyOn(Math, 'random').mockReturnValueOnce(0).mockReturnValueOnce(1).mockReturnValueOnce(0.5);
+      try {
+        const client = createRequestTokenClient({ url: resetUrl, apiKey: 'k', retries: 3, retryDelayMs: 40 });
+        await rejection(client.requestTokens());
+      } finally {
+        spy.mockRestore();
+        random.mockRestore();
+      }
+      expect(waits).toEqual([20, 80, 120]);
     });
 
     it('a caller abort is kind aborted', async () => {

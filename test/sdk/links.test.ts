@@ -1,7 +1,7 @@
 import { createServer, request as httpRequest, type IncomingMessage } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { describe, expect, it } from 'vitest';
-import { clientIp, extractToken, normaliseIp, tokenise, type NodeRequestLike } from '../../sdk/index.js';
+import { clientIp, extractToken, normaliseIp, tokenise, type NodeRequestLike } from '@request-token/sdk';
 
 const node = (over: Partial<NodeRequestLike> & { remote?: string }): NodeRequestLike => ({
   method: 'GET',

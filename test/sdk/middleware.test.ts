@@ -8,7 +8,7 @@ import {
   withRequestToken,
   type RequestTokenClient,
   type RequestTokenMiddlewareOptions,
-} from '../../sdk/index.js';
+} from '@request-token/sdk';
 import { startTestServer, type TestServer } from '../support/harness.js';
 import { issueWith } from '../support/sdk.js';
 
@@ -90,6 +90,27 @@ describe('requestToken(), the connect-style middleware on a plain node:http serv
       { status_code: 200, error_code: null },
       { status_code: 403, error_code: 'MAX_USES_EXCEEDED' },
     ]);
+  });
+
+  it('refuses a browser with a short page in plain words, an API client with JSON', async () => {
+    use({});
+    const issued = await issue({ scope: 'download', maxUses: 1 });
+    const browser = 'text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8';
+    expect((await fetch(`${base}/file?rt=${issued.jwt}`, { headers: { accept: browser } })).status).toBe(200);
+    const page = await fetch(`${base}/file?rt=${issued.jwt}`, { headers: { accept: browser } });
+    expect(page.status).toBe(403);
+    expect(page.headers.get('content-type')).toBe('text/html; charset=utf-8');
+    expect(page.headers.get('content-security-policy')).toContain("default-src 'none'");
+    const html = await page.text();
+    expect(html).toContain('<h1>This link has already been used</h1>');
+    expect(html).toContain('Reason: MAX_USES_EXCEEDED');
+    const api = await fetch(`${base}/file?rt=${issued.jwt}`, { headers: { accept: 'application/json, text/html' } });
+    expect([api.headers.get('content-type'), (await api.json()).error.code]).toEqual([
+      'application/json; charset=utf-8',
+      'MAX_USES_EXCEEDED',
+    ]);
+    const missing = await fetch(`${base}/file`, { headers: { accept: browser } });
+    expect(await missing.text()).toContain('<h1>This page needs a link</h1>');
   });
 
   it('refuses a token of another scope or URL, and a missing token when required', async () => {
@@ -212,10 +233,14 @@ describe('withRequestToken(), the fetch-API wrapper', () => {
     expect((await plain(new Request(`https://a.example/?rt=${issued.jwt}`))).status).toBe(200);
     const refused = await plain(new Request(`https://a.example/?rt=${issued.jwt}`));
     expect([refused.status, await refused.json()]).toEqual([403, { error: { code: 'MAX_USES_EXCEEDED', message: expect.any(String) } }]);
+    const page = await plain(new Request(`https://a.example/?rt=${issued.jwt}`, { headers: { accept: 'text/html' } }));
+    expect([page.status, page.headers.get('content-type')]).toEqual([403, 'text/html; charset=utf-8']);
+    expect(await page.text()).toContain('<h1>This link has already been used</h1>');
     await Promise.all(recordings);
-    expect(recordings).toHaveLength(2);
-    expect(await recordedLogs(issued.token.id, 2)).toEqual([
+    expect(recordings).toHaveLength(3);
+    expect(await recordedLogs(issued.token.id, 3)).toEqual([
       { status_code: 200, error_code: null },
+      { status_code: 403, error_code: 'MAX_USES_EXCEEDED' },
       { status_code: 403, error_code: 'MAX_USES_EXCEEDED' },
     ]);
 

@@ -11,7 +11,7 @@ import {
   type RequestTokenClient,
   type RequestTokenMiddlewareOptions,
   type WithRequestTokenOptions,
-} from '../../sdk/index.js';
+} from '@request-token/sdk';
 import { startTestServer, type TestServer } from '../support/harness.js';
 import { issueWith } from '../support/sdk.js';
 

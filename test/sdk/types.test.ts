@@ -15,7 +15,7 @@ import {
   type Redemption,
   type RequestTokenClientError,
   type RequestTokenClientErrorKind,
-} from '../../sdk/index.js';
+} from '@request-token/sdk';
 
 const rt = createRequestTokenClient({ url: 'http://127.0.0.1:1/graphql', apiKey: 'rt_1_x' });
 

@@ -148,7 +148,7 @@ describe('retiring a signing key kills its tokens (item 3)', () => {
     expect((await retire(kid)).data.retireSigningKey.__typename).toBe('RetireSigningKeySuccess');
     const res = await server.gql('query T($id: ID!) { requestToken(id: $id) { id jwt } }', { id: token.id });
     expect(res.errors?.[0].extensions?.code).toBe('SIGNING_KEY_RETIRED');
-    expect((res.errors?.[0] as { path?: unknown }).path).toEqual(['requestToken', 'jwt']);
+    expect((res.errors![0] as { path?: unknown }).path).toEqual(['requestToken', 'jwt']);
     expect(JSON.stringify(res)).not.toMatch(/eyJ/);
     // The token's other fields stay readable.
     const other = await server.gql('query T($id: ID!) { requestToken(id: $id) { id userId } }', { id: token.id });

@@ -137,7 +137,7 @@ describe('GraphQL is served at exactly /graphql (item 5)', () => {
 
   it('answers 404 to a huge body at another path without reading it', async () => {
     const head = `POST /foo/graphql HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${21 * 1024 * 1024}\r\n\r\n`;
-    const answer = await raw(head + '{"query":"');
+    const answer = await raw(`${head}{"query":"`);
     expect(answer).toMatch(/^HTTP\/1\.1 404/);
   });
 

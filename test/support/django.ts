@@ -1,6 +1,6 @@
 import { spawn } from 'node:child_process';
 import { SignJWT } from 'jose';
-import pg from 'pg';
+import type pg from 'pg';
 import { ROOT } from './process.js';
 
 /** A Django SECRET_KEY as `startproject` makes them: 50 characters. */

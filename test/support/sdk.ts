@@ -1,4 +1,4 @@
-import type { RequestTokenClient } from '../../sdk/index.js';
+import type { RequestTokenClient } from '@request-token/sdk';
 
 /** Issues a token through the SDK client, failing the test on anything but a success. */
 export async function issueWith(rt: RequestTokenClient, input: Parameters<RequestTokenClient['createRequestToken']>[0]) {

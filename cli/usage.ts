@@ -1,0 +1,46 @@
+// Help texts, apart from the commands' code so that `request-token <command> --help` loads nothing else.
+
+export const SERVICE_OPTIONS = `
+Talks to the running service through its API (the SDK), so its caches see the change at once:
+  --url URL        the service, e.g. http://127.0.0.1:4000 (default: $REQUEST_TOKEN_URL, else http://127.0.0.1:$PORT,
+                   PORT defaulting to 4000)
+  --api-key KEY    an admin API key (default: $REQUEST_TOKEN_API_KEY, else the file $DATA_DIR/admin-api-key,
+                   DATA_DIR defaulting to ./.data)
+`;
+
+export const ISSUE_USAGE = `usage: request-token issue --scope S --csv recipients.csv [options] > links.csv
+
+Issues one token per CSV row through a running service (createRequestTokens, in batches) and writes
+userId,tokenId,link per row to stdout. The CSV has a header row with a userId column; every other column goes
+into the token's data. The link is --target-url with the token added as ?rt=…, or the bare JWT without it.
+
+options:
+  --scope S             scope of every token (required)
+  --csv FILE            recipients, "-" for stdin (required)
+  --target-url URL      bind every token to this URL and write tokenised links
+  --login-mode MODE     NONE (default), REQUEST or SESSION
+  --max-uses N          uses per token (default: the server's)
+  --expires-at ISO      expiry of every token, e.g. 2026-12-31T00:00:00Z
+  --batch N             tokens per call, 1–10000 (default 5000)
+  --max-request-bytes N a call is also cut below this size (default 200000: the service's MAX_BODY_BYTES
+                        is 262144 unless configured)
+  --concurrency N       calls in flight (default 2)
+  --url URL             the service (default: $REQUEST_TOKEN_URL, else http://127.0.0.1:$PORT)
+  --api-key KEY         an API key allowed to issue (default: $REQUEST_TOKEN_API_KEY, else $DATA_DIR/admin-api-key)
+
+Progress, rate and ETA go to stderr. Each batch is all or nothing; when one is refused the command still writes
+every token issued by other batches, reports the refused rows on stderr and exits with status 1.
+`;
+
+export const LOGS_TRUNCATE_USAGE = `usage: request-token logs truncate [--max-count N] [--max-days D] [--batch-size B] [--dry-run]
+       request-token logs truncate --all [--batch-size B] [--dry-run]
+
+Deletes redemption log rows beyond the newest N and/or older than D days (24-hour periods), oldest first, in batches of
+B rows (default 5000), each its own short transaction. N and D are at least 1: to empty the log, say --all
+(django-request-token's --max-count 0 / --max-days 0 meant "no limit": leave the option out instead). --dry-run shows
+what would be deleted.
+
+Needs the database directly (the service need not run): DATABASE_URL, else the embedded PostgreSQL under DATA_DIR
+(default ./.data), the running one or started for the command. Through the API instead: the truncateRequestTokenLogs
+mutation.
+`;
