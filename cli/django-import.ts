@@ -6,6 +6,7 @@ import { from as copyFrom } from 'pg-copy-streams';
 import type { Config } from '../server/config.js';
 import type { LoginMode } from '../server/database/entities/request-token.js';
 import { storedClientIp } from '../server/domain/privacy.js';
+import { DEFAULT_KID } from '../server/domain/signing-keys.js';
 import { parseHttpUrl, urlParts } from '../server/domain/target-url.js';
 import { MAX_SCOPE_LENGTH } from '../server/domain/tokens.js';
 import { MAX_USER_AGENT_LENGTH } from '../server/domain/validation.js';
@@ -37,6 +38,12 @@ export interface DjangoImportOptions {
   schema?: string | null;
   /** API client name; default "default". */
   client?: string | null;
+  /**
+   * The ring key that checks the Django links: "default" (REQUEST_TOKEN_SECRET is the SECRET_KEY; the tokens get no
+   * kid) or the kid of the SECRET_KEY added with `signing-keys add --verify-only`. Redemption requires a JWT to be
+   * verified by its token's key, so the added key redeems the imported tokens and no others.
+   */
+  kid?: string | null;
   dryRun?: boolean;
   batchSize?: number;
   /** Base for pre-0.4 `target_url` values that are paths ("/foo"): those bind to this origin's host. */
@@ -279,6 +286,16 @@ export async function importDjango(options: DjangoImportOptions): Promise<Django
   const { rows: clients } = await target.query<{ id: string }>('select id from api_client where name = $1', [clientName]);
   if (!clients[0]) throw new DjangoImportError(`no API client named "${clientName}" (create it: request-token clients create)`);
   const clientId = String(clients[0].id);
+  const kid = options.kid && options.kid !== DEFAULT_KID ? options.kid : null;
+  if (kid !== null) {
+    const { rows: keys } = await target.query<{ state: string }>('select state from signing_key where kid = $1', [kid]);
+    if (!keys[0]) {
+      throw new DjangoImportError(
+        `no signing key "${kid}": add the Django SECRET_KEY first (request-token signing-keys add --kid ${kid} --secret-file FILE --verify-only)`,
+      );
+    }
+    if (keys[0].state === 'retired') throw new DjangoImportError(`signing key "${kid}" is retired: its links would all be refused`);
+  }
 
   // One snapshot of the Django tables: a log row read later always finds its token among those read.
   await source.query('begin isolation level repeatable read read only');
@@ -387,9 +404,9 @@ export async function importDjango(options: DjangoImportOptions): Promise<Django
       `insert into request_token (id, scope, target_url, target_host, target_path, target_params, user_id, login_mode,
          data, max_uses, used_to_date, issued_at, not_before, expires_at, client_id, kid)
        select id, scope, target_url, target_host, target_path, target_params, user_id, login_mode, data, max_uses,
-         used_to_date, coalesce(issued_at, now()), not_before, expires_at, $1, null
+         used_to_date, coalesce(issued_at, now()), not_before, expires_at, $1, $2
        from django_token s where not exists (select 1 from request_token t where t.id = s.id)`,
-      [clientId],
+      [clientId, kid],
     );
     // Uses counted by Django since the last run (both systems side by side) are not given back.
     await conn.query(

@@ -5,8 +5,8 @@ import { loadCliConfig } from './connect.js';
 import { openServiceDatabase } from './database.js';
 import { DEFAULT_IMPORT_BATCH, DjangoImportError, importDjango, type DjangoImportResult } from './django-import.js';
 
-const USAGE = `usage: request-token import django --from postgres://USER@HOST/DB [--schema NAME] [--client NAME] [--dry-run]
-       [--batch-size N] [--reserve-ids N] [--target-origin https://HOST]
+const USAGE = `usage: request-token import django --from postgres://USER@HOST/DB [--schema NAME] [--client NAME] [--kid KID]
+       [--dry-run] [--batch-size N] [--reserve-ids N] [--target-origin https://HOST]
 
 Imports django-request-token's tables (request_token_requesttoken, request_token_requesttokenlog) into the service's
 database, for one API client (default "default"). Token ids are kept, so links already sent keep naming their token;
@@ -20,6 +20,8 @@ mapped, is reported and nothing is written (exit 2). Progress and the final coun
                        (?options=-c%20search_path%3Ddjango) or with --schema
   --schema NAME        schema holding the Django tables (default: the connection's current schema)
   --client NAME        API client that owns the imported tokens (default "default")
+  --kid KID            the signing key that checks Django's links: "default" when REQUEST_TOKEN_SECRET is the Django
+                       SECRET_KEY (the default), else the kid it was added with (signing-keys add --verify-only)
   --dry-run            read, map and check everything; write nothing
   --batch-size N       rows per COPY batch (default ${DEFAULT_IMPORT_BATCH})
   --reserve-ids N      move the service's id sequences N past Django's largest ids, so that Django can go on issuing
@@ -69,6 +71,7 @@ export const importDjangoCommand: Command = {
           from: { type: 'string' },
           schema: { type: 'string' },
           client: { type: 'string' },
+          kid: { type: 'string' },
           'dry-run': { type: 'boolean', default: false },
           'batch-size': { type: 'string' },
           'reserve-ids': { type: 'string' },
@@ -123,6 +126,7 @@ export const importDjangoCommand: Command = {
         target: service.db.pool,
         schema: parsed.schema ?? null,
         client: parsed.client ?? null,
+        kid: parsed.kid ?? null,
         dryRun: parsed['dry-run'],
         batchSize: batchSize as number | undefined,
         reserveIds: reserveIds as number | undefined,

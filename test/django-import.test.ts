@@ -307,14 +307,17 @@ describe('Django links on a service with a secret of its own: SECRET_KEY added a
 
   it('redeems Django links once the key is added, signs new links with its own key, and refuses them once retired', async () => {
     const own = await issue(ring, { scope: 'newsletter' });
-    const source = new pg.Client({ connectionString: djangoUrl });
-    await source.connect();
-    try {
-      const result = await importDjango({ source, target: ring.db.pool, config: ring.config });
-      expect(result.tokens.imported).toBe(result.tokens.read);
-    } finally {
-      await source.end();
-    }
+    const importWith = async (kid: string) => {
+      const source = new pg.Client({ connectionString: djangoUrl });
+      await source.connect();
+      try {
+        return await importDjango({ source, target: ring.db.pool, config: ring.config, kid });
+      } finally {
+        await source.end();
+      }
+    };
+    // The imported tokens are the added key's: it must be there first.
+    await expect(importWith('django')).rejects.toThrow('no signing key "django": add the Django SECRET_KEY first');
     const django = await djangoJwt(tokens.newsletter);
     expect(await redeem(ring, { jwt: django, scope: 'newsletter' })).toMatchObject({ code: 'TOKEN_SIGNATURE_INVALID' });
 
@@ -332,12 +335,18 @@ describe('Django links on a service with a secret of its own: SECRET_KEY added a
     expect(stored.state).toBe('verify');
     expect(stored.encrypted_key).not.toContain(DJANGO_SECRET_KEY);
     await ring.services.codec.ring.refresh();
+    const result = await importWith('django');
+    expect(result.tokens.imported).toBe(result.tokens.read);
+    expect(await ring.sql(`select distinct kid from request_token where id >= 101`)).toEqual([{ kid: 'django' }]);
 
     // Uses left as Django left them (2 of 5 used there), the same refusals as there.
     expect(await redeem(ring, { jwt: django, scope: 'newsletter' })).toMatchObject({ __typename: 'Redemption', usesRemaining: 2 });
     expect(await redeem(ring, { jwt: await djangoJwt(tokens.expired), scope: 'newsletter' })).toMatchObject({ code: 'TOKEN_EXPIRED' });
     const forged = await djangoJwt(tokens.newsletter, 'another-secret-key-another-secret-key-0123456789');
     expect(await redeem(ring, { jwt: forged, scope: 'newsletter' })).toMatchObject({ code: 'TOKEN_SIGNATURE_INVALID' });
+    // The added key redeems the imported tokens and no others: a link forged with it for the service's own token fails.
+    const forgedOwn = await djangoJwt({ ...tokens.newsletter, id: Number(own.token.id) });
+    expect(await redeem(ring, { jwt: forgedOwn, scope: 'newsletter' })).toMatchObject({ code: 'TOKEN_SIGNATURE_INVALID' });
     // Only a JWT without a kid falls back to the added key: one naming the default key is that key's alone.
     const named = await new SignJWT({ max: 5, sub: 'newsletter', mod: 'n', jti: '101', iat: 1 })
       .setProtectedHeader({ alg: 'HS256', typ: 'JWT', kid: 'default' })
