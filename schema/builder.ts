@@ -1,4 +1,5 @@
 import SchemaBuilder from '@pothos/core';
+import ComplexityPlugin from '@pothos/plugin-complexity';
 import ErrorsPlugin from '@pothos/plugin-errors';
 import './input-screen.js';
 import type { Context } from '../server/context.js';
@@ -14,9 +15,12 @@ export const builder = new SchemaBuilder<{
   };
 }>({
   // Order matters: input screening runs inside the errors plugin, so its ValidationError becomes a union member.
-  plugins: [ErrorsPlugin, 'inputScreen'],
+  plugins: [ErrorsPlugin, 'inputScreen', ComplexityPlugin],
   defaultFieldNullability: false,
   errors: { directResult: true },
+  // Fields declare their cost (pages: their size); the edge enforces the limit before execution, with the request's
+  // variables (server/http/query-cost.ts), so resolvers are not wrapped.
+  complexity: { disabled: true },
 });
 
 builder.queryType({});

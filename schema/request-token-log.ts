@@ -4,7 +4,7 @@ import { getTokens, type TokenRecord } from '../server/domain/tokens.js';
 import { listLogs, recordResponseStatus, type LogRecord } from '../server/domain/logs.js';
 import { builder } from './builder.js';
 import { ErrorCodeEnum } from './errors.js';
-import { connectionType } from './paging.js';
+import { connectionType, pageCost } from './paging.js';
 import { asQueryError, RequestTokenRef } from './request-token.js';
 import { DateTime } from './scalars.js';
 
@@ -78,6 +78,7 @@ builder.objectField(RequestTokenRef, 'logs', (t) =>
   t.field({
     type: RequestTokenLogConnection,
     args: { first: t.arg.int(), after: t.arg.string() },
+    complexity: pageCost,
     resolve: (token, { first, after }, ctx) =>
       asQueryError(() => listLogs(ctx.pool, { tokenId: token.id }, { first, after }, ctx.tenant)),
   }),
@@ -99,6 +100,7 @@ builder.queryField('requestTokenLogs', (t) =>
   t.field({
     type: RequestTokenLogConnection,
     args: { filter: t.arg({ type: RequestTokenLogFilter }), first: t.arg.int(), after: t.arg.string() },
+    complexity: pageCost,
     resolve: (_root, { filter, first, after }, ctx) =>
       asQueryError(() =>
         listLogs(

@@ -53,6 +53,7 @@ export async function inspectToken(deps: RedeemDeps, input: InspectInput): Promi
       deps.config.clockToleranceSeconds,
       // Another client's token inspects as TOKEN_NOT_FOUND, like at redemption.
       tenantOf(deps.caller),
+      verified.kid,
     ],
   });
   const row = rows[0];

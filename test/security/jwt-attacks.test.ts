@@ -196,7 +196,8 @@ describe('time windows honour the configured clock tolerance (30 s)', () => {
   });
 
   it('takes the window from the database, not from exp/nbf claims an attacker could forge', async () => {
-    const t = await windowed(`expires_at = now() - interval '1 hour'`);
+    // The forger holds the token's own key (the default key; a JWT of another key is refused whatever it claims).
+    const t = await windowed(`expires_at = now() - interval '1 hour', kid = 'default'`);
     const forged = hs256(TEST_SECRET, header, { ...decodeJwt(t.jwt), exp: Math.floor(Date.now() / 1000) + 3600 });
     expect(await refusal(forged)).toBe('TOKEN_EXPIRED');
   });
