@@ -58,3 +58,6 @@ async function runningPort(dir: string): Promise<number | null> {
     return null;
   }
 }
+
+/** The operator at the command line acts for every tenant, like an admin key. */
+export const operator = (db: Database) => ({ orm: db.orm, tenant: null });

@@ -56,7 +56,7 @@ builder.queryField('apiKeys', (t) =>
     type: [ApiKeyRef],
     description: 'Admin keys only.',
     args: { clientId: t.arg.id() },
-    resolve: (_root, { clientId }, ctx) => listKeys(ctx.pool, { clientId: clientId == null ? null : String(clientId) }),
+    resolve: (_root, { clientId }, ctx) => listKeys(ctx, { clientId: clientId == null ? null : String(clientId) }),
   }),
 );
 
@@ -67,7 +67,7 @@ builder.mutationFields((t) => ({
     errors: { types: [ValidationError], union: { name: 'CreateApiKeyResult' } },
     args: { input: t.arg({ type: CreateApiKeyInput, required: true }) },
     resolve: (_root, { input }, ctx) =>
-      createKey(ctx.orm.em.fork(), ctx.pool, {
+      createKey(ctx, {
         ...input,
         clientId: input.clientId == null ? null : String(input.clientId),
       }),
@@ -78,7 +78,7 @@ builder.mutationFields((t) => ({
     errors: { types: [NotFoundError], union: { name: 'RevokeApiKeyResult' } },
     args: { id: t.arg.id({ required: true }) },
     resolve: async (_root, { id }, ctx) => {
-      const apiKey = await revokeKey(ctx.pool, String(id));
+      const apiKey = await revokeKey(ctx, String(id));
       ctx.authenticator.clear();
       return { apiKey };
     },

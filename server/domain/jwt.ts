@@ -131,14 +131,13 @@ export async function createJwtCodec(source: string | KeyRing): Promise<JwtCodec
       // The key comes from our ring only; tokens without a kid are the default key's (issued before rotation).
       const kid = header.kid ?? DEFAULT_KID;
       // Known keys synchronously: no extra await on the hot path; an unknown kid may reload the ring (throttled).
-      const key = ring.get(kid) ?? (await ring.lookup(kid));
-      if (!key || key.state === 'retired' || header.alg !== key.alg) return { ok: false, code: 'TOKEN_SIGNATURE_INVALID' };
-      let payload: Uint8Array;
-      if (key.hmacSecret) {
-        const verified = verifyHs256(jwt, key.hmacSecret);
-        if (!verified) return { ok: false, code: 'TOKEN_SIGNATURE_INVALID' };
-        payload = verified;
-      } else {
+      const found = ring.get(kid) ?? (await ring.lookup(kid));
+      const key = found && found.state !== 'retired' && header.alg === found.alg ? found : null;
+      let payload: Uint8Array | null = null;
+      let kidUsed = kid;
+      if (key?.hmacSecret) {
+        payload = verifyHs256(jwt, key.hmacSecret);
+      } else if (key) {
         try {
           ({ payload } = await compactVerify(jwt, key.verifyKey, { algorithms: [key.alg] }));
         } catch (error) {
@@ -147,8 +146,20 @@ export async function createJwtCodec(source: string | KeyRing): Promise<JwtCodec
           throw error;
         }
       }
+      // No kid and not the default key's: perhaps a verify-only secret added to the ring (django-request-token's
+      // SECRET_KEY). Tried only after a failure, so the default key's tokens cost nothing more.
+      if (!payload && header.kid === undefined && header.alg === 'HS256') {
+        for (const other of ring.kidless()) {
+          payload = verifyHs256(jwt, other.hmacSecret!);
+          if (payload) {
+            kidUsed = other.kid;
+            break;
+          }
+        }
+      }
+      if (!payload) return { ok: false, code: 'TOKEN_SIGNATURE_INVALID' };
       const claims = parseClaims(payload);
-      return claims ? { ok: true, claims, kid: key.kid } : { ok: false, code: 'TOKEN_MALFORMED' };
+      return claims ? { ok: true, claims, kid: kidUsed } : { ok: false, code: 'TOKEN_MALFORMED' };
     },
   };
 }
@@ -188,10 +199,21 @@ function parseClaims(payload: Uint8Array): TokenClaims | null {
   if (typeof value !== 'object' || value === null || Array.isArray(value)) return null;
   const c = value as Record<string, unknown>;
   const optionalNumber = (v: unknown) => v === undefined || (typeof v === 'number' && Number.isFinite(v));
-  if (typeof c.jti !== 'string' || typeof c.sub !== 'string') return null;
+  if (typeof c.sub !== 'string') return null;
+  // django-request-token up to 2.3.x writes the token id as a JSON number, and its 1.x writes the user id (`aud`) as
+  // one: such links are still in people's mailboxes. A safe integer is read as its decimal string; nothing else is.
+  if (typeof c.jti !== 'string') {
+    if (!isSafeId(c.jti)) return null;
+    c.jti = String(c.jti);
+  }
+  if (c.aud !== undefined && typeof c.aud !== 'string') {
+    if (!isSafeId(c.aud)) return null;
+    c.aud = String(c.aud);
+  }
   if (c.mod !== 'n' && c.mod !== 'r' && c.mod !== 's') return null;
   if (typeof c.max !== 'number' || typeof c.iat !== 'number') return null;
-  if (c.aud !== undefined && typeof c.aud !== 'string') return null;
   if (!optionalNumber(c.exp) || !optionalNumber(c.nbf)) return null;
   return c as unknown as TokenClaims;
 }
+
+const isSafeId = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;

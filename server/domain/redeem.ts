@@ -13,7 +13,7 @@ import { MAX_SCOPE_LENGTH, TOKEN_COLUMNS, tokenFromRow, type TokenRecord } from 
 import { tenantOf, type Caller } from './api-keys.js';
 import { DEFAULT_KID } from './signing-keys.js';
 import { storedClientIp } from './privacy.js';
-import { isDatabaseId } from './ids.js';
+import { parseId } from './ids.js';
 
 export interface RedeemInput {
   jwt: string;
@@ -196,7 +196,7 @@ export async function redeemToken(deps: RedeemDeps, input: RedeemInput): Promise
     return new TokenRejection(verified.code, null, logId);
   }
 
-  const tokenId = isDatabaseId(verified.claims.jti) ? verified.claims.jti : '0';
+  const tokenId = parseId(verified.claims.jti) ?? '0';
   const key = input.idempotencyKey ?? null;
   const expected =
     key === null ? null : fingerprint({ scope: input.scope, url: input.url ?? null, userId, clientIp, userAgent });

@@ -1,15 +1,17 @@
 import type pg from 'pg';
+import { raw } from '@mikro-orm/core';
+import type { QueryBuilder } from '@mikro-orm/postgresql';
 import type { Config } from '../config.js';
 import { Issues, NotFoundError } from './errors.js';
-import type { LoginMode, TokenStatus } from '../database/entities/request-token.js';
-import { LOGIN_MODES, TOKEN_STATUSES } from '../database/entities/request-token.js';
+import { LOGIN_MODES, RequestToken, TOKEN_STATUSES, type LoginMode, type TokenStatus } from '../database/entities/request-token.js';
+import { requestEm, tenantQueryBuilder, type TenantDeps } from '../database/tenant.js';
+import { parseId, parseIds } from './ids.js';
 import { modeClaim, type JwtCodec, type TokenClaims } from './jwt.js';
 import { parseHttpUrl, tokeniseUrl, urlParts } from './target-url.js';
 import { keysetPage, pageWindow, type Page, type PageArgs } from './paging.js';
 import { checkJsonValue, checkString, MAX_USER_ID_LENGTH } from './validation.js';
 import { DEFAULT_CLIENT_ID } from '../database/entities/api-client.js';
 import { tenantOf, type Caller, type Tenant } from './api-keys.js';
-import { isDatabaseId } from './ids.js';
 
 /** A token as the API shows it; the shape of a request_token row. */
 export interface TokenRecord {
@@ -191,12 +193,13 @@ export async function issueToken(deps: TokenDeps, input: IssueInput): Promise<Is
   let clientId = tenant ?? DEFAULT_CLIENT_ID;
   if (input.clientId != null) {
     // Another tenant's client id is refused exactly like one that does not exist.
+    const asked = parseId(input.clientId);
     const known =
-      isDatabaseId(input.clientId) &&
+      asked !== null &&
       (tenant === null
-        ? (await deps.pool.query('select 1 from api_client where id = $1', [input.clientId])).rowCount === 1
-        : input.clientId === tenant);
-    if (known) clientId = input.clientId;
+        ? (await deps.pool.query('select 1 from api_client where id = $1', [asked])).rowCount === 1
+        : asked === tenant);
+    if (known) clientId = asked;
     else issues.add(['input', 'clientId'], 'no such client');
   }
   issues.throwIfAny();
@@ -235,43 +238,68 @@ export async function issueToken(deps: TokenDeps, input: IssueInput): Promise<Is
   return { token, jwt, url: token.targetUrl ? tokeniseUrl(token.targetUrl, jwt) : null };
 }
 
-/** Another tenant's token reads as missing. */
-export async function getToken(pool: pg.Pool, id: string, tenant: Tenant): Promise<TokenRecord | null> {
-  if (!isDatabaseId(id)) return null;
-  const { rows } = await pool.query({
-    name: 'get-token',
-    text: `select ${TOKEN_COLUMNS} from request_token where id = $1 and ($2::bigint is null or client_id = $2::bigint)`,
-    values: [id, tenant],
-  });
-  return rows[0] ? tokenFromRow(rows[0]) : null;
+type TokenRow = RequestToken & { status: TokenStatus };
+
+/** A token as the API shows it, from the entity and its status (derived in SQL on the database clock). */
+function tokenFromEntity(row: TokenRow): TokenRecord {
+  return {
+    id: row.id,
+    scope: row.scope,
+    targetUrl: row.targetUrl ?? null,
+    userId: row.userId ?? null,
+    loginMode: row.loginMode,
+    data: row.data ?? null,
+    maxUses: row.maxUses,
+    usedToDate: row.usedToDate,
+    issuedAt: row.issuedAt,
+    notBefore: row.notBefore ?? null,
+    expiresAt: row.expiresAt ?? null,
+    revokedAt: row.revokedAt ?? null,
+    clientId: row.clientId,
+    kid: row.kid ?? null,
+    status: row.status,
+  };
+}
+
+/** The tenant's tokens with their status: every token query starts here, so the tenant filter is always on it. */
+function tokenQuery(deps: TenantDeps) {
+  const qb = tenantQueryBuilder(requestEm(deps), RequestToken, 't');
+  return qb.select([...TOKEN_FIELDS, raw(`(${STATUS_SQL}) as status`)]);
+}
+
+const TOKEN_FIELDS = [
+  'id', 'scope', 'targetUrl', 'userId', 'loginMode', 'data', 'maxUses', 'usedToDate', 'issuedAt', 'notBefore',
+  'expiresAt', 'revokedAt', 'clientId', 'kid',
+] as const satisfies (keyof RequestToken)[];
+
+const readTokens = async (qb: QueryBuilder<any, any>): Promise<TokenRecord[]> =>
+  ((await qb.execute('all', true)) as TokenRow[]).map(tokenFromEntity);
+
+/** Another tenant's token reads as missing; so does an id no row can have. */
+export async function getToken(deps: TenantDeps, id: string): Promise<TokenRecord | null> {
+  const tokenId = parseId(id);
+  if (tokenId === null) return null;
+  const [token] = await readTokens(tokenQuery(deps).andWhere({ id: tokenId }));
+  return token ?? null;
 }
 
 /** Several tokens by id in one query (the dashboard's log pages name the same few tokens many times). */
-export async function getTokens(pool: pg.Pool, ids: string[], tenant: Tenant): Promise<Map<string, TokenRecord>> {
-  const valid = ids.filter(isDatabaseId);
+export async function getTokens(deps: TenantDeps, ids: readonly string[]): Promise<Map<string, TokenRecord>> {
+  const valid = parseIds(ids);
   const found = new Map<string, TokenRecord>();
   if (valid.length === 0) return found;
-  const { rows } = await pool.query({
-    name: 'get-tokens',
-    text: `select ${TOKEN_COLUMNS} from request_token
-      where id = any($1::bigint[]) and ($2::bigint is null or client_id = $2::bigint)`,
-    values: [valid, tenant],
-  });
-  for (const row of rows) found.set(String(row.id), tokenFromRow(row));
+  for (const token of await readTokens(tokenQuery(deps).andWhere({ id: { $in: valid } }))) found.set(token.id, token);
   return found;
 }
 
 /** Revokes at once; revoking a revoked token keeps its first revocation time. */
-export async function revokeToken(pool: pg.Pool, id: string, tenant: Tenant): Promise<TokenRecord> {
-  if (!isDatabaseId(id)) throw new NotFoundError('Token');
-  const { rows } = await pool.query({
-    name: 'revoke-token',
-    text: `update request_token set revoked_at = coalesce(revoked_at, now())
-      where id = $1 and ($2::bigint is null or client_id = $2::bigint) returning ${TOKEN_COLUMNS}`,
-    values: [id, tenant],
-  });
-  if (!rows[0]) throw new NotFoundError('Token');
-  return tokenFromRow(rows[0]);
+export async function revokeToken(deps: TenantDeps, id: string): Promise<TokenRecord> {
+  const tokenId = parseId(id);
+  if (tokenId === null) throw new NotFoundError('Token');
+  const revoked = await requestEm(deps).nativeUpdate(RequestToken, { id: tokenId }, { revokedAt: raw('coalesce(revoked_at, now())') });
+  const token = revoked ? await getToken(deps, tokenId) : null;
+  if (!token) throw new NotFoundError('Token');
+  return token;
 }
 
 export interface TokenFilter {
@@ -280,32 +308,15 @@ export interface TokenFilter {
   status?: TokenStatus | null;
 }
 
-export async function listTokens(
-  pool: pg.Pool,
-  filter: TokenFilter,
-  args: PageArgs,
-  tenant: Tenant,
-): Promise<Page<TokenRecord>> {
+export async function listTokens(deps: TenantDeps, filter: TokenFilter, args: PageArgs): Promise<Page<TokenRecord>> {
   const issues = new Issues();
   const { limit, beforeId } = pageWindow(args, issues);
   if (filter.status != null && !TOKEN_STATUSES.includes(filter.status)) issues.add(['filter', 'status'], 'unknown');
   issues.throwIfAny();
 
-  const where: string[] = [];
-  const values: unknown[] = [];
-  const param = (v: unknown) => `$${values.push(v)}`;
-  if (tenant !== null) where.push(`client_id = ${param(tenant)}`);
-  if (filter.scope != null) where.push(`scope = ${param(filter.scope)}`);
-  if (filter.userId != null) where.push(`user_id = ${param(filter.userId)}`);
-  if (filter.status != null) where.push(`(${STATUS_SQL}) = ${param(filter.status)}`);
-  return keysetPage(pool, {
-    from: 'request_token',
-    columns: TOKEN_COLUMNS,
-    idColumn: 'id',
-    where,
-    values,
-    limit,
-    beforeId,
-    map: tokenFromRow,
-  });
+  const qb = tokenQuery(deps);
+  if (filter.scope != null) qb.andWhere({ scope: filter.scope });
+  if (filter.userId != null) qb.andWhere({ userId: filter.userId });
+  if (filter.status != null) qb.andWhere(`(${STATUS_SQL}) = ?`, [filter.status]);
+  return keysetPage(qb, 't.id', limit, beforeId, readTokens);
 }

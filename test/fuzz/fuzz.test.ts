@@ -42,7 +42,7 @@ beforeAll(async () => {
   const a = await tenantKey(server, `fuzz tenant ${markers.a}`, ['issue', 'redeem', 'read']);
   const b = await tenantKey(server, `fuzz tenant ${markers.b}`, ['issue', 'redeem', 'read']);
   const keyOf = async (clientId: string, permissions: string[]) =>
-    (await createKey(server.db.orm.em.fork(), server.db.pool, { name: `fuzz ${permissions}`, clientId, permissions }))
+    (await createKey({ orm: server.db.orm, tenant: null }, { name: `fuzz ${permissions}`, clientId, permissions }))
       .key;
 
   const ids: string[] = [a.client.id, b.client.id, '1', '2'];

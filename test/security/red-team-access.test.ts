@@ -16,7 +16,7 @@ beforeAll(async () => {
   const read = await tenantKey(server, 'acme', ['read']);
   const { createKey } = await import('../../server/domain/clients.js');
   const make = async (permissions: string[]) =>
-    (await createKey(server.db.orm.em.fork(), server.db.pool, { name: permissions.join('+'), clientId: read.client.id, permissions })).key;
+    (await createKey({ orm: server.db.orm, tenant: null }, { name: permissions.join('+'), clientId: read.client.id, permissions })).key;
   keys = {
     read: read.key,
     redeem: await make(['redeem']),
