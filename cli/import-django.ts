@@ -58,6 +58,7 @@ export const importDjangoCommand: Command = {
       from?: string;
       schema?: string;
       client?: string;
+      kid?: string;
       'dry-run'?: boolean;
       'batch-size'?: string;
       'reserve-ids'?: string;
