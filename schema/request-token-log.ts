@@ -23,7 +23,7 @@ function tokenLoader(ctx: Context) {
           const ids: string[] = [];
           const result = new Promise<void>((resolve) => process.nextTick(resolve)).then(() => {
             batch = null;
-            return getTokens(ctx.pool, ids, ctx.tenant);
+            return getTokens(ctx, ids, ctx.tenant);
           });
           batch = { ids, result };
         }

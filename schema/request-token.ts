@@ -80,12 +80,12 @@ builder.queryFields((t) => ({
     type: RequestTokenRef,
     nullable: true,
     args: { id: t.arg.id({ required: true }) },
-    resolve: (_root, { id }, ctx) => getToken(ctx.pool, String(id), ctx.tenant),
+    resolve: (_root, { id }, ctx) => getToken(ctx, String(id), ctx.tenant),
   }),
   requestTokens: t.field({
     type: RequestTokenConnection,
     args: { filter: t.arg({ type: RequestTokenFilter }), first: t.arg.int(), after: t.arg.string() },
-    resolve: (_root, { filter, first, after }, ctx) => asQueryError(() => listTokens(ctx.pool, filter ?? {}, { first, after }, ctx.tenant)),
+    resolve: (_root, { filter, first, after }, ctx) => asQueryError(() => listTokens(ctx, filter ?? {}, { first, after }, ctx.tenant)),
   }),
 }));
 
@@ -137,6 +137,6 @@ builder.mutationFields((t) => ({
     type: RevokeRequestTokenSuccess,
     errors: { types: [NotFoundError], union: { name: 'RevokeRequestTokenResult' } },
     args: { id: t.arg.id({ required: true }) },
-    resolve: async (_root, { id }, ctx) => ({ token: await revokeToken(ctx.pool, String(id), ctx.tenant) }),
+    resolve: async (_root, { id }, ctx) => ({ token: await revokeToken(ctx, String(id), ctx.tenant) }),
   }),
 }));

@@ -1,8 +1,10 @@
 import type pg from 'pg';
 import type { Config } from '../config.js';
 import { Issues, NotFoundError } from './errors.js';
-import type { LoginMode, TokenStatus } from '../database/entities/request-token.js';
-import { LOGIN_MODES, TOKEN_STATUSES } from '../database/entities/request-token.js';
+import { LOGIN_MODES, TOKEN_STATUSES, type LoginMode, type RequestToken, type TokenStatus } from '../database/entities/request-token.js';
+import { columnList, type RowOf } from '../database/rows.js';
+import { namedStatement } from './named-sql.js';
+import { statusSql } from './redemption-rules.js';
 import { modeClaim, type JwtCodec, type TokenClaims } from './jwt.js';
 import { parseHttpUrl, tokeniseUrl, urlParts } from './target-url.js';
 import { keysetPage, pageWindow, type Page, type PageArgs } from './paging.js';
@@ -28,45 +30,55 @@ export interface TokenRecord {
   clientId: string;
   /** The signing key of its JWT; null for tokens issued before key rotation existed (no kid in their header). */
   kid: string | null;
-  /** Derived on the database clock when the row was read. */
+  /** Derived from the redemption rules on the database clock, clock tolerance included, when the row was read. */
   status: TokenStatus;
 }
 
-export function tokenFromRow(row: Record<string, any>): TokenRecord {
+/** The token's properties a TokenRecord shows, read by every hand-written statement that returns tokens. */
+const TOKEN_FIELDS = [
+  'id', 'scope', 'targetUrl', 'userId', 'loginMode', 'data', 'maxUses', 'usedToDate', 'issuedAt', 'notBefore',
+  'expiresAt', 'revokedAt',
+] as const satisfies readonly (keyof RequestToken & string)[];
+
+/** A token row as `tokenColumns` selects it. */
+export type TokenRow = RowOf<RequestToken, (typeof TOKEN_FIELDS)[number]> & {
+  // The tenant and the signing key are not on the entity yet (server/database/entities/request-token.ts).
+  client_id: string | number;
+  kid: string | null;
+  status: TokenStatus;
+};
+
+/**
+ * The select list of a token over `t`'s columns, its status included (derived from the redemption rules, with the
+ * clock tolerance: `tolerance` is the SQL for it, by default the named placeholder `:tolerance`).
+ */
+export const tokenColumns = (t = 'request_token', tolerance = ':tolerance') =>
+  `${columnList(t, TOKEN_FIELDS)}, ${t}.client_id, ${t}.kid, ${statusSql(t, tolerance)} as status`;
+
+export function tokenFromRow(row: TokenRow): TokenRecord {
   return {
     id: String(row.id),
     scope: row.scope,
-    targetUrl: row.target_url,
-    userId: row.user_id,
+    targetUrl: row.target_url ?? null,
+    userId: row.user_id ?? null,
     loginMode: row.login_mode,
-    data: row.data,
+    data: row.data ?? null,
     maxUses: row.max_uses,
     usedToDate: row.used_to_date,
     issuedAt: row.issued_at,
-    notBefore: row.not_before,
-    expiresAt: row.expires_at,
-    revokedAt: row.revoked_at,
+    notBefore: row.not_before ?? null,
+    expiresAt: row.expires_at ?? null,
+    revokedAt: row.revoked_at ?? null,
     clientId: String(row.client_id),
     kid: row.kid ?? null,
     status: row.status,
   };
 }
 
-/** SQL for a token's derived status, in the order redemption checks it, on the database clock. */
-export const STATUS_SQL = `case
-  when revoked_at is not null then 'REVOKED'
-  when used_to_date >= max_uses then 'EXHAUSTED'
-  when expires_at is not null and expires_at <= now() then 'EXPIRED'
-  when not_before is not null and not_before > now() then 'NOT_YET_VALID'
-  else 'ACTIVE' end`;
-
-export const TOKEN_COLUMNS = `id, scope, target_url, user_id, login_mode, data, max_uses, used_to_date, issued_at,
-  not_before, expires_at, revoked_at, client_id, kid, ${STATUS_SQL} as status`;
-
 export interface TokenDeps {
   pool: pg.Pool;
   codec: JwtCodec;
-  config: Pick<Config, 'defaultMaxUses' | 'sessionTokenExpiryMinutes'>;
+  config: Pick<Config, 'defaultMaxUses' | 'sessionTokenExpiryMinutes' | 'clockToleranceSeconds'>;
   /** Tokens are issued into the caller's client (admin keys: `clientId` of the input, else the default client). */
   caller: Caller;
 }
@@ -117,14 +129,23 @@ export const tokenJwt = (codec: JwtCodec, token: TokenRecord) => codec.sign(jwtC
 
 // The checks against the present (expiry in the future, not-before before a session's default expiry) are made here, on
 // the database clock, like every other time decision: servers whose clocks differ still agree. No row: a check failed.
-export const ISSUE_SQL = `insert into request_token
+export const ISSUE_SQL = namedStatement(
+  'issue-token',
+  `insert into request_token
   (scope, target_url, target_host, target_path, target_params, user_id, login_mode, data, max_uses, not_before, expires_at,
    client_id, kid)
-  select $1::text, $2::text, $3::text, $4::text, $5::jsonb, $6::text, $7::text, $8::jsonb, $9::int, $10::timestamptz, e.expiry,
-    $13::bigint, $14::text
-  from (select coalesce($11::timestamptz, case when $7 = 'SESSION' then now() + make_interval(mins => $12) end) as expiry) e
-  where (e.expiry is null or e.expiry > now()) and ($10 is null or e.expiry is null or $10 < e.expiry)
-  returning ${TOKEN_COLUMNS}`;
+  select :scope, :targetUrl, :host, :path, :params, :userId, :loginMode, :data, :maxUses, :notBefore, e.expiry,
+    :clientId, :kid
+  from (select coalesce(:expiresAt, case when :loginMode = 'SESSION' then now() + make_interval(mins => :sessionMinutes) end)
+    as expiry) e
+  where (e.expiry is null or e.expiry > now()) and (:notBefore is null or e.expiry is null or :notBefore < e.expiry)
+  returning ${tokenColumns()}`,
+  {
+    scope: 'text', targetUrl: 'text', host: 'text', path: 'text', params: 'jsonb', userId: 'text', loginMode: 'text',
+    data: 'jsonb', maxUses: 'int', notBefore: 'timestamptz', expiresAt: 'timestamptz', sessionMinutes: 'int',
+    clientId: 'bigint', kid: 'text', tolerance: 'int',
+  },
+);
 
 /**
  * Validates an issue request; every offending field is listed. With `now` null the checks against the present are
@@ -201,25 +222,26 @@ export async function issueToken(deps: TokenDeps, input: IssueInput): Promise<Is
   issues.throwIfAny();
 
   const target = input.targetUrl != null ? urlParts(parseHttpUrl(input.targetUrl) as URL) : null;
-  const { rows } = await deps.pool.query({
-    name: 'issue-token',
-    text: ISSUE_SQL,
-    values: [
-      input.scope,
-      input.targetUrl ?? null,
-      target?.host ?? null,
-      target?.path ?? null,
-      target ? JSON.stringify(target.params) : null,
-      input.userId ?? null,
-      mode,
-      input.data == null ? null : JSON.stringify(input.data),
-      input.maxUses ?? deps.config.defaultMaxUses,
-      input.notBefore ?? null,
-      input.expiresAt ?? null,
-      deps.config.sessionTokenExpiryMinutes,
+  const { rows } = await deps.pool.query<TokenRow>({
+    name: ISSUE_SQL.name,
+    text: ISSUE_SQL.text,
+    values: ISSUE_SQL.values({
+      scope: input.scope,
+      targetUrl: input.targetUrl ?? null,
+      host: target?.host ?? null,
+      path: target?.path ?? null,
+      params: target?.params ?? null,
+      userId: input.userId ?? null,
+      loginMode: mode,
+      data: input.data ?? null,
+      maxUses: input.maxUses ?? deps.config.defaultMaxUses,
+      notBefore: input.notBefore ?? null,
+      expiresAt: input.expiresAt ?? null,
+      sessionMinutes: deps.config.sessionTokenExpiryMinutes,
       clientId,
-      deps.codec.activeKid(),
-    ],
+      kid: deps.codec.activeKid(),
+      tolerance: deps.config.clockToleranceSeconds,
+    }),
   });
   if (!rows[0]) {
     // Rare: say which check failed, judged on the database clock.
@@ -234,40 +256,51 @@ export async function issueToken(deps: TokenDeps, input: IssueInput): Promise<Is
   return { token, jwt, url: token.targetUrl ? tokeniseUrl(token.targetUrl, jwt) : null };
 }
 
+/** What reading tokens needs: their status depends on the clock tolerance. */
+export interface TokenReader {
+  pool: pg.Pool;
+  config: Pick<Config, 'clockToleranceSeconds'>;
+}
+
+const GET_TOKENS_SQL = namedStatement(
+  'get-tokens',
+  `select ${tokenColumns()} from request_token where id = any(:ids) and (:tenant is null or client_id = :tenant)`,
+  { ids: 'bigint[]', tenant: 'bigint', tolerance: 'int' },
+);
+
 /** Another tenant's token reads as missing. */
-export async function getToken(pool: pg.Pool, id: string, tenant: Tenant): Promise<TokenRecord | null> {
-  if (!/^\d{1,19}$/.test(id)) return null;
-  const { rows } = await pool.query({
-    name: 'get-token',
-    text: `select ${TOKEN_COLUMNS} from request_token where id = $1 and ($2::bigint is null or client_id = $2::bigint)`,
-    values: [id, tenant],
-  });
-  return rows[0] ? tokenFromRow(rows[0]) : null;
+export async function getToken(deps: TokenReader, id: string, tenant: Tenant): Promise<TokenRecord | null> {
+  return (await getTokens(deps, [id], tenant)).get(id) ?? null;
 }
 
 /** Several tokens by id in one query (the dashboard's log pages name the same few tokens many times). */
-export async function getTokens(pool: pg.Pool, ids: string[], tenant: Tenant): Promise<Map<string, TokenRecord>> {
+export async function getTokens(deps: TokenReader, ids: string[], tenant: Tenant): Promise<Map<string, TokenRecord>> {
   const valid = ids.filter((id) => /^\d{1,19}$/.test(id));
   const found = new Map<string, TokenRecord>();
   if (valid.length === 0) return found;
-  const { rows } = await pool.query({
-    name: 'get-tokens',
-    text: `select ${TOKEN_COLUMNS} from request_token
-      where id = any($1::bigint[]) and ($2::bigint is null or client_id = $2::bigint)`,
-    values: [valid, tenant],
+  const { rows } = await deps.pool.query<TokenRow>({
+    name: GET_TOKENS_SQL.name,
+    text: GET_TOKENS_SQL.text,
+    values: GET_TOKENS_SQL.values({ ids: valid, tenant, tolerance: deps.config.clockToleranceSeconds }),
   });
   for (const row of rows) found.set(String(row.id), tokenFromRow(row));
   return found;
 }
 
+const REVOKE_SQL = namedStatement(
+  'revoke-token',
+  `update request_token set revoked_at = coalesce(revoked_at, now())
+  where id = :id and (:tenant is null or client_id = :tenant) returning ${tokenColumns()}`,
+  { id: 'bigint', tenant: 'bigint', tolerance: 'int' },
+);
+
 /** Revokes at once; revoking a revoked token keeps its first revocation time. */
-export async function revokeToken(pool: pg.Pool, id: string, tenant: Tenant): Promise<TokenRecord> {
+export async function revokeToken(deps: TokenReader, id: string, tenant: Tenant): Promise<TokenRecord> {
   if (!/^\d{1,19}$/.test(id)) throw new NotFoundError('Token');
-  const { rows } = await pool.query({
-    name: 'revoke-token',
-    text: `update request_token set revoked_at = coalesce(revoked_at, now())
-      where id = $1 and ($2::bigint is null or client_id = $2::bigint) returning ${TOKEN_COLUMNS}`,
-    values: [id, tenant],
+  const { rows } = await deps.pool.query<TokenRow>({
+    name: REVOKE_SQL.name,
+    text: REVOKE_SQL.text,
+    values: REVOKE_SQL.values({ id, tenant, tolerance: deps.config.clockToleranceSeconds }),
   });
   if (!rows[0]) throw new NotFoundError('Token');
   return tokenFromRow(rows[0]);
@@ -280,7 +313,7 @@ export interface TokenFilter {
 }
 
 export async function listTokens(
-  pool: pg.Pool,
+  deps: TokenReader,
   filter: TokenFilter,
   args: PageArgs,
   tenant: Tenant,
@@ -293,13 +326,15 @@ export async function listTokens(
   const where: string[] = [];
   const values: unknown[] = [];
   const param = (v: unknown) => `$${values.push(v)}`;
+  // A whole number from the configuration, written into the text: the count query shares `values` but not the columns.
+  const tolerance = String(Math.trunc(deps.config.clockToleranceSeconds));
   if (tenant !== null) where.push(`client_id = ${param(tenant)}`);
   if (filter.scope != null) where.push(`scope = ${param(filter.scope)}`);
   if (filter.userId != null) where.push(`user_id = ${param(filter.userId)}`);
-  if (filter.status != null) where.push(`(${STATUS_SQL}) = ${param(filter.status)}`);
-  return keysetPage(pool, {
+  if (filter.status != null) where.push(`(${statusSql('request_token', tolerance)}) = ${param(filter.status)}`);
+  return keysetPage(deps.pool, {
     from: 'request_token',
-    columns: TOKEN_COLUMNS,
+    columns: tokenColumns('request_token', tolerance),
     idColumn: 'id',
     where,
     values,
