@@ -23,7 +23,7 @@ export const keysCreate: Command = {
         if (!client) throw new Error(`no client "${options.client}" (see: request-token clients list)`);
         clientId = client.id;
       }
-      const { apiKey, key } = await createKey(db.orm.em.fork(), db.pool, {
+      const { apiKey, key } = await createKey(db, {
         name: options.name ?? `${options.permissions} key`,
         clientId,
         permissions: options.permissions.split(',').map((p) => p.trim().toLowerCase()).filter(Boolean),
@@ -78,7 +78,7 @@ export const keysRevoke: Command = {
     // A whole key is accepted too; only its id is used.
     const id = parseApiKey(positional[0])?.id ?? positional[0];
     return withDatabase(async (db) => {
-      const key = await revokeKey(db.pool, id);
+      const key = await revokeKey(db, id);
       process.stdout.write(`revoked key ${key.id} at ${key.revokedAt!.toISOString()} (running servers notice within 5 s)\n`);
       return 0;
     });

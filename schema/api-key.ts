@@ -67,7 +67,7 @@ builder.mutationFields((t) => ({
     errors: { types: [ValidationError], union: { name: 'CreateApiKeyResult' } },
     args: { input: t.arg({ type: CreateApiKeyInput, required: true }) },
     resolve: (_root, { input }, ctx) =>
-      createKey(ctx.orm.em.fork(), ctx.pool, {
+      createKey(ctx, {
         ...input,
         clientId: input.clientId == null ? null : String(input.clientId),
       }),
@@ -77,10 +77,6 @@ builder.mutationFields((t) => ({
     description: 'Admin keys only. Takes effect at once in this process, within seconds in others.',
     errors: { types: [NotFoundError], union: { name: 'RevokeApiKeyResult' } },
     args: { id: t.arg.id({ required: true }) },
-    resolve: async (_root, { id }, ctx) => {
-      const apiKey = await revokeKey(ctx.pool, String(id));
-      ctx.authenticator.clear();
-      return { apiKey };
-    },
+    resolve: async (_root, { id }, ctx) => ({ apiKey: await revokeKey(ctx, String(id)) }),
   }),
 }));

@@ -2,20 +2,14 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { setFlagsFromString } from 'node:v8';
 import { createApp } from './http/app.js';
-import { ensureAdminKey, resolveSecret } from './domain/bootstrap.js';
+import { ensureAdminKey } from './domain/bootstrap.js';
 import { ConfigError, loadConfig, type Config } from './config.js';
-import type { Services } from './context.js';
-import { initDatabase, type Database } from './database/db.js';
 import { startEmbeddedDatabase, type EmbeddedDatabase } from './database/embedded-db.js';
-import { createJwtCodec } from './domain/jwt.js';
 import { createLogger } from './logger.js';
-import { createAuthenticator } from './domain/api-keys.js';
 import { pruneIdempotencyKeys } from './domain/idempotency.js';
-import { createRefusalLog } from './domain/refusal-log.js';
-import { redeemBatcherFor } from './domain/redeem-batch.js';
-import { loadKeyRing } from './domain/signing-keys.js';
+import { createServices, type RunningServices } from './services.js';
 
-/** The composition root: config → database → services → HTTP, and the reverse on SIGINT/SIGTERM. */
+/** The process: config → (embedded) database → services (server/services.ts) → HTTP, and the reverse on SIGINT/SIGTERM. */
 async function main(): Promise<void> {
   const started = performance.now();
   let config: Config;
@@ -34,12 +28,9 @@ async function main(): Promise<void> {
   if (config.heapGrowingPercent > 0) setFlagsFromString(`--heap-growing-percent=${config.heapGrowingPercent}`);
 
   let embedded: EmbeddedDatabase | null = null;
-  let db: Database | null = null;
-  let services: Services | null = null;
+  let services: RunningServices | null = null;
   const cleanUp = async () => {
-    // Queued refusal log rows are written before the pool closes.
-    await services?.refusalLog.close();
-    await db?.close();
+    await services?.close();
     await embedded?.stop();
   };
 
@@ -54,22 +45,8 @@ async function main(): Promise<void> {
       });
       url = embedded.url;
     }
-    db = await initDatabase(url, config, log.info);
-    const secret = await resolveSecret(config, log.info);
-    await ensureAdminKey(db.orm.em.fork(), config, log.info);
-    services = {
-      config,
-      orm: db.orm,
-      pool: db.pool,
-      codec: await createJwtCodec(
-        await loadKeyRing({ pool: db.pool, secret, encryptionKey: config.keyEncryptionKey ?? secret }),
-      ),
-      authenticator: createAuthenticator(),
-      log,
-      refusalLog: createRefusalLog(db.pool, { flushMs: config.refusalLogFlushMs, onError: log.error }),
-      redeemBatcher: redeemBatcherFor(db, config),
-    };
-    await services.refusalLog.ready();
+    services = await createServices(config, { log, databaseUrl: url });
+    await ensureAdminKey(services.orm.em.fork(), config, log.info);
     const app = createApp(services);
     const url_ = await app.listen(config.port, config.host);
     log.info(`ready in ${Math.round(performance.now() - started)} ms: GraphiQL at ${url_}/graphql, health at ${url_}/healthz`);

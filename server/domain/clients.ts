@@ -1,9 +1,9 @@
-import type { EntityManager } from '@mikro-orm/postgresql';
+import type { MikroORM } from '@mikro-orm/postgresql';
 import type pg from 'pg';
 import { PERMISSIONS, type Permission } from '../database/entities/api-key.js';
 import { Issues, NotFoundError } from './errors.js';
 import { checkString } from './validation.js';
-import { createApiKey } from './api-keys.js';
+import { createApiKey, type Authenticator } from './api-keys.js';
 
 /** Tenants and their API keys: the admin side. Key secrets never leave createKey except in its return value. */
 
@@ -85,10 +85,9 @@ export interface NewKeyInput {
   rateLimitPerMinute?: number | null;
 }
 
-/** Creates a key and returns it in clear: the only time it is shown. */
+/** Creates a key (on a unit of work of its own) and returns it in clear: the only time it is shown. */
 export async function createKey(
-  em: EntityManager,
-  pool: pg.Pool,
+  { orm, pool }: { orm: MikroORM; pool: pg.Pool },
   input: NewKeyInput,
   now = new Date(),
 ): Promise<{ apiKey: ApiKeyRecord; key: string }> {
@@ -111,7 +110,7 @@ export async function createKey(
     issues.add(['input', 'rateLimitPerMinute'], 'must be a whole number (0: unlimited)');
   }
   issues.throwIfAny();
-  const { key } = await createApiKey(em, {
+  const { key } = await createApiKey(orm.em.fork(), {
     name: input.name,
     permissions: permissions as Permission[],
     clientId: input.clientId ?? null,
@@ -131,13 +130,20 @@ export async function listKeys(pool: pg.Pool, filter: { clientId?: string | null
   return rows.map(keyFromRow);
 }
 
-/** Revokes at once in this process (the caller clears its authenticator cache); revoking twice keeps the first time. */
-export async function revokeKey(pool: pg.Pool, id: string): Promise<ApiKeyRecord> {
+/**
+ * Revokes a key; revoking twice keeps the first time. With this process's authenticator, its cached checks are
+ * forgotten, so the key is refused here at once (other processes within their cache's 5 s).
+ */
+export async function revokeKey(
+  { pool, authenticator }: { pool: pg.Pool; authenticator?: Authenticator },
+  id: string,
+): Promise<ApiKeyRecord> {
   if (!/^[A-Za-z0-9]{1,32}$/.test(id)) throw new NotFoundError('API key');
   const { rows } = await pool.query(
     `update api_key set revoked_at = coalesce(revoked_at, now()) where id = $1 returning ${KEY_COLUMNS}`,
     [id],
   );
   if (!rows[0]) throw new NotFoundError('API key');
+  authenticator?.clear();
   return keyFromRow(rows[0]);
 }

@@ -1,4 +1,5 @@
 import type pg from 'pg';
+import type { RefusalLog } from './refusal-log.js';
 import { Issues, NotFoundError, RequestTokenError } from './errors.js';
 import type { ErrorCode } from './errors.js';
 import { keysetPage, pageWindow, type Page, type PageArgs } from './paging.js';
@@ -47,7 +48,11 @@ export interface RecordStatusInput {
  * `releaseUse` the redemption's use goes back to the token, once: the log row keeps when (`released_at`), a second
  * release changes nothing, and the redemption's idempotency key is freed so a retry with it redeems afresh.
  */
-export async function recordResponseStatus(pool: pg.Pool, input: RecordStatusInput, tenant: Tenant): Promise<LogRecord> {
+export async function recordResponseStatus(
+  { pool, refusalLog }: { pool: pg.Pool; refusalLog: RefusalLog },
+  input: RecordStatusInput,
+  tenant: Tenant,
+): Promise<LogRecord> {
   const issues = new Issues();
   const validStatus = Number.isInteger(input.statusCode) && input.statusCode >= 100 && input.statusCode <= 599;
   if (!validStatus) issues.add(['input', 'statusCode'], 'must be an HTTP status code (100–599)');
@@ -56,6 +61,8 @@ export async function recordResponseStatus(pool: pg.Pool, input: RecordStatusInp
   }
   issues.throwIfAny();
   if (!isId(input.redemptionId)) throw new NotFoundError('Redemption');
+  // A refusal's row may still sit in the batched writer's queue.
+  await refusalLog.settle(input.redemptionId);
   if (input.releaseUse) return releaseUse(pool, input.redemptionId, input.statusCode, tenant);
   const { rows } = await pool.query({
     name: 'record-status',
