@@ -125,8 +125,9 @@ export function createApp(services: Services): App {
       headers: JSON.stringify({ Authorization: 'Bearer <your API key: see DATA_DIR/admin-api-key>' }, null, 2),
     },
     maskedErrors: { maskError },
-    context: async ({ request }) => {
-      const header = request.headers.get('authorization');
+    // The node request's header when there is one (both transports pass it), so the lean path needs no Headers object.
+    context: async ({ request, req }) => {
+      const header = req ? (req.headers.authorization ?? null) : request.headers.get('authorization');
       if (!header) throw unauthenticated('Missing API key: send "Authorization: Bearer <api key>".');
       const context = await contextFor(header);
       if (!context) throw unauthenticated('Invalid, expired or revoked API key.');
@@ -134,27 +135,11 @@ export function createApp(services: Services): App {
     },
   });
   const yogaHandler = (req: IncomingMessage, res: ServerResponse) => void yoga(req, res, { req, res });
-  // Plain JSON POSTs skip Yoga's Fetch-API adaptation; anything else (and any doubt) goes to Yoga.
-  const mode = services.config.graphqlFastPath;
+  // Plain JSON POSTs skip Yoga's Fetch-API adaptation, and only that; anything else goes to Yoga.
   const fastPath =
-    mode === 'off'
+    config.graphqlFastPath === 'off'
       ? null
-      : createFastPath({
-          schema,
-          yoga,
-          fallback: yogaHandler,
-          context: contextFor,
-          maskError,
-          jit: mode === 'jit',
-          // The edge's rules, exactly: parse and validate through Yoga's plugins (graphql-armor's limits, the
-          // introspection rule), and the same per-field permission check before anything executes.
-          parseAndValidate: (query) => {
-            const enveloped = yoga.getEnveloped({});
-            const document = enveloped.parse(query);
-            return { document, errors: enveloped.validate(enveloped.schema, document) };
-          },
-          authorize: (document, context) => authorize(schema, document, context.caller),
-        });
+      : createFastPath({ yoga, fallback: yogaHandler, onError: (message, error) => log.error(message, error) });
 
   const inFlight = new Set<ServerResponse>();
   const server = createServer((req, res) => {
