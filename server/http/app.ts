@@ -13,6 +13,7 @@ import { graphiqlTabs } from './graphiql-dashboard-tabs.js';
 import { graphiqlExample } from './graphiql-example.js';
 import { createRateLimiter } from './rate-limit.js';
 import { createFastPath } from './graphql-fast-path.js';
+import { useGraphqlJit } from './graphql-jit.js';
 
 const require = createRequire(import.meta.url);
 const loadGraphiQL = () => require('@graphql-yoga/render-graphiql') as typeof import('@graphql-yoga/render-graphiql');
@@ -65,7 +66,12 @@ function refuse(res: ServerResponse, status: number, code: string, message: stri
 // Content types a browser may send cross-site without a preflight: a GraphQL POST must not use them (CSRF).
 const SIMPLE_CONTENT_TYPES = /^(text\/plain|application\/x-www-form-urlencoded|multipart\/form-data)\b/i;
 
-export function createApp(services: Services): App {
+export interface AppOptions {
+  /** More Yoga/envelop plugins, after the edge's own; they apply to every request, on the lean path too. */
+  plugins?: Plugin<Context>[];
+}
+
+export function createApp(services: Services, options: AppOptions = {}): App {
   const { log, config } = services;
   let stopping = false;
   const limiter = createRateLimiter();
@@ -113,7 +119,12 @@ export function createApp(services: Services): App {
     landingPage: false,
     logging: false,
     batching: false,
-    plugins: edgePlugins(services, authorize),
+    plugins: [
+      ...edgePlugins(services, authorize),
+      // Operations compiled by graphql-jit, with the exact answers of graphql-js where they differ (server/http/graphql-jit.ts).
+      ...(config.graphqlFastPath === 'jit' ? [useGraphqlJit() as Plugin<Context>] : []),
+      ...(options.plugins ?? []),
+    ],
     // GraphiQL needs introspection: it is offered where introspection is. Its page and assets are inlined from the
     // package (no CDN), so it works offline like the dashboard. The package holds the whole GraphiQL bundle as
     // strings (several MB of heap): it is loaded on the first page view, not at start-up.

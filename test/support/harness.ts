@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import { inject } from 'vitest';
-import { createApp, type App } from '../../server/http/app.js';
+import { createApp, type App, type AppOptions } from '../../server/http/app.js';
 import { loadConfig, type Config } from '../../server/config.js';
 import type { Services } from '../../server/context.js';
 import type { Database } from '../../server/database/db.js';
@@ -49,7 +49,7 @@ export interface TestServer {
 }
 
 /** A migrated database of its own, the real app on a real port, and an admin API key. */
-export async function startTestServer(env: Record<string, string> = {}): Promise<TestServer> {
+export async function startTestServer(env: Record<string, string> = {}, appOptions: AppOptions = {}): Promise<TestServer> {
   const databaseUrl = await createTestDatabase();
   const config = loadConfig({ NODE_ENV: 'test', REQUEST_TOKEN_SECRET: TEST_SECRET, DATABASE_URL: databaseUrl, ...env });
   const errors: unknown[] = [];
@@ -58,7 +58,7 @@ export async function startTestServer(env: Record<string, string> = {}): Promise
   });
   const { db } = services;
   const { key: apiKey } = await createApiKey(db.orm.em.fork(), { name: 'test admin', permissions: ['admin'] });
-  const app = createApp(services);
+  const app = createApp(services, appOptions);
   const url = await app.listen(0, '127.0.0.1');
   const graphqlUrl = `${url}/graphql`;
 
