@@ -14,6 +14,7 @@ import { graphiqlExample } from './graphiql-example.js';
 import { createRateLimiter } from './rate-limit.js';
 import { createFastPath } from './graphql-fast-path.js';
 import { useGraphqlJit } from './graphql-jit.js';
+import { useDocumentCache } from './document-cache.js';
 
 const require = createRequire(import.meta.url);
 const loadGraphiQL = () => require('@graphql-yoga/render-graphiql') as typeof import('@graphql-yoga/render-graphiql');
@@ -124,7 +125,10 @@ export function createApp(services: Services, options: AppOptions = {}): App {
       // Operations compiled by graphql-jit, with the exact answers of graphql-js where they differ (server/http/graphql-jit.ts).
       ...(config.graphqlFastPath === 'jit' ? [useGraphqlJit() as Plugin<Context>] : []),
       ...(options.plugins ?? []),
+      // Last, after every plugin has added its validation rules: Yoga's parser and validation cache, cheaper.
+      useDocumentCache(),
     ],
+    parserAndValidationCache: false,
     // GraphiQL needs introspection: it is offered where introspection is. Its page and assets are inlined from the
     // package (no CDN), so it works offline like the dashboard. The package holds the whole GraphiQL bundle as
     // strings (several MB of heap): it is loaded on the first page view, not at start-up.
