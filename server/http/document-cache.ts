@@ -14,16 +14,9 @@ export function useDocumentCache(options: { max?: number } = {}): Plugin {
   const max = options.max ?? 1000;
   const parsed = new Map<string, DocumentNode | Error>();
   const validated = new WeakMap<DocumentNode, Map<string, readonly GraphQLError[]>>();
-  // The rules arrive as a new array per request, their names do not change: the key is built once per rule list shape.
-  const keys = new WeakMap<object, string>();
-  const rulesKey = (rules: readonly object[] | undefined) => {
-    if (!rules || rules.length === 0) return '';
+  const rulesKey = (rules: readonly { name?: string }[] | undefined) => {
     let key = '';
-    for (const rule of rules) {
-      let name = keys.get(rule);
-      if (name === undefined) keys.set(rule, (name = (rule as { name?: string }).name ?? ''));
-      key += `${name},`;
-    }
+    if (rules) for (const rule of rules) key += `${rule.name ?? ''},`;
     return key;
   };
   const remember = (source: string, result: DocumentNode | Error) => {
@@ -45,7 +38,7 @@ export function useDocumentCache(options: { max?: number } = {}): Plugin {
       };
     },
     onValidate({ params: { documentAST, rules }, setResult }) {
-      const key = rulesKey(rules as readonly object[] | undefined);
+      const key = rulesKey(rules as readonly { name?: string }[] | undefined);
       let byRules = validated.get(documentAST);
       const hit = byRules?.get(key);
       if (hit) {

@@ -138,8 +138,9 @@ export function createFastPath({ yoga, fallback, onError }: FastPathOptions) {
       return handOver(req, res, body);
     }
 
-    // What Yoga does once it has the parameters, in the same context shape (the server context `{ req, res }`
-    // underneath, `request` and `params` on top).
+    // What Yoga does once it has the parameters. The context is one plain object `{ req, res }` (Yoga adds `request`
+    // and `params`): a fresh prototype per request, as Yoga's own `Object.create(serverContext)`, made every property
+    // access on the context megamorphic, in every plugin and resolver.
     const result = (await yoga.getResultForParams(
       {
         params: {
@@ -149,7 +150,7 @@ export function createFastPath({ yoga, fallback, onError }: FastPathOptions) {
         },
         request: requestView(req, yoga.fetchAPI),
       },
-      Object.create({ req, res }),
+      { req, res },
     )) as ExecutionResult;
     if (result == null || typeof result !== 'object' || Symbol.asyncIterator in result) {
       throw new Error('the lean GraphQL path got a streamed result');
