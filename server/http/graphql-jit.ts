@@ -20,6 +20,9 @@ import {
 import { compileQuery, isCompiledQuery, type CompiledQuery } from 'graphql-jit';
 import type { Plugin } from 'graphql-yoga';
 
+const isPromise = (value: unknown): value is Promise<unknown> =>
+  typeof (value as { then?: unknown } | null)?.then === 'function';
+
 /**
  * An envelop plugin that runs operations compiled by graphql-jit (once per parsed document and operation name; the
  * documents are Yoga's cached ones). It replaces only the execute function: every other plugin's `onExecute`, the
@@ -56,25 +59,25 @@ export function useGraphqlJit(): Plugin {
     onExecute({ args, executeFn, setExecuteFn }) {
       const query = compiledFor(args);
       if (!query) return;
-      setExecuteFn(async (execution: ExecutionArgs) => {
-        const result = (await query.query(
-          execution.rootValue,
-          execution.contextValue,
-          execution.variableValues ?? {},
-        )) as ExecutionResult;
-        if (!result.errors?.length) return result;
-        const operation = getOperationAST(execution.document, execution.operationName);
-        if (!('data' in result) || !operation || operation.operation === 'query') return executeFn(execution);
-        const errors = result.errors.map((e) =>
-          e.locations || !e.path
-            ? e
-            : new GraphQLError(e.message, {
-                nodes: fieldNodesAt(execution.document, operation, e.path),
-                path: e.path,
-                originalError: e.originalError ?? e,
-              }),
-        );
-        return { ...result, errors };
+      setExecuteFn((execution: ExecutionArgs) => {
+        const exact = (result: ExecutionResult) => {
+          if (!result.errors?.length) return result;
+          const operation = getOperationAST(execution.document, execution.operationName);
+          if (!('data' in result) || !operation || operation.operation === 'query') return executeFn(execution);
+          const errors = result.errors.map((e) =>
+            e.locations || !e.path
+              ? e
+              : new GraphQLError(e.message, {
+                  nodes: fieldNodesAt(execution.document, operation, e.path),
+                  path: e.path,
+                  originalError: e.originalError ?? e,
+                }),
+          );
+          return { ...result, errors };
+        };
+        // No promise of our own around the compiled query's (one less turn of the microtask queue per request).
+        const result = query.query(execution.rootValue, execution.contextValue, execution.variableValues ?? {});
+        return isPromise(result) ? result.then((r) => exact(r as ExecutionResult)) : exact(result as ExecutionResult);
       });
     },
   };
