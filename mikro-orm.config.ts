@@ -4,16 +4,19 @@ import { ApiClient } from './server/database/entities/api-client.js';
 import { ApiKey } from './server/database/entities/api-key.js';
 import { RequestToken } from './server/database/entities/request-token.js';
 import { RequestTokenLog } from './server/database/entities/request-token-log.js';
+import { RequestTokenIdempotency } from './server/database/entities/request-token-idempotency.js';
+import { SigningKey } from './server/database/entities/signing-key.js';
 import { migrationsList } from './server/database/migrations/index.js';
 
 /**
- * The ORM's model and migrations, shared by the server (`server/database/db.ts`, which adds the connection from Config) and the
- * MikroORM CLI (`npx mikro-orm migration:create`, with DATABASE_URL set; add the new file to server/database/migrations/index.ts).
+ * The ORM's model and migrations, shared by the server (`server/database/db.ts`, which adds the connection from Config),
+ * `npm run migration:create` (scripts/migration-create.ts) and the MikroORM CLI (`DATABASE_URL=… npm run mikro-orm -- …`).
+ * The entities are the schema: test/schema-sync.test.ts fails when they and the migrations disagree.
  */
 export function ormOptions(clientUrl: string | undefined, poolSize = 10) {
   return defineConfig({
     clientUrl,
-    entities: [RequestToken, RequestTokenLog, ApiKey, ApiClient],
+    entities: [ApiClient, ApiKey, RequestToken, RequestTokenLog, RequestTokenIdempotency, SigningKey],
     extensions: [Migrator],
     discovery: { warnWhenNoEntities: true },
     pool: { min: 0, max: poolSize },

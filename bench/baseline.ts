@@ -55,7 +55,7 @@ async function redeem(input: any) {
   }
   // An admin key's tenant (null: every client's tokens), as the service's; no URL, no clock tolerance.
   const values = { tokenId: claims.jti, scope: input.scope, host: null, path: null, params: {}, userId: input.userId ?? null,
-    tenant: null, clientIp: input.clientIp ?? null, userAgent: input.userAgent ?? null, tolerance: 0 };
+    tenant: null, kid: 'default', clientIp: input.clientIp ?? null, userAgent: input.userAgent ?? null, tolerance: 0 };
   // No idempotency key: the service's statement then writes no key row either.
   const used = await pool.query({
     name: REDEEM_SQL.name,

@@ -29,7 +29,7 @@ try {
   const client = await db.pool.connect();
   const batchClient = await db.batchPool.connect();
   const values = (id: string) => ({
-    tokenId: id, scope: 'bench', host: null, path: null, params: {}, userId: null, tenant: null,
+    tokenId: id, scope: 'bench', host: null, path: null, params: {}, userId: null, tenant: null, kid: 'default',
     clientIp: '198.51.100.1', userAgent: 'Mozilla/5.0', tolerance: 0, key: null, fingerprint: null,
   });
   const batch = (batchIds: string[]) =>

@@ -1,6 +1,7 @@
 import type { Command } from './commands.js';
 import { parseOptions, printTable, withDatabase } from './connect.js';
 import { createClient, listClients } from '../server/domain/clients.js';
+import { operator } from './database.js';
 
 export const clientsCreate: Command = {
   name: 'clients create',
@@ -9,7 +10,7 @@ export const clientsCreate: Command = {
     const { positional } = parseOptions(args, []);
     if (positional.length !== 1) throw new Error('usage: request-token clients create <name>');
     return withDatabase(async (db) => {
-      const client = await createClient(db.pool, { name: positional[0] });
+      const client = await createClient(operator(db), { name: positional[0] });
       process.stdout.write(`created client ${client.id} "${client.name}"\n`);
       return 0;
     });
@@ -21,7 +22,7 @@ export const clientsList: Command = {
   summary: 'list API clients',
   run() {
     return withDatabase(async (db) => {
-      printTable((await listClients(db.pool)).map((c) => ({ id: c.id, name: c.name, created: c.createdAt })));
+      printTable((await listClients(operator(db))).map((c) => ({ id: c.id, name: c.name, created: c.createdAt })));
       return 0;
     });
   },

@@ -19,7 +19,7 @@ export async function openServiceDatabase(config: Config): Promise<{ db: Databas
     }
     const running = await runningPort(dir);
     if (running !== null) {
-      url = embeddedDatabaseUrl(running);
+      url = await embeddedDatabaseUrl(dir, running);
     } else {
       embedded = await startEmbeddedDatabase({ dir, port: config.embeddedPgPort });
       url = embedded.url;
@@ -58,3 +58,6 @@ async function runningPort(dir: string): Promise<number | null> {
     return null;
   }
 }
+
+/** The operator at the command line acts for every tenant, like an admin key. */
+export const operator = (db: Database) => ({ orm: db.orm, tenant: null });

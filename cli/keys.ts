@@ -2,6 +2,7 @@ import type { Command } from './commands.js';
 import { parseOptions, printTable, withDatabase } from './connect.js';
 import { parseApiKey } from '../server/domain/api-keys.js';
 import { createKey, findClient, listKeys, revokeKey } from '../server/domain/clients.js';
+import { operator } from './database.js';
 
 const USAGE =
   'usage: request-token keys create --client <id or name> --permissions issue,redeem,read [--name N] ' +
@@ -19,11 +20,11 @@ export const keysCreate: Command = {
     return withDatabase(async (db) => {
       let clientId: string | null = null;
       if (options.client !== undefined) {
-        const client = await findClient(db.pool, options.client);
+        const client = await findClient(operator(db), options.client);
         if (!client) throw new Error(`no client "${options.client}" (see: request-token clients list)`);
         clientId = client.id;
       }
-      const { apiKey, key } = await createKey(db, {
+      const { apiKey, key } = await createKey(operator(db), {
         name: options.name ?? `${options.permissions} key`,
         clientId,
         permissions: options.permissions.split(',').map((p) => p.trim().toLowerCase()).filter(Boolean),
@@ -48,11 +49,11 @@ export const keysList: Command = {
     return withDatabase(async (db) => {
       let clientId: string | null = null;
       if (options.client !== undefined) {
-        const client = await findClient(db.pool, options.client);
+        const client = await findClient(operator(db), options.client);
         if (!client) throw new Error(`no client "${options.client}"`);
         clientId = client.id;
       }
-      const keys = await listKeys(db.pool, { clientId });
+      const keys = await listKeys(operator(db), { clientId });
       printTable(
         keys.map((k) => ({
           id: k.id,
@@ -78,7 +79,7 @@ export const keysRevoke: Command = {
     // A whole key is accepted too; only its id is used.
     const id = parseApiKey(positional[0])?.id ?? positional[0];
     return withDatabase(async (db) => {
-      const key = await revokeKey(db, id);
+      const key = await revokeKey(operator(db), id);
       process.stdout.write(`revoked key ${key.id} at ${key.revokedAt!.toISOString()} (running servers notice within 5 s)\n`);
       return 0;
     });

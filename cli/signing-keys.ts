@@ -26,7 +26,7 @@ export const signingKeysList: Command = {
   run() {
     return withDatabase(async (db) => {
       printTable(
-        (await listSigningKeys(db.pool)).map((k) => ({
+        (await listSigningKeys(db)).map((k) => ({
           kid: k.kid,
           algorithm: k.algorithm,
           state: k.state,

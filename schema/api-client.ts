@@ -24,7 +24,7 @@ builder.queryField('apiClients', (t) =>
   t.field({
     type: [ApiClientRef],
     description: 'Admin keys only.',
-    resolve: (_root, _args, ctx) => listClients(ctx.pool),
+    resolve: (_root, _args, ctx) => listClients(ctx),
   }),
 );
 
@@ -34,6 +34,6 @@ builder.mutationField('createApiClient', (t) =>
     description: 'Admin keys only.',
     errors: { types: [ValidationError], union: { name: 'CreateApiClientResult' } },
     args: { input: t.arg({ type: CreateApiClientInput, required: true }) },
-    resolve: async (_root, { input }, ctx) => ({ client: await createClient(ctx.pool, input) }),
+    resolve: async (_root, { input }, ctx) => ({ client: await createClient(ctx, input) }),
   }),
 );

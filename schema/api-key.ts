@@ -56,7 +56,7 @@ builder.queryField('apiKeys', (t) =>
     type: [ApiKeyRef],
     description: 'Admin keys only.',
     args: { clientId: t.arg.id() },
-    resolve: (_root, { clientId }, ctx) => listKeys(ctx.pool, { clientId: clientId == null ? null : String(clientId) }),
+    resolve: (_root, { clientId }, ctx) => listKeys(ctx, { clientId: clientId == null ? null : String(clientId) }),
   }),
 );
 

@@ -17,6 +17,6 @@ builder.mutationField('forgetUser', (t) =>
       'agent) while keeping the counts.',
     errors: { types: [ValidationError], union: { name: 'ForgetUserResult' } },
     args: { userId: t.arg.string({ required: true }) },
-    resolve: (_root, { userId }, ctx) => forgetUser(ctx.pool, userId, ctx.tenant),
+    resolve: (_root, { userId }, ctx) => forgetUser(ctx, userId),
   }),
 );

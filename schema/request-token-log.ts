@@ -1,52 +1,26 @@
 import { NotFoundError, ValidationError } from '../server/domain/errors.js';
-import type { Context } from '../server/context.js';
 import { getTokens, type TokenRecord } from '../server/domain/tokens.js';
-import { listLogs, recordResponseStatus, type LogRecord } from '../server/domain/logs.js';
+import { listLogs, listLogsOfTokens, recordResponseStatus, type LogRecord } from '../server/domain/logs.js';
 import { builder } from './builder.js';
 import { ErrorCodeEnum } from './errors.js';
-import { connectionType } from './paging.js';
+import { connectionType, pageCost } from './paging.js';
 import { asQueryError, RequestTokenRef } from './request-token.js';
 import { DateTime } from './scalars.js';
-
-// A page of logs names the same few tokens many times: within one request, the tokens asked for in the same tick are
-// read by one query, and each at most once.
-const tokenLoaders = new WeakMap<Context, (id: string) => Promise<TokenRecord | null>>();
-function tokenLoader(ctx: Context) {
-  let loader = tokenLoaders.get(ctx);
-  if (!loader) {
-    const loaded = new Map<string, Promise<TokenRecord | null>>();
-    let batch: { ids: string[]; result: Promise<Map<string, TokenRecord>> } | null = null;
-    loader = (id) => {
-      let token = loaded.get(id);
-      if (!token) {
-        if (!batch) {
-          const ids: string[] = [];
-          const result = new Promise<void>((resolve) => process.nextTick(resolve)).then(() => {
-            batch = null;
-            return getTokens(ctx, ids, ctx.tenant);
-          });
-          batch = { ids, result };
-        }
-        batch.ids.push(id);
-        token = batch.result.then((found) => found.get(id) ?? null);
-        loaded.set(id, token);
-      }
-      return token;
-    };
-    tokenLoaders.set(ctx, loader);
-  }
-  return loader;
-}
 
 export const RequestTokenLogRef = builder.objectRef<LogRecord>('RequestTokenLog').implement({
   description: 'One attempt to redeem a token, successful or not.',
   fields: (t) => ({
     id: t.exposeID('id'),
-    token: t.field({
+    token: t.loadable({
       type: RequestTokenRef,
       nullable: true,
       description: 'Null when the JWT could not be tied to a stored token.',
-      resolve: (log, _args, ctx) => (log.tokenId ? tokenLoader(ctx)(log.tokenId) : null),
+      // A page of logs names the same few tokens many times: one query per page, each token at most once.
+      load: async (ids: string[], ctx) => {
+        const found = await getTokens(ctx, ids);
+        return ids.map((id) => found.get(id) ?? null) as TokenRecord[];
+      },
+      resolve: (log) => log.tokenId,
     }),
     errorCode: t.expose('errorCode', {
       type: ErrorCodeEnum,
@@ -75,11 +49,17 @@ export const RequestTokenLogRef = builder.objectRef<LogRecord>('RequestTokenLog'
 const RequestTokenLogConnection = connectionType('RequestTokenLog', RequestTokenLogRef);
 
 builder.objectField(RequestTokenRef, 'logs', (t) =>
-  t.field({
+  t.loadable({
     type: RequestTokenLogConnection,
     args: { first: t.arg.int(), after: t.arg.string() },
-    resolve: (token, { first, after }, ctx) =>
-      asQueryError(() => listLogs(ctx.pool, { tokenId: token.id }, { first, after }, ctx.tenant)),
+    complexity: pageCost,
+    // One loader per place in the query (and so per arguments): the pages of every token there load together.
+    byPath: true,
+    load: async (tokenIds: string[], ctx, { first, after }) => {
+      const pages = await asQueryError(() => listLogsOfTokens(ctx, tokenIds, { first, after }));
+      return tokenIds.map((id) => pages.get(id)!);
+    },
+    resolve: (token) => token.id,
   }),
 );
 
@@ -99,14 +79,10 @@ builder.queryField('requestTokenLogs', (t) =>
   t.field({
     type: RequestTokenLogConnection,
     args: { filter: t.arg({ type: RequestTokenLogFilter }), first: t.arg.int(), after: t.arg.string() },
+    complexity: pageCost,
     resolve: (_root, { filter, first, after }, ctx) =>
       asQueryError(() =>
-        listLogs(
-          ctx.pool,
-          { ...filter, tokenId: filter?.tokenId == null ? null : String(filter.tokenId) },
-          { first, after },
-          ctx.tenant,
-        ),
+        listLogs(ctx, { ...filter, tokenId: filter?.tokenId == null ? null : String(filter.tokenId) }, { first, after }),
       ),
   }),
 );
@@ -134,11 +110,11 @@ builder.mutationField('recordResponseStatus', (t) =>
     errors: { types: [NotFoundError, ValidationError], union: { name: 'RecordResponseStatusResult' } },
     args: { input: t.arg({ type: RecordResponseStatusInput, required: true }) },
     resolve: async (_root, { input }, ctx) => {
-      const log = await recordResponseStatus(
-        ctx,
-        { redemptionId: String(input.redemptionId), statusCode: input.statusCode, releaseUse: input.releaseUse },
-        ctx.tenant,
-      );
+      const log = await recordResponseStatus(ctx, {
+        redemptionId: String(input.redemptionId),
+        statusCode: input.statusCode,
+        releaseUse: input.releaseUse,
+      });
       return { log };
     },
   }),

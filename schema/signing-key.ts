@@ -39,7 +39,7 @@ builder.queryField('signingKeys', (t) =>
   t.field({
     type: [SigningKeyRef],
     description: 'Admin keys only.',
-    resolve: (_root, _args, ctx) => listSigningKeys(ctx.pool),
+    resolve: (_root, _args, ctx) => listSigningKeys(ctx),
   }),
 );
 

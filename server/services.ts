@@ -12,6 +12,10 @@ export interface ServiceOptions {
   log: Logger;
   /** The database to use; default `config.databaseUrl` (server/main.ts passes the embedded database's). */
   databaseUrl?: string;
+  /** Turns a failure to connect or migrate into the error to report (server/main.ts: one line for the operator). */
+  explainDatabaseError?: (error: unknown) => unknown;
+  /** The same for a failure to read or write the development secret under DATA_DIR. */
+  explainSecretError?: (error: unknown) => unknown;
 }
 
 /** The services with what they hold open: the database, and `close` for all of it. */
@@ -30,10 +34,14 @@ export async function createServices(config: Config, options: ServiceOptions): P
   const { log } = options;
   const url = options.databaseUrl ?? config.databaseUrl;
   if (!url) throw new Error('createServices needs a database URL (DATABASE_URL, or the embedded database)');
-  const db = await initDatabase(url, config, log.info);
+  const db = await initDatabase(url, config, log.info).catch((error) => {
+    throw options.explainDatabaseError ? options.explainDatabaseError(error) : error;
+  });
   let codec: Services['codec'] | null = null;
   try {
-    const secret = await resolveSecret(config, log.info);
+    const secret = await resolveSecret(config, log.info).catch((error) => {
+      throw options.explainSecretError ? options.explainSecretError(error) : error;
+    });
     codec = await createJwtCodec(
       await loadKeyRing({ pool: db.pool, secret, encryptionKey: config.keyEncryptionKey ?? secret }),
     );

@@ -55,6 +55,13 @@ const CASES: Case[] = [
     outside: { key: () => otherKey },
   },
   {
+    // The JWT verifies, but with another key than the one the token was issued with (stands for a retired key).
+    code: 'TOKEN_SIGNATURE_INVALID',
+    status: 'ACTIVE',
+    inside: {},
+    outside: { sql: `update request_token set kid = 'another-key' where id = $1` },
+  },
+  {
     code: 'TOKEN_REVOKED',
     status: 'REVOKED',
     inside: {},
@@ -118,6 +125,8 @@ async function verdicts(c: Case, side: Side) {
   const key = side.key?.() ?? ownKey;
   const input = (jwt: string) => ({ jwt, scope: 'rules', ...side.redeem });
   const [probe, keyed, batched, decoy] = await Promise.all([0, 1, 2, 3].map(() => tokenAt(c, side)));
+  // The kid the JWTs were signed with (the batch statement gets it from the codec's verification).
+  const jwtKid = (JSON.parse(Buffer.from(probe.jwt.split('.')[0], 'base64url').toString()).kid as string | undefined) ?? 'default';
 
   const status = (await server.gql(STATUS, { id: probe.token.id }, ownKey)).data.requestToken.status;
   const inspected = (await server.gql(INSPECT, { input: input(probe.jwt) }, key)).data.inspectRequestToken;
@@ -140,6 +149,7 @@ async function verdicts(c: Case, side: Side) {
     params: JSON.stringify(url ? paramsOf(url) : {}),
     userId: redeem.userId ?? null,
     tenant: asTenant,
+    kid: jwtKid,
     clientIp: null,
     userAgent: 'rules test',
   });

@@ -1,6 +1,8 @@
-import type { MikroORM } from '@mikro-orm/postgresql';
-import type pg from 'pg';
-import { PERMISSIONS, type Permission } from '../database/entities/api-key.js';
+import { raw, UniqueConstraintViolationException } from '@mikro-orm/core';
+import { ApiClient } from '../database/entities/api-client.js';
+import { ApiKey, PERMISSIONS, type Permission } from '../database/entities/api-key.js';
+import { requestEm, type TenantDeps } from '../database/tenant.js';
+import { parseId } from './ids.js';
 import { Issues, NotFoundError } from './errors.js';
 import { checkString } from './validation.js';
 import { createApiKey, type Authenticator } from './api-keys.js';
@@ -25,56 +27,56 @@ export interface ApiKeyRecord {
   rateLimitPerMinute: number | null;
 }
 
-const isId = (id: string) => /^\d{1,18}$/.test(id);
-
-const clientFromRow = (row: Record<string, any>): ClientRecord => ({
-  id: String(row.id),
-  name: row.name,
-  createdAt: row.created_at,
+const clientFromEntity = (client: ApiClient): ClientRecord => ({
+  id: client.id,
+  name: client.name,
+  createdAt: client.createdAt,
 });
 
-const KEY_COLUMNS =
-  'id, name, client_id, permissions, created_at, last_used_at, expires_at, revoked_at, rate_limit_per_minute';
-
-const keyFromRow = (row: Record<string, any>): ApiKeyRecord => ({
-  id: row.id,
-  name: row.name,
-  clientId: row.client_id === null ? null : String(row.client_id),
-  permissions: row.permissions,
-  createdAt: row.created_at,
-  lastUsedAt: row.last_used_at,
-  expiresAt: row.expires_at,
-  revokedAt: row.revoked_at,
-  rateLimitPerMinute: row.rate_limit_per_minute,
+const keyFromEntity = (key: ApiKey): ApiKeyRecord => ({
+  id: key.id,
+  name: key.name,
+  clientId: key.clientId ?? null,
+  permissions: key.permissions,
+  createdAt: key.createdAt,
+  lastUsedAt: key.lastUsedAt ?? null,
+  expiresAt: key.expiresAt ?? null,
+  revokedAt: key.revokedAt ?? null,
+  rateLimitPerMinute: key.rateLimitPerMinute ?? null,
 });
 
-export async function createClient(pool: pg.Pool, input: { name: string }): Promise<ClientRecord> {
+/** Reads that must see the row as stored now, not as this request's identity map holds it. */
+const FRESH = { disableIdentityMap: true } as const;
+
+export async function createClient(deps: TenantDeps, input: { name: string }): Promise<ClientRecord> {
   const issues = new Issues();
   checkString(issues, ['input', 'name'], input.name, { min: 1, max: 100 });
   issues.throwIfAny();
-  const { rows } = await pool.query(
-    `insert into api_client (name) values ($1) on conflict (name) do nothing returning id, name, created_at`,
-    [input.name],
-  );
-  if (!rows[0]) {
+  const em = requestEm(deps);
+  try {
+    const id = await em.insert(ApiClient, { name: input.name } as ApiClient);
+    return clientFromEntity(await em.findOneOrFail(ApiClient, { id: String(id) }, FRESH));
+  } catch (error) {
+    if (!(error instanceof UniqueConstraintViolationException)) throw error;
     issues.add(['input', 'name'], 'is already taken');
     issues.throwIfAny();
+    throw error;
   }
-  return clientFromRow(rows[0]);
 }
 
-export async function listClients(pool: pg.Pool): Promise<ClientRecord[]> {
-  const { rows } = await pool.query('select id, name, created_at from api_client order by id');
-  return rows.map(clientFromRow);
+export async function listClients(deps: TenantDeps): Promise<ClientRecord[]> {
+  return (await requestEm(deps).find(ApiClient, {}, { ...FRESH, orderBy: { id: 'asc' } })).map(clientFromEntity);
 }
 
 /** By id or by name (the CLI takes either). */
-export async function findClient(pool: pg.Pool, idOrName: string): Promise<ClientRecord | null> {
-  const { rows } = await pool.query(
-    `select id, name, created_at from api_client where ($1::bigint is not null and id = $1::bigint) or name = $2`,
-    [isId(idOrName) ? idOrName : null, idOrName],
+export async function findClient(deps: TenantDeps, idOrName: string): Promise<ClientRecord | null> {
+  const id = parseId(idOrName);
+  const client = await requestEm(deps).findOne(
+    ApiClient,
+    id === null ? { name: idOrName } : { $or: [{ id }, { name: idOrName }] },
+    { ...FRESH, orderBy: { id: 'asc' } },
   );
-  return rows[0] ? clientFromRow(rows[0]) : null;
+  return client ? clientFromEntity(client) : null;
 }
 
 export interface NewKeyInput {
@@ -85,9 +87,9 @@ export interface NewKeyInput {
   rateLimitPerMinute?: number | null;
 }
 
-/** Creates a key (on a unit of work of its own) and returns it in clear: the only time it is shown. */
+/** Creates a key and returns it in clear: the only time it is shown. */
 export async function createKey(
-  { orm, pool }: { orm: MikroORM; pool: pg.Pool },
+  deps: TenantDeps,
   input: NewKeyInput,
   now = new Date(),
 ): Promise<{ apiKey: ApiKeyRecord; key: string }> {
@@ -102,7 +104,8 @@ export async function createKey(
   }
   const isAdmin = permissions.includes('admin');
   if (input.clientId == null && !isAdmin) issues.add(['input', 'clientId'], 'is required unless the key is an admin key');
-  if (input.clientId != null && !(isId(input.clientId) && (await findClient(pool, input.clientId)))) {
+  const clientId = input.clientId == null ? null : parseId(input.clientId);
+  if (input.clientId != null && !(clientId !== null && (await requestEm(deps).count(ApiClient, { id: clientId })) === 1)) {
     issues.add(['input', 'clientId'], 'no such client');
   }
   if (input.expiresAt && input.expiresAt <= now) issues.add(['input', 'expiresAt'], 'must be in the future');
@@ -110,40 +113,40 @@ export async function createKey(
     issues.add(['input', 'rateLimitPerMinute'], 'must be a whole number (0: unlimited)');
   }
   issues.throwIfAny();
-  const { key } = await createApiKey(orm.em.fork(), {
+  const em = requestEm(deps);
+  const { key, apiKey } = await createApiKey(em, {
     name: input.name,
     permissions: permissions as Permission[],
-    clientId: input.clientId ?? null,
+    clientId,
     expiresAt: input.expiresAt ?? null,
     rateLimitPerMinute: input.rateLimitPerMinute ?? null,
   });
-  const { rows } = await pool.query(`select ${KEY_COLUMNS} from api_key where id = $1`, [key.split('_')[1]]);
-  return { apiKey: keyFromRow(rows[0]), key };
+  return { apiKey: keyFromEntity(await em.findOneOrFail(ApiKey, { id: apiKey.id }, FRESH)), key };
 }
 
-export async function listKeys(pool: pg.Pool, filter: { clientId?: string | null } = {}): Promise<ApiKeyRecord[]> {
-  if (filter.clientId != null && !isId(filter.clientId)) return [];
-  const { rows } = await pool.query(
-    `select ${KEY_COLUMNS} from api_key where $1::bigint is null or client_id = $1::bigint order by created_at, id`,
-    [filter.clientId ?? null],
-  );
-  return rows.map(keyFromRow);
+export async function listKeys(deps: TenantDeps, filter: { clientId?: string | null } = {}): Promise<ApiKeyRecord[]> {
+  const clientId = filter.clientId == null ? null : parseId(filter.clientId);
+  if (filter.clientId != null && clientId === null) return [];
+  const keys = await requestEm(deps).find(ApiKey, clientId === null ? {} : { clientId }, {
+    ...FRESH,
+    orderBy: { createdAt: 'asc', id: 'asc' },
+  });
+  return keys.map(keyFromEntity);
 }
 
+/** Revokes at once in this process (the caller clears its authenticator cache); revoking twice keeps the first time. */
 /**
  * Revokes a key; revoking twice keeps the first time. With this process's authenticator, its cached checks are
  * forgotten, so the key is refused here at once (other processes within their cache's 5 s).
  */
 export async function revokeKey(
-  { pool, authenticator }: { pool: pg.Pool; authenticator?: Authenticator },
+  deps: TenantDeps & { authenticator?: Pick<Authenticator, 'clear'> },
   id: string,
 ): Promise<ApiKeyRecord> {
   if (!/^[A-Za-z0-9]{1,32}$/.test(id)) throw new NotFoundError('API key');
-  const { rows } = await pool.query(
-    `update api_key set revoked_at = coalesce(revoked_at, now()) where id = $1 returning ${KEY_COLUMNS}`,
-    [id],
-  );
-  if (!rows[0]) throw new NotFoundError('API key');
-  authenticator?.clear();
-  return keyFromRow(rows[0]);
+  const em = requestEm(deps);
+  const revoked = await em.nativeUpdate(ApiKey, { id }, { revokedAt: raw('coalesce(revoked_at, now())') });
+  if (!revoked) throw new NotFoundError('API key');
+  deps.authenticator?.clear();
+  return keyFromEntity(await em.findOneOrFail(ApiKey, { id }, FRESH));
 }

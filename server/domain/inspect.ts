@@ -2,6 +2,7 @@ import type { RejectionCode } from './errors.js';
 import { tokenColumns, tokenFromRow, type TokenRecord, type TokenRow } from './tokens.js';
 import { validateRedeemInput, type RedeemDeps } from './redeem.js';
 import { namedStatement } from './named-sql.js';
+import { parseId } from './ids.js';
 import { REDEMPTION_PARAMS, SHARED_PARAMS, verdictCte } from './redemption-rules.js';
 
 /** A row of a left join: the joined side's columns may all be null. */
@@ -43,7 +44,7 @@ export async function inspectToken(deps: RedeemDeps, input: InspectInput): Promi
   const verified = await deps.codec.verify(input.jwt);
   if (!verified.ok) return { redeemable: false, code: verified.code, token: null, usesRemaining: null };
 
-  const tokenId = /^\d{1,19}$/.test(verified.claims.jti) ? verified.claims.jti : '0';
+  const tokenId = parseId(verified.claims.jti) ?? '0';
   const { rows } = await deps.pool.query<{ verdict: RejectionCode | null } & Nullable<TokenRow>>({
     name: INSPECT_SQL.name,
     text: INSPECT_SQL.text,
@@ -56,6 +57,7 @@ export async function inspectToken(deps: RedeemDeps, input: InspectInput): Promi
       userId: input.userId ?? null,
       // Another client's token inspects as TOKEN_NOT_FOUND, like at redemption.
       tenant: tenantOf(deps.caller),
+      kid: verified.kid,
       tolerance: deps.config.clockToleranceSeconds,
     }),
   });

@@ -1,9 +1,14 @@
-import type pg from 'pg';
 import type { RefusalLog } from './refusal-log.js';
-import { Issues, NotFoundError, RequestTokenError } from './errors.js';
+import { LockMode, raw } from '@mikro-orm/core';
+import type { EntityManager, QueryBuilder } from '@mikro-orm/postgresql';
+import { RequestTokenIdempotency } from '../database/entities/request-token-idempotency.js';
+import { RequestToken } from '../database/entities/request-token.js';
+import { RequestTokenLog } from '../database/entities/request-token-log.js';
+import { requestEm, tenantQueryBuilder, type TenantDeps } from '../database/tenant.js';
+import { parseId, parseIds } from './ids.js';
+import { Issues, NotFoundError } from './errors.js';
 import type { ErrorCode } from './errors.js';
-import { keysetPage, pageWindow, type Page, type PageArgs } from './paging.js';
-import type { Tenant } from './api-keys.js';
+import { encodeCursor, keysetPage, pageWindow, type Page, type PageArgs } from './paging.js';
 
 export interface LogRecord {
   id: string;
@@ -18,23 +23,36 @@ export interface LogRecord {
   releasedAt: Date | null;
 }
 
-const LOG_COLUMNS = 'l.id, l.token_id, l.error_code, l.user_id, l.client_ip, l.user_agent, l.status_code, l.timestamp, l.released_at';
+type LogRow = RequestTokenLog & { tokenId: string | null };
 
-function logFromRow(row: Record<string, any>): LogRecord {
+/** A log row as the API shows it, from the entity. */
+function logFromEntity(row: RequestTokenLog): LogRecord {
+  const token = row.token as unknown;
   return {
-    id: String(row.id),
-    tokenId: row.token_id === null ? null : String(row.token_id),
-    errorCode: row.error_code,
-    userId: row.user_id,
-    clientIp: row.client_ip,
-    userAgent: row.user_agent,
-    statusCode: row.status_code,
+    id: row.id,
+    tokenId: token == null ? null : typeof token === 'object' ? String((token as { id: string }).id) : String(token),
+    errorCode: (row.errorCode ?? null) as ErrorCode | null,
+    userId: row.userId ?? null,
+    clientIp: row.clientIp ?? null,
+    userAgent: row.userAgent ?? null,
+    statusCode: row.statusCode ?? null,
     timestamp: row.timestamp,
-    releasedAt: row.released_at ?? null,
+    releasedAt: row.releasedAt ?? null,
   };
 }
 
-const isId = (id: string) => /^\d{1,19}$/.test(id);
+const LOG_FIELDS = [
+  'id', 'token', 'errorCode', 'userId', 'clientIp', 'userAgent', 'statusCode', 'timestamp', 'releasedAt',
+] as const satisfies (keyof RequestTokenLog)[];
+
+/** The tenant's log rows: every log query starts here, so the tenant filter is always on it. */
+function logQuery(deps: TenantDeps, em: EntityManager = requestEm(deps)) {
+  const qb = tenantQueryBuilder(em, RequestTokenLog, 'l');
+  return qb.select(LOG_FIELDS.map((f) => `l.${f}`));
+}
+
+const readLogs = async (qb: QueryBuilder<any, any>): Promise<LogRecord[]> =>
+  ((await qb.execute('all', true)) as LogRow[]).map(logFromEntity);
 
 export interface RecordStatusInput {
   redemptionId: string;
@@ -49,9 +67,8 @@ export interface RecordStatusInput {
  * release changes nothing, and the redemption's idempotency key is freed so a retry with it redeems afresh.
  */
 export async function recordResponseStatus(
-  { pool, refusalLog }: { pool: pg.Pool; refusalLog: RefusalLog },
+  deps: TenantDeps & { refusalLog?: Pick<RefusalLog, 'settle'> },
   input: RecordStatusInput,
-  tenant: Tenant,
 ): Promise<LogRecord> {
   const issues = new Issues();
   const validStatus = Number.isInteger(input.statusCode) && input.statusCode >= 100 && input.statusCode <= 599;
@@ -60,67 +77,47 @@ export async function recordResponseStatus(
     issues.add(['input', 'releaseUse'], 'gives a use back only when the application failed (statusCode 500–599)');
   }
   issues.throwIfAny();
-  if (!isId(input.redemptionId)) throw new NotFoundError('Redemption');
+  const redemptionId = parseId(input.redemptionId);
+  if (redemptionId === null) throw new NotFoundError('Redemption');
   // A refusal's row may still sit in the batched writer's queue.
-  await refusalLog.settle(input.redemptionId);
-  if (input.releaseUse) return releaseUse(pool, input.redemptionId, input.statusCode, tenant);
-  const { rows } = await pool.query({
-    name: 'record-status',
-    text: `update request_token_log l set status_code = $2
-      where id = $1 and ($3::bigint is null or client_id = $3::bigint) returning ${LOG_COLUMNS}`,
-    values: [input.redemptionId, input.statusCode, tenant],
-  });
-  if (!rows[0]) throw new NotFoundError('Redemption');
-  return logFromRow(rows[0]);
+  await deps.refusalLog?.settle(redemptionId);
+  if (input.releaseUse) return releaseUse(deps, redemptionId, input.statusCode);
+  const em = requestEm(deps);
+  if (!(await em.nativeUpdate(RequestTokenLog, { id: redemptionId }, { statusCode: input.statusCode }))) {
+    throw new NotFoundError('Redemption');
+  }
+  return (await getLog(deps, redemptionId))!;
 }
 
-async function releaseUse(pool: pg.Pool, id: string, statusCode: number, tenant: Tenant): Promise<LogRecord> {
-  const client = await pool.connect();
-  let broken: Error | undefined;
-  try {
-    await client.query('begin');
+async function releaseUse(deps: TenantDeps, id: string, statusCode: number): Promise<LogRecord> {
+  return requestEm(deps).transactional(async (em) => {
     // The row lock makes concurrent releases of one redemption take turns: only the first finds released_at null.
-    const { rows } = await client.query(
-      `select token_id, error_code, released_at from request_token_log
-       where id = $1 and ($2::bigint is null or client_id = $2::bigint) for update`,
-      [id, tenant],
-    );
-    if (!rows[0]) throw new NotFoundError('Redemption');
-    if (rows[0].error_code !== null || rows[0].token_id === null) {
+    const [log] = await readLogs(logQuery(deps, em).andWhere({ id }).setLockMode(LockMode.PESSIMISTIC_WRITE));
+    if (!log) throw new NotFoundError('Redemption');
+    if (log.errorCode !== null || log.tokenId === null) {
       const issues = new Issues();
       issues.add(['input', 'releaseUse'], 'only a successful redemption has a use to give back');
       issues.throwIfAny();
     }
-    if (rows[0].released_at === null) {
-      await client.query('update request_token set used_to_date = used_to_date - 1 where id = $1 and used_to_date > 0', [
-        rows[0].token_id,
-      ]);
-      await client.query('delete from request_token_idempotency where log_id = $1', [id]);
+    if (log.releasedAt === null) {
+      await em.nativeUpdate(
+        RequestToken,
+        { id: log.tokenId!, usedToDate: { $gt: 0 } },
+        { usedToDate: raw('used_to_date - 1') },
+      );
+      await em.nativeDelete(RequestTokenIdempotency, { logId: id });
     }
-    const updated = await client.query(
-      `update request_token_log l set status_code = $2, released_at = coalesce(released_at, now())
-       where id = $1 returning ${LOG_COLUMNS}`,
-      [id, statusCode],
-    );
-    await client.query('commit');
-    return logFromRow(updated.rows[0]);
-  } catch (error) {
-    if (!(error instanceof RequestTokenError)) broken = error as Error;
-    await client.query('rollback').catch(() => {});
-    throw error;
-  } finally {
-    // A client whose connection failed mid-transaction is discarded rather than handed to the next request.
-    client.release(broken);
-  }
+    await em.nativeUpdate(RequestTokenLog, { id }, { statusCode, releasedAt: raw('coalesce(released_at, now())') });
+    const [updated] = await readLogs(logQuery(deps, em).andWhere({ id }));
+    return updated;
+  });
 }
 
-export async function getLog(pool: pg.Pool, id: string, tenant: Tenant): Promise<LogRecord | null> {
-  if (!isId(id)) return null;
-  const { rows } = await pool.query(
-    `select ${LOG_COLUMNS} from request_token_log l where id = $1 and ($2::bigint is null or l.client_id = $2::bigint)`,
-    [id, tenant],
-  );
-  return rows[0] ? logFromRow(rows[0]) : null;
+export async function getLog(deps: TenantDeps, id: string): Promise<LogRecord | null> {
+  const logId = parseId(id);
+  if (logId === null) return null;
+  const [log] = await readLogs(logQuery(deps).andWhere({ id: logId }));
+  return log ?? null;
 }
 
 export interface LogFilter {
@@ -134,41 +131,83 @@ export interface LogFilter {
   until?: Date | null;
 }
 
-export async function listLogs(
-  pool: pg.Pool,
-  filter: LogFilter,
-  args: PageArgs,
-  tenant: Tenant,
-): Promise<Page<LogRecord>> {
+export async function listLogs(deps: TenantDeps, filter: LogFilter, args: PageArgs): Promise<Page<LogRecord>> {
   const issues = new Issues();
   const { limit, beforeId } = pageWindow(args, issues);
   if (filter.since && filter.until && filter.since > filter.until) issues.add(['filter', 'until'], 'must not be before since');
+  if (filter.statusCode != null && !(Number.isInteger(filter.statusCode) && filter.statusCode >= 100 && filter.statusCode <= 599)) {
+    issues.add(['filter', 'statusCode'], 'must be an HTTP status code (100–599)');
+  }
   issues.throwIfAny();
 
-  const where: string[] = [];
-  const values: unknown[] = [];
-  const param = (v: unknown) => `$${values.push(v)}`;
-  if (tenant !== null) where.push(`l.client_id = ${param(tenant)}`);
+  const qb = logQuery(deps);
   if (filter.tokenId != null) {
-    // An id that cannot exist matches nothing rather than failing the cast.
-    where.push(isId(filter.tokenId) ? `l.token_id = ${param(filter.tokenId)}` : 'false');
+    // An id that cannot exist matches nothing.
+    const tokenId = parseId(filter.tokenId);
+    if (tokenId === null) qb.andWhere('1 = 0');
+    else qb.andWhere({ token: tokenId });
   }
-  if (filter.scope != null) where.push(`t.scope = ${param(filter.scope)}`);
-  if (filter.userId != null) where.push(`l.user_id = ${param(filter.userId)}`);
-  if (filter.statusCode != null) where.push(`l.status_code = ${param(filter.statusCode)}`);
-  if (filter.failed === true) where.push('l.error_code is not null');
-  if (filter.failed === false) where.push('l.error_code is null');
-  if (filter.since) where.push(`l.timestamp >= ${param(filter.since)}`);
-  if (filter.until) where.push(`l.timestamp < ${param(filter.until)}`);
-  const join = filter.scope != null ? 'join request_token t on t.id = l.token_id' : '';
-  return keysetPage(pool, {
-    from: `request_token_log l ${join}`,
-    columns: LOG_COLUMNS,
-    idColumn: 'l.id',
-    where,
-    values,
-    limit,
-    beforeId,
-    map: logFromRow,
+  if (filter.scope != null) {
+    const scoped = tenantQueryBuilder(requestEm(deps), RequestToken, 't').select('t.id').andWhere({ scope: filter.scope });
+    qb.andWhere({ token: { $in: scoped.getKnexQuery() } });
+  }
+  if (filter.userId != null) qb.andWhere({ userId: filter.userId });
+  if (filter.statusCode != null) qb.andWhere({ statusCode: filter.statusCode });
+  if (filter.failed === true) qb.andWhere({ errorCode: { $ne: null } });
+  if (filter.failed === false) qb.andWhere({ errorCode: null });
+  if (filter.since) qb.andWhere({ timestamp: { $gte: filter.since } });
+  if (filter.until) qb.andWhere({ timestamp: { $lt: filter.until } });
+  return keysetPage(qb, 'l.id', limit, beforeId, readLogs);
+}
+
+/**
+ * The first page of each token's log (newest first), for many tokens at once: one statement for the pages (a window
+ * per token) and one for the counts, however many tokens. Nested `logs` fields load through this, so a request's
+ * statements grow with its depth, not with its rows.
+ */
+export async function listLogsOfTokens(
+  deps: TenantDeps,
+  tokenIds: readonly string[],
+  args: PageArgs,
+): Promise<Map<string, Page<LogRecord>>> {
+  const issues = new Issues();
+  const { limit, beforeId } = pageWindow(args, issues);
+  issues.throwIfAny();
+  const ids = parseIds(tokenIds);
+  const pages = new Map<string, Page<LogRecord>>();
+  const empty = (): Page<LogRecord> => ({
+    nodes: [],
+    hasNextPage: false,
+    hasPreviousPage: beforeId !== null,
+    totalCount: 0,
+    cursorOf: (node) => encodeCursor(node.id),
   });
+  if (ids.length === 0) return pages;
+
+  const em = requestEm(deps);
+  const windowed = logQuery(deps)
+    .addSelect(raw('row_number() over (partition by l.token_id order by l.id desc) as position'))
+    .andWhere({ token: { $in: ids } });
+  if (beforeId !== null) windowed.andWhere({ id: { $lt: beforeId } });
+  const counted = (tenantQueryBuilder(em, RequestTokenLog, 'l'))
+    .select(['l.token', raw('count(*)::int as n')])
+    .andWhere({ token: { $in: ids } })
+    .groupBy('l.token');
+  const [rows, counts] = await Promise.all([
+    // The tenant filter is in the inner query; the outer one only cuts each token's window.
+    em.getConnection().execute<(LogRow & { position: string })[]>(
+      `select * from (${windowed.getFormattedQuery()}) w where w.position <= ? order by w.token_id, w.id desc`,
+      [limit + 1],
+    ),
+    counted.execute('all', true) as Promise<{ token: string; n: number }[]>,
+  ]);
+  for (const id of ids) pages.set(id, empty());
+  for (const count of counts) pages.get(String(count.token))!.totalCount = count.n;
+  for (const row of rows) {
+    const log = logFromEntity(em.getDriver().mapResult(row, em.getMetadata().get(RequestTokenLog.meta.className)) as never);
+    const page = pages.get(log.tokenId!)!;
+    if (page.nodes.length < limit) page.nodes.push(log);
+    else page.hasNextPage = true;
+  }
+  return pages;
 }

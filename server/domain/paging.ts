@@ -1,4 +1,6 @@
-import type pg from 'pg';
+import { raw } from '@mikro-orm/core';
+import type { QueryBuilder } from '@mikro-orm/postgresql';
+import { parseId } from './ids.js';
 import { Issues } from './errors.js';
 
 export const DEFAULT_PAGE_SIZE = 20;
@@ -22,8 +24,8 @@ export const encodeCursor = (id: string) => Buffer.from(`id:${id}`).toString('ba
 
 export function decodeCursor(cursor: string): string | null {
   const text = Buffer.from(cursor, 'base64url').toString('utf8');
-  const match = /^id:(\d{1,19})$/.exec(text);
-  return match ? match[1] : null;
+  const match = /^id:(\d+)$/.exec(text);
+  return match ? parseId(match[1]) : null;
 }
 
 /** Validates page arguments; returns the page size and the id to continue below (if any). */
@@ -40,39 +42,31 @@ export function pageWindow(args: PageArgs, issues: Issues, path: string[] = []):
   return { limit: first, beforeId };
 }
 
-export interface KeysetQuery<T> {
-  /** `from` clause: the table with its alias and any joins the conditions need. */
-  from: string;
-  /** The select list of a page row. */
-  columns: string;
-  /** The id column pages are cut on, newest first. */
-  idColumn: string;
-  /** Filter conditions with $n placeholders numbered into `values`; the page and the count share them. */
-  where: string[];
-  values: unknown[];
-  limit: number;
-  beforeId: string | null;
-  map(row: Record<string, any>): T & { id: string };
-}
-
-/** One page (newest first, one extra row to tell whether more follow) and the filter's total count, in parallel. */
-export async function keysetPage<T>(pool: pg.Pool, q: KeysetQuery<T>): Promise<Page<T & { id: string }>> {
-  const values = [...q.values];
-  const param = (v: unknown) => `$${values.push(v)}`;
-  const pageWhere = q.beforeId ? [...q.where, `${q.idColumn} < ${param(q.beforeId)}`] : q.where;
-  const clause = (conditions: string[]) => (conditions.length ? `where ${conditions.join(' and ')}` : '');
-  const [page, count] = await Promise.all([
-    pool.query(
-      `select ${q.columns} from ${q.from} ${clause(pageWhere)} order by ${q.idColumn} desc limit ${param(q.limit + 1)}`,
-      values,
-    ),
-    pool.query(`select count(*)::int as n from ${q.from} ${clause(q.where)}`, q.values),
-  ]);
+/**
+ * One page (newest first, one extra row to tell whether more follow) and the filter's total count, in parallel.
+ * `qb` holds the filter (the tenant's included); the page adds the cursor, the order and the limit to a copy of it.
+ */
+export async function keysetPage<T extends { id: string }>(
+  qb: QueryBuilder<any, any>,
+  idColumn: string,
+  limit: number,
+  beforeId: string | null,
+  read: (qb: any) => Promise<T[]>,
+): Promise<Page<T>> {
+  const page = qb.clone();
+  if (beforeId !== null) page.andWhere({ [idColumn]: { $lt: beforeId } });
+  page.orderBy({ [idColumn]: 'desc' }).limit(limit + 1);
+  const [rows, totalCount] = await Promise.all([read(page), countOf(qb)]);
   return {
-    nodes: page.rows.slice(0, q.limit).map(q.map),
-    hasNextPage: page.rows.length > q.limit,
-    hasPreviousPage: q.beforeId !== null,
-    totalCount: count.rows[0].n,
+    nodes: rows.slice(0, limit),
+    hasNextPage: rows.length > limit,
+    hasPreviousPage: beforeId !== null,
+    totalCount,
     cursorOf: (node) => encodeCursor(node.id),
   };
+}
+
+async function countOf(qb: QueryBuilder<any, any>): Promise<number> {
+  const [row] = await qb.clone().select(raw('count(*)::int as n')).execute<{ n: number }[]>('all', false);
+  return row.n;
 }

@@ -12,6 +12,7 @@ import type { RefusalLog } from './refusal-log.js';
 import { MAX_SCOPE_LENGTH, tokenColumns, tokenFromRow, type TokenRecord, type TokenRow } from './tokens.js';
 import { tenantOf, type Caller, type Tenant } from './api-keys.js';
 import { namedStatement } from './named-sql.js';
+import { parseId } from './ids.js';
 import { REDEMPTION_PARAMS, redeemableSql, SHARED_PARAMS, verdictCte, type CheckParams } from './redemption-rules.js';
 import { storedClientIp } from './privacy.js';
 
@@ -59,6 +60,8 @@ export type RedemptionValues = {
   params: Record<string, string[]>;
   userId: string | null;
   tenant: Tenant;
+  /** The kid of the key that verified the JWT. */
+  kid: string;
   /** Logged with the attempt. */
   clientIp: string | null;
   userAgent: string | null;
@@ -162,7 +165,7 @@ export async function redeemToken(deps: RedeemDeps, input: RedeemInput): Promise
     return new TokenRejection(verified.code, null, logId);
   }
 
-  const tokenId = /^\d{1,19}$/.test(verified.claims.jti) ? verified.claims.jti : '0';
+  const tokenId = parseId(verified.claims.jti) ?? '0';
   const key = input.idempotencyKey ?? null;
   const expected =
     key === null ? null : fingerprint({ scope: input.scope, url: input.url ?? null, userId, clientIp, userAgent });
@@ -180,6 +183,7 @@ export async function redeemToken(deps: RedeemDeps, input: RedeemInput): Promise
     params: requested?.params ?? {},
     userId,
     tenant,
+    kid: verified.kid,
     clientIp,
     userAgent,
     tolerance: deps.config.clockToleranceSeconds,

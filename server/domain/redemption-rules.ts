@@ -1,6 +1,7 @@
 import type { TokenStatus } from '../database/entities/request-token.js';
 import type { RejectionCode } from './errors.js';
 import { bindPlaceholders, placeholders, type SqlType } from './named-sql.js';
+import { DEFAULT_KID } from './default-kid.js';
 
 /**
  * The redemption rules, written once. A token redeems when it passes every check below; a refusal names the first
@@ -42,6 +43,8 @@ export const REDEMPTION_PARAMS = {
   userId: 'text',
   /** The caller's client; null for an admin key (every client). */
   tenant: 'bigint',
+  /** The kid of the key that verified the JWT (DEFAULT_KID for a JWT without one). */
+  kid: 'text',
 } as const satisfies Record<string, SqlType>;
 
 /** Parameters that are the same for every redemption of a process (configuration). */
@@ -60,6 +63,12 @@ export const REDEMPTION_CHECKS: readonly RedemptionCheck[] = [
     hides: true,
     passes: (t) => `(:tenant is null or ${t}.client_id = :tenant)`,
     message: 'No such token.',
+  },
+  {
+    // Another key's signature over the same claims is no proof: retiring a key must kill its tokens.
+    code: 'TOKEN_SIGNATURE_INVALID',
+    passes: (t) => `coalesce(${t}.kid, '${DEFAULT_KID}') = :kid`,
+    message: 'The token signature or algorithm is not valid.',
   },
   {
     code: 'TOKEN_REVOKED',
@@ -86,8 +95,12 @@ export const REDEMPTION_CHECKS: readonly RedemptionCheck[] = [
   },
   {
     code: 'TARGET_URL_MISMATCH',
+    // Every query parameter the target binds carries exactly the target's values, in order: a repeated parameter
+    // (`?list=daily&list=weekly` for `?list=weekly`) does not match, since the application may read either.
+    // Parameters the target does not name are free.
     passes: (t) =>
-      `(${t}.target_host is null or (${t}.target_host = :host and ${t}.target_path = :path and ${t}.target_params <@ :params))`,
+      `(${t}.target_host is null or (${t}.target_host = :host and ${t}.target_path = :path and not exists (
+        select from jsonb_each(${t}.target_params) bound where :params -> bound.key is distinct from bound.value)))`,
     message: 'The token is not valid for this URL.',
   },
   {

@@ -1,6 +1,8 @@
 import { createCipheriv, createDecipheriv, createSecretKey, hkdfSync, randomBytes, type KeyObject } from 'node:crypto';
 import { exportJWK, exportPKCS8, generateKeyPair, importJWK, importPKCS8, type JWK } from 'jose';
+import type { MikroORM } from '@mikro-orm/postgresql';
 import type pg from 'pg';
+import { SigningKey } from '../database/entities/signing-key.js';
 import { Issues, NotFoundError } from './errors.js';
 
 /**
@@ -17,7 +19,8 @@ export type SigningAlgorithm = (typeof SIGNING_ALGORITHMS)[number];
 export const KEY_STATES = ['active', 'verify', 'retired'] as const;
 export type KeyState = (typeof KEY_STATES)[number];
 
-export const DEFAULT_KID = 'default';
+import { DEFAULT_KID } from './default-kid.js';
+export { DEFAULT_KID };
 export const KID_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;
 
 export interface RingKey {
@@ -48,6 +51,12 @@ export interface KeyRing {
   lookup(kid: string): Promise<RingKey | undefined>;
   /** Known keys, synchronously. */
   get(kid: string): RingKey | undefined;
+  /**
+   * Keys besides the default one that a JWT without a kid may be signed with: HS256 keys that only verify. An HS256
+   * key we made only ever signed with its kid in the header; one added with `signing-keys add` (django-request-token's
+   * SECRET_KEY) signed links that carry none.
+   */
+  kidless(): RingKey[];
   /** Re-reads the ring from the database (after a rotation in this or another process). */
   refresh(): Promise<void>;
   /** Public keys of asymmetric keys that still verify, as a JWK Set. */
@@ -126,6 +135,7 @@ export async function staticKeyRing(secret: string): Promise<KeyRing> {
   return {
     active: () => key,
     get: (kid) => (kid === DEFAULT_KID ? key : undefined),
+    kidless: () => [],
     lookup: async (kid) => (kid === DEFAULT_KID ? key : undefined),
     refresh: async () => {},
     jwks: () => ({ keys: [] }),
@@ -149,6 +159,7 @@ export interface KeyRingOptions {
 export async function loadKeyRing(options: KeyRingOptions): Promise<KeyRing> {
   const kek = keyEncryptionKey(options.encryptionKey);
   let keys = new Map<string, RingKey>();
+  let kidless: RingKey[] = [];
   let active: RingKey | null = null;
   let lastRefresh = 0;
   let refreshing: Promise<void> | null = null;
@@ -166,6 +177,7 @@ export async function loadKeyRing(options: KeyRingOptions): Promise<KeyRing> {
     const nextActive = [...next.values()].find((k) => k.state === 'active');
     if (!nextActive) throw new Error('the signing-key ring has no active key');
     keys = next;
+    kidless = [...next.values()].filter((k) => k.kid !== DEFAULT_KID && k.alg === 'HS256' && k.state === 'verify');
     active = nextActive;
     lastRefresh = Date.now();
   };
@@ -178,6 +190,7 @@ export async function loadKeyRing(options: KeyRingOptions): Promise<KeyRing> {
   return {
     active: () => active!,
     get: (kid) => keys.get(kid),
+    kidless: () => kidless,
     async lookup(kid) {
       const known = keys.get(kid);
       if (known || Date.now() - lastRefresh < 1_000) return known;
@@ -212,9 +225,15 @@ const keyFromRow = (row: Record<string, any>): SigningKeyRecord => ({
   retiredAt: row.retired_at,
 });
 
-export async function listSigningKeys(pool: pg.Pool): Promise<SigningKeyRecord[]> {
-  const { rows } = await pool.query('select kid, algorithm, state, created_at, retired_at from signing_key order by created_at, kid');
-  return rows.map(keyFromRow);
+export async function listSigningKeys(deps: { orm: MikroORM }): Promise<SigningKeyRecord[]> {
+  const keys = await deps.orm.em.fork().find(SigningKey, {}, { orderBy: { createdAt: 'asc', kid: 'asc' } });
+  return keys.map((key) => ({
+    kid: key.kid,
+    algorithm: key.algorithm,
+    state: key.state,
+    createdAt: key.createdAt,
+    retiredAt: key.retiredAt ?? null,
+  }));
 }
 
 function newKid(): string {
@@ -265,6 +284,35 @@ export async function rotateSigningKey(
     client.release();
     plain.fill(0);
   }
+}
+
+/**
+ * Adds an existing HS256 secret to the ring as a key that only verifies, e.g. django-request-token's SECRET_KEY: links
+ * it signed (no kid in their header) keep redeeming while the service signs new ones with its own key. Stored
+ * encrypted like every other key; retire it once its links have expired.
+ */
+export async function addVerifyingKey(
+  pool: pg.Pool,
+  encryptionKey: string,
+  input: { kid: string; algorithm?: string | null; secret: Buffer },
+): Promise<SigningKeyRecord> {
+  const algorithm = input.algorithm ?? 'HS256';
+  const issues = new Issues();
+  if (!KID_PATTERN.test(input.kid)) issues.add(['kid'], 'must be 1–64 letters, digits, _ or -');
+  else if (input.kid === DEFAULT_KID) issues.add(['kid'], `"${DEFAULT_KID}" is REQUEST_TOKEN_SECRET itself`);
+  if (algorithm !== 'HS256') issues.add(['algorithm'], 'only HS256 secrets can be added (asymmetric keys come from rotate)');
+  if (input.secret.length === 0) issues.add(['secret'], 'is empty');
+  issues.throwIfAny();
+  const { rows } = await pool.query(
+    `insert into signing_key (kid, algorithm, state, encrypted_key) values ($1, 'HS256', 'verify', $2)
+     on conflict (kid) do nothing returning kid, algorithm, state, created_at, retired_at`,
+    [input.kid, encryptKeyMaterial(keyEncryptionKey(encryptionKey), input.kid, input.secret)],
+  );
+  if (!rows[0]) {
+    issues.add(['kid'], 'is taken by a key of the ring');
+    issues.throwIfAny();
+  }
+  return keyFromRow(rows[0]);
 }
 
 /** Stops a key from verifying: every token signed with it is refused from then on. The active key cannot retire. */

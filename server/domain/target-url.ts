@@ -37,6 +37,20 @@ export function urlParts(url: URL): UrlParts {
   return { host: url.host.toLowerCase(), path: url.pathname, params };
 }
 
+/**
+ * Whether a requested URL matches a target: same host and path, and every query parameter of the target present with
+ * exactly the target's values, in order (a repeated parameter does not match: the application may read either value).
+ * The scheme, the token parameter and any extra parameters (utm_* and the like) are ignored. Redemption does the same
+ * test in SQL (`boundParamsSql` in redeem.ts); this is its reference.
+ */
+export function urlMatches(target: UrlParts, requested: UrlParts): boolean {
+  if (target.host !== requested.host || target.path !== requested.path) return false;
+  return Object.entries(target.params).every(([name, values]) => {
+    const given = requested.params[name];
+    return given !== undefined && given.length === values.length && values.every((v, i) => given[i] === v);
+  });
+}
+
 /** Adds the JWT to a URL as the `rt` query parameter, keeping existing parameters and the fragment. */
 export function tokeniseUrl(url: string, jwt: string, param = TOKEN_PARAM): string {
   const parsed = new URL(url);

@@ -1,18 +1,15 @@
 import { InvalidJwtError, Issues, NotFoundError } from './errors.js';
 import type { JwtCodec, TokenClaims } from './jwt.js';
 import { checkString } from './validation.js';
-import type { Tenant } from './api-keys.js';
-import { getToken, jwtClaims, type TokenReader, type TokenRecord } from './tokens.js';
+import { getToken, jwtClaims, type TokenReadDeps, type TokenRecord } from './tokens.js';
 
 export interface TokenLookup {
   token: TokenRecord;
   claims: TokenClaims;
 }
 
-export interface LookupDeps extends TokenReader {
+export interface LookupDeps extends TokenReadDeps {
   codec: JwtCodec;
-  /** The caller's client (null: an admin key, every client); another client's token reads as missing. */
-  tenant: Tenant;
 }
 
 // The claims that identify a token for good (its times of validity may be corrected by an operator).
@@ -29,7 +26,7 @@ export async function findTokenByJwt(deps: LookupDeps, jwt: string): Promise<Tok
 
   const verified = await deps.codec.verify(jwt.trim());
   if (!verified.ok) throw new InvalidJwtError(verified.code);
-  const token = await getToken(deps, verified.claims.jti, deps.tenant);
+  const token = await getToken(deps, verified.claims.jti);
   if (!token) throw new NotFoundError('Token');
   // Ids restart when a database is recreated under the same secret: the row must be the one that was signed.
   const stored = jwtClaims(token);

@@ -1,10 +1,14 @@
 import type pg from 'pg';
+import { raw } from '@mikro-orm/core';
+import type { QueryBuilder } from '@mikro-orm/postgresql';
 import type { Config } from '../config.js';
 import { Issues, NotFoundError } from './errors.js';
-import { LOGIN_MODES, TOKEN_STATUSES, type LoginMode, type RequestToken, type TokenStatus } from '../database/entities/request-token.js';
+import { LOGIN_MODES, RequestToken, TOKEN_STATUSES, type LoginMode, type TokenStatus } from '../database/entities/request-token.js';
+import { requestEm, tenantQueryBuilder, type TenantDeps } from '../database/tenant.js';
 import { columnList, type RowOf } from '../database/rows.js';
 import { namedStatement } from './named-sql.js';
 import { statusSql } from './redemption-rules.js';
+import { parseId, parseIds } from './ids.js';
 import { modeClaim, type JwtCodec, type TokenClaims } from './jwt.js';
 import { parseHttpUrl, tokeniseUrl, urlParts } from './target-url.js';
 import { keysetPage, pageWindow, type Page, type PageArgs } from './paging.js';
@@ -30,18 +34,18 @@ export interface TokenRecord {
   clientId: string;
   /** The signing key of its JWT; null for tokens issued before key rotation existed (no kid in their header). */
   kid: string | null;
-  /** Derived from the redemption rules on the database clock, clock tolerance included, when the row was read. */
+  /** Derived on the database clock when the row was read. */
   status: TokenStatus;
 }
 
 /** The token's properties a TokenRecord shows, read by every hand-written statement that returns tokens. */
-const TOKEN_FIELDS = [
+const TOKEN_ROW_FIELDS = [
   'id', 'scope', 'targetUrl', 'userId', 'loginMode', 'data', 'maxUses', 'usedToDate', 'issuedAt', 'notBefore',
   'expiresAt', 'revokedAt',
 ] as const satisfies readonly (keyof RequestToken & string)[];
 
 /** A token row as `tokenColumns` selects it. */
-export type TokenRow = RowOf<RequestToken, (typeof TOKEN_FIELDS)[number]> & {
+export type TokenRow = RowOf<RequestToken, (typeof TOKEN_ROW_FIELDS)[number]> & {
   // The tenant and the signing key are not on the entity yet (server/database/entities/request-token.ts).
   client_id: string | number;
   kid: string | null;
@@ -53,7 +57,7 @@ export type TokenRow = RowOf<RequestToken, (typeof TOKEN_FIELDS)[number]> & {
  * clock tolerance: `tolerance` is the SQL for it, by default the named placeholder `:tolerance`).
  */
 export const tokenColumns = (t = 'request_token', tolerance = ':tolerance') =>
-  `${columnList(t, TOKEN_FIELDS)}, ${t}.client_id, ${t}.kid, ${statusSql(t, tolerance)} as status`;
+  `${columnList(t, TOKEN_ROW_FIELDS)}, ${t}.client_id, ${t}.kid, ${statusSql(t, tolerance)} as status`;
 
 export function tokenFromRow(row: TokenRow): TokenRecord {
   return {
@@ -211,12 +215,13 @@ export async function issueToken(deps: TokenDeps, input: IssueInput): Promise<Is
   let clientId = tenant ?? DEFAULT_CLIENT_ID;
   if (input.clientId != null) {
     // Another tenant's client id is refused exactly like one that does not exist.
+    const asked = parseId(input.clientId);
     const known =
-      /^\d{1,18}$/.test(input.clientId) &&
+      asked !== null &&
       (tenant === null
-        ? (await deps.pool.query('select 1 from api_client where id = $1', [input.clientId])).rowCount === 1
-        : input.clientId === tenant);
-    if (known) clientId = input.clientId;
+        ? (await deps.pool.query('select 1 from api_client where id = $1', [asked])).rowCount === 1
+        : asked === tenant);
+    if (known) clientId = asked;
     else issues.add(['input', 'clientId'], 'no such client');
   }
   issues.throwIfAny();
@@ -256,54 +261,74 @@ export async function issueToken(deps: TokenDeps, input: IssueInput): Promise<Is
   return { token, jwt, url: token.targetUrl ? tokeniseUrl(token.targetUrl, jwt) : null };
 }
 
-/** What reading tokens needs: their status depends on the clock tolerance. */
-export interface TokenReader {
-  pool: pg.Pool;
-  config: Pick<Config, 'clockToleranceSeconds'>;
+type TokenEntityRow = RequestToken & { status: TokenStatus };
+
+/** A token as the API shows it, from the entity and its status (derived in SQL on the database clock). */
+function tokenFromEntity(row: TokenEntityRow): TokenRecord {
+  return {
+    id: row.id,
+    scope: row.scope,
+    targetUrl: row.targetUrl ?? null,
+    userId: row.userId ?? null,
+    loginMode: row.loginMode,
+    data: row.data ?? null,
+    maxUses: row.maxUses,
+    usedToDate: row.usedToDate,
+    issuedAt: row.issuedAt,
+    notBefore: row.notBefore ?? null,
+    expiresAt: row.expiresAt ?? null,
+    revokedAt: row.revokedAt ?? null,
+    clientId: row.clientId,
+    kid: row.kid ?? null,
+    status: row.status,
+  };
 }
 
-const GET_TOKENS_SQL = namedStatement(
-  'get-tokens',
-  `select ${tokenColumns()} from request_token where id = any(:ids) and (:tenant is null or client_id = :tenant)`,
-  { ids: 'bigint[]', tenant: 'bigint', tolerance: 'int' },
-);
+/** Reading tokens: the tenant filter, and the clock tolerance their status depends on. */
+export type TokenReadDeps = TenantDeps & { config: Pick<Config, 'clockToleranceSeconds'> };
 
-/** Another tenant's token reads as missing. */
-export async function getToken(deps: TokenReader, id: string, tenant: Tenant): Promise<TokenRecord | null> {
-  return (await getTokens(deps, [id], tenant)).get(id) ?? null;
+/** The status (redemption-rules.ts) over the query's alias `t`; the tolerance is configuration, a whole number. */
+const statusOf = (deps: TokenReadDeps) => statusSql('t', String(Math.trunc(deps.config.clockToleranceSeconds)));
+
+/** The tenant's tokens with their status: every token query starts here, so the tenant filter is always on it. */
+function tokenQuery(deps: TokenReadDeps) {
+  const qb = tenantQueryBuilder(requestEm(deps), RequestToken, 't');
+  return qb.select([...TOKEN_FIELDS, raw(`(${statusOf(deps)}) as status`)]);
+}
+
+const TOKEN_FIELDS = [
+  'id', 'scope', 'targetUrl', 'userId', 'loginMode', 'data', 'maxUses', 'usedToDate', 'issuedAt', 'notBefore',
+  'expiresAt', 'revokedAt', 'clientId', 'kid',
+] as const satisfies (keyof RequestToken)[];
+
+const readTokens = async (qb: QueryBuilder<any, any>): Promise<TokenRecord[]> =>
+  ((await qb.execute('all', true)) as TokenEntityRow[]).map(tokenFromEntity);
+
+/** Another tenant's token reads as missing; so does an id no row can have. */
+export async function getToken(deps: TokenReadDeps, id: string): Promise<TokenRecord | null> {
+  const tokenId = parseId(id);
+  if (tokenId === null) return null;
+  const [token] = await readTokens(tokenQuery(deps).andWhere({ id: tokenId }));
+  return token ?? null;
 }
 
 /** Several tokens by id in one query (the dashboard's log pages name the same few tokens many times). */
-export async function getTokens(deps: TokenReader, ids: string[], tenant: Tenant): Promise<Map<string, TokenRecord>> {
-  const valid = ids.filter((id) => /^\d{1,19}$/.test(id));
+export async function getTokens(deps: TokenReadDeps, ids: readonly string[]): Promise<Map<string, TokenRecord>> {
+  const valid = parseIds(ids);
   const found = new Map<string, TokenRecord>();
   if (valid.length === 0) return found;
-  const { rows } = await deps.pool.query<TokenRow>({
-    name: GET_TOKENS_SQL.name,
-    text: GET_TOKENS_SQL.text,
-    values: GET_TOKENS_SQL.values({ ids: valid, tenant, tolerance: deps.config.clockToleranceSeconds }),
-  });
-  for (const row of rows) found.set(String(row.id), tokenFromRow(row));
+  for (const token of await readTokens(tokenQuery(deps).andWhere({ id: { $in: valid } }))) found.set(token.id, token);
   return found;
 }
 
-const REVOKE_SQL = namedStatement(
-  'revoke-token',
-  `update request_token set revoked_at = coalesce(revoked_at, now())
-  where id = :id and (:tenant is null or client_id = :tenant) returning ${tokenColumns()}`,
-  { id: 'bigint', tenant: 'bigint', tolerance: 'int' },
-);
-
 /** Revokes at once; revoking a revoked token keeps its first revocation time. */
-export async function revokeToken(deps: TokenReader, id: string, tenant: Tenant): Promise<TokenRecord> {
-  if (!/^\d{1,19}$/.test(id)) throw new NotFoundError('Token');
-  const { rows } = await deps.pool.query<TokenRow>({
-    name: REVOKE_SQL.name,
-    text: REVOKE_SQL.text,
-    values: REVOKE_SQL.values({ id, tenant, tolerance: deps.config.clockToleranceSeconds }),
-  });
-  if (!rows[0]) throw new NotFoundError('Token');
-  return tokenFromRow(rows[0]);
+export async function revokeToken(deps: TokenReadDeps, id: string): Promise<TokenRecord> {
+  const tokenId = parseId(id);
+  if (tokenId === null) throw new NotFoundError('Token');
+  const revoked = await requestEm(deps).nativeUpdate(RequestToken, { id: tokenId }, { revokedAt: raw('coalesce(revoked_at, now())') });
+  const token = revoked ? await getToken(deps, tokenId) : null;
+  if (!token) throw new NotFoundError('Token');
+  return token;
 }
 
 export interface TokenFilter {
@@ -312,34 +337,15 @@ export interface TokenFilter {
   status?: TokenStatus | null;
 }
 
-export async function listTokens(
-  deps: TokenReader,
-  filter: TokenFilter,
-  args: PageArgs,
-  tenant: Tenant,
-): Promise<Page<TokenRecord>> {
+export async function listTokens(deps: TokenReadDeps, filter: TokenFilter, args: PageArgs): Promise<Page<TokenRecord>> {
   const issues = new Issues();
   const { limit, beforeId } = pageWindow(args, issues);
   if (filter.status != null && !TOKEN_STATUSES.includes(filter.status)) issues.add(['filter', 'status'], 'unknown');
   issues.throwIfAny();
 
-  const where: string[] = [];
-  const values: unknown[] = [];
-  const param = (v: unknown) => `$${values.push(v)}`;
-  // A whole number from the configuration, written into the text: the count query shares `values` but not the columns.
-  const tolerance = String(Math.trunc(deps.config.clockToleranceSeconds));
-  if (tenant !== null) where.push(`client_id = ${param(tenant)}`);
-  if (filter.scope != null) where.push(`scope = ${param(filter.scope)}`);
-  if (filter.userId != null) where.push(`user_id = ${param(filter.userId)}`);
-  if (filter.status != null) where.push(`(${statusSql('request_token', tolerance)}) = ${param(filter.status)}`);
-  return keysetPage(deps.pool, {
-    from: 'request_token',
-    columns: tokenColumns('request_token', tolerance),
-    idColumn: 'id',
-    where,
-    values,
-    limit,
-    beforeId,
-    map: tokenFromRow,
-  });
+  const qb = tokenQuery(deps);
+  if (filter.scope != null) qb.andWhere({ scope: filter.scope });
+  if (filter.userId != null) qb.andWhere({ userId: filter.userId });
+  if (filter.status != null) qb.andWhere(`(${statusOf(deps)}) = ?`, [filter.status]);
+  return keysetPage(qb, 't.id', limit, beforeId, readTokens);
 }

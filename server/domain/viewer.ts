@@ -1,5 +1,5 @@
-import type pg from 'pg';
-import type { Permission } from '../database/entities/api-key.js';
+import { ApiKey, type Permission } from '../database/entities/api-key.js';
+import { requestEm, type TenantDeps } from '../database/tenant.js';
 import type { Caller } from './api-keys.js';
 
 export interface Viewer {
@@ -9,7 +9,7 @@ export interface Viewer {
 }
 
 /** The calling API key as it describes itself (never its secret or hash). */
-export async function getViewer(deps: { pool: pg.Pool; caller: Caller }): Promise<Viewer> {
-  const { rows } = await deps.pool.query('select name from api_key where id = $1', [deps.caller.keyId]);
-  return { keyId: deps.caller.keyId, name: rows[0]?.name ?? '', permissions: deps.caller.permissions };
+export async function getViewer(deps: TenantDeps & { caller: Caller }): Promise<Viewer> {
+  const key = await requestEm(deps).findOne(ApiKey, { id: deps.caller.keyId }, { fields: ['name'], disableIdentityMap: true });
+  return { keyId: deps.caller.keyId, name: key?.name ?? '', permissions: deps.caller.permissions };
 }

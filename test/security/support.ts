@@ -31,8 +31,8 @@ export function hs256(secret: string | Buffer, header: Record<string, unknown>, 
 
 /** A client of its own and a key for it with the given permissions. */
 export async function tenantKey(server: TestServer, name: string, permissions: string[]) {
-  const client = await createClient(server.db.pool, { name });
-  const { key } = await createKey(server.db, {
+  const client = await createClient({ orm: server.db.orm, tenant: null }, { name });
+  const { key } = await createKey({ orm: server.db.orm, tenant: null }, {
     name: `${name} key`,
     clientId: client.id,
     permissions,
@@ -41,7 +41,7 @@ export async function tenantKey(server: TestServer, name: string, permissions: s
 }
 
 export async function keyFor(server: TestServer, clientId: string | null, permissions: string[], extra = {}) {
-  const { key, apiKey } = await createKey(server.db, {
+  const { key, apiKey } = await createKey({ orm: server.db.orm, tenant: null }, {
     name: `key ${permissions.join(',')}`,
     clientId,
     permissions,

@@ -6,7 +6,7 @@ export const ApiClient = defineEntity({
   tableName: 'api_client',
   properties: {
     id: p.bigint('string').primary().autoincrement(),
-    name: p.string().length(100).unique(),
+    name: p.string().length(100).unique('api_client_name_key'),
     createdAt: p.datetime().defaultRaw('now()'),
   },
 });

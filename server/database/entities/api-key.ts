@@ -1,4 +1,5 @@
 import { defineEntity, p, type InferEntity } from '@mikro-orm/core';
+import { ApiClient } from './api-client.js';
 
 export const PERMISSIONS = ['issue', 'redeem', 'read', 'admin'] as const;
 export type Permission = (typeof PERMISSIONS)[number];
@@ -13,7 +14,15 @@ export const ApiKey = defineEntity({
     secretHash: p.string().length(64),
     permissions: p.array<Permission>(),
     /** The tenant; null only for admin keys, which see every tenant. */
-    clientId: p.bigint('string').nullable(),
+    clientId: () =>
+      p
+        .manyToOne(ApiClient)
+        .mapToPk()
+        .fieldName('client_id')
+        .foreignKeyName('api_key_client_id_fkey')
+        .updateRule('no action')
+        .deleteRule('no action')
+        .nullable(),
     /** Requests per minute; null takes RATE_LIMIT_PER_MINUTE. */
     rateLimitPerMinute: p.integer().nullable(),
     createdAt: p.datetime().defaultRaw('now()'),
@@ -21,6 +30,10 @@ export const ApiKey = defineEntity({
     expiresAt: p.datetime().nullable(),
     revokedAt: p.datetime().nullable(),
   },
+  checks: [
+    { property: 'rateLimitPerMinute', expression: 'rate_limit_per_minute >= 0' },
+    { name: 'api_key_client_or_admin', expression: `client_id is not null or 'admin' = any(permissions)` },
+  ],
 });
 
 export type ApiKey = InferEntity<typeof ApiKey>;

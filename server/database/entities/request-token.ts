@@ -1,4 +1,6 @@
 import { defineEntity, p, type InferEntity } from '@mikro-orm/core';
+import { ApiClient } from './api-client.js';
+import { tenantFilter } from '../tenant.js';
 
 export const LOGIN_MODES = ['NONE', 'REQUEST', 'SESSION'] as const;
 export type LoginMode = (typeof LOGIN_MODES)[number];
@@ -26,7 +28,30 @@ export const RequestToken = defineEntity({
     notBefore: p.datetime().nullable(),
     expiresAt: p.datetime().nullable(),
     revokedAt: p.datetime().nullable(),
+    /** The tenant owning the token; every insert names it (no default). */
+    clientId: () =>
+      p
+        .manyToOne(ApiClient)
+        .mapToPk()
+        .fieldName('client_id')
+        .foreignKeyName('request_token_client_id_fkey')
+        .updateRule('no action')
+        .deleteRule('no action'),
+    /** The signing key of its JWT; null for tokens issued before key rotation existed (no kid in their header). */
+    kid: p.string().length(64).nullable(),
   },
+  // Confined to the caller's client by default (server/database/tenant.ts).
+  filters: { tenant: tenantFilter },
+  checks: [
+    { property: 'maxUses', expression: 'max_uses >= 1' },
+    { property: 'usedToDate', expression: 'used_to_date >= 0' },
+  ],
+  indexes: [
+    // Tenant listings, newest first.
+    { name: 'request_token_client_id_index', properties: ['clientId', 'id'] },
+    // Usage statistics and bulk revocation filter by scope and issue time together.
+    { name: 'request_token_scope_issued_at_index', properties: ['scope', 'issuedAt'] },
+  ],
 });
 
 export type RequestToken = InferEntity<typeof RequestToken>;

@@ -3,11 +3,16 @@ import { Migration20261128000000 } from './Migration20261128000000.js';
 import { Migration20261129010000 } from './Migration20261129010000.js';
 import { Migration20261129020000 } from './Migration20261129020000.js';
 import { Migration20261129040000 } from './Migration20261129040000.js';
+import { Migration20261130054636_signing_key_enums_as_text } from './Migration20261130054636_signing_key_enums_as_text.js';
 
-/** Every migration, in order. Listed explicitly so they run the same under tsx, vitest and a build. */
+/**
+ * Every migration, in order. Listed explicitly so they run the same under tsx, vitest and a build.
+ * `npm run migration:create` rewrites this file from the folder (run it after adding a migration by hand too).
+ */
 export const migrationsList: MigrationObject[] = [
   { name: 'Migration20261128000000', class: Migration20261128000000 },
   { name: 'Migration20261129010000', class: Migration20261129010000 },
   { name: 'Migration20261129020000', class: Migration20261129020000 },
   { name: 'Migration20261129040000', class: Migration20261129040000 },
+  { name: 'Migration20261130054636_signing_key_enums_as_text', class: Migration20261130054636_signing_key_enums_as_text },
 ];
