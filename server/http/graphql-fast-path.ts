@@ -141,17 +141,24 @@ export function createFastPath({ yoga, fallback, onError }: FastPathOptions) {
     // What Yoga does once it has the parameters. The context is one plain object `{ req, res }` (Yoga adds `request`
     // and `params`): a fresh prototype per request, as Yoga's own `Object.create(serverContext)`, made every property
     // access on the context megamorphic, in every plugin and resolver.
-    const result = (await yoga.getResultForParams(
-      {
-        params: {
-          query,
-          variables: (variables as Record<string, unknown> | null) ?? undefined,
-          operationName: (operationName as string | null) ?? undefined,
+    // An error thrown before execution (a hook refusing the request: no or a bad API key, a rate limit) goes to Yoga,
+    // which runs the hooks again and answers as it answers such errors (masked, with their HTTP status).
+    let result: ExecutionResult;
+    try {
+      result = (await yoga.getResultForParams(
+        {
+          params: {
+            query,
+            variables: (variables as Record<string, unknown> | null) ?? undefined,
+            operationName: (operationName as string | null) ?? undefined,
+          },
+          request: requestView(req, yoga.fetchAPI),
         },
-        request: requestView(req, yoga.fetchAPI),
-      },
-      { req, res },
-    )) as ExecutionResult;
+        { req, res },
+      )) as ExecutionResult;
+    } catch {
+      return handOver(req, res, body);
+    }
     if (result == null || typeof result !== 'object' || Symbol.asyncIterator in result) {
       throw new Error('the lean GraphQL path got a streamed result');
     }
