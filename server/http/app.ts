@@ -36,8 +36,11 @@ function unauthenticated(message: string): GraphQLError {
 
 /** A refusal of the edge's limits: a clear message, a code, and HTTP 400 whatever the Accept header. */
 function limitError(code: string, message: string): GraphQLError {
-  // spec: false, or Yoga would answer a validation error 200 to application/json clients.
-  return new GraphQLError(message, { extensions: { code, http: { status: 400, spec: false } } });
+  // spec: false, or Yoga would answer a validation error 200 to application/json clients. It stays false: Yoga's
+  // parse hook for requests (usePreventMutationViaGET) sets `spec ||= true` on every parse error it sees.
+  const http = { status: 400 } as { status: number; spec: boolean };
+  Object.defineProperty(http, 'spec', { get: () => false, set: () => {}, enumerable: true });
+  return new GraphQLError(message, { extensions: { code, http } });
 }
 
 /**
