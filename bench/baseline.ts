@@ -53,12 +53,15 @@ async function redeem(input: any) {
   } catch {
     return { code: 'TOKEN_SIGNATURE_INVALID' };
   }
-  const values = [claims.jti, input.scope, null, null, '{}', input.userId ?? null, input.clientIp ?? null,
-    input.userAgent ?? null, 0];
-  // No idempotency key ($10, $11): the service's statement then writes no key row either.
-  // No idempotency key ($10, $11), an admin key's tenant ($12: null, every client's tokens), the default key ($13),
-  // as the service's.
-  const used = await pool.query({ name: 'redeem', text: REDEEM_SQL, values: [...values, null, null, null, 'default'] });
+  // An admin key's tenant (null: every client's tokens), as the service's; no URL, no clock tolerance.
+  const values = { tokenId: claims.jti, scope: input.scope, host: null, path: null, params: {}, userId: input.userId ?? null,
+    tenant: null, kid: 'default', clientIp: input.clientIp ?? null, userAgent: input.userAgent ?? null, tolerance: 0 };
+  // No idempotency key: the service's statement then writes no key row either.
+  const used = await pool.query({
+    name: REDEEM_SQL.name,
+    text: REDEEM_SQL.text,
+    values: REDEEM_SQL.values({ ...values, key: null, fingerprint: null }),
+  });
   if (used.rows[0]) {
     const row = used.rows[0];
     return {
@@ -70,18 +73,19 @@ async function redeem(input: any) {
       token: token(row),
     };
   }
-  const refused = await pool.query({ name: 'refuse', text: REFUSE_SQL, values: [...values, null, 'default'] });
+  const refused = await pool.query({ name: REFUSE_SQL.name, text: REFUSE_SQL.text, values: REFUSE_SQL.values(values) });
   return { code: refused.rows[0]?.error_code, logId: String(refused.rows[0]?.id) };
 }
 
 async function issue(input: any) {
   if (typeof input?.scope !== 'string') return { code: 'VALIDATION_FAILED' };
   const { rows } = await pool.query({
-    name: 'issue-token',
-    text: ISSUE_SQL,
+    name: ISSUE_SQL.name,
+    text: ISSUE_SQL.text,
     // The default client ('1') and the default key id, as the service issues for an admin key.
-    values: [input.scope, null, null, null, null, input.userId ?? null, 'NONE', null, input.maxUses ?? 1, null, null, 10,
-      '1', 'default'],
+    values: ISSUE_SQL.values({ scope: input.scope, targetUrl: null, host: null, path: null, params: null,
+      userId: input.userId ?? null, loginMode: 'NONE', data: null, maxUses: input.maxUses ?? 1, notBefore: null,
+      expiresAt: null, sessionMinutes: 10, clientId: '1', kid: 'default', tolerance: 0 }),
   });
   const row = rows[0];
   const claims: Record<string, unknown> = { jti: String(row.id), sub: row.scope, mod: 'n', max: row.max_uses,

@@ -8,12 +8,12 @@ import { join } from 'node:path';
 import { loadConfig } from '../server/config.js';
 import { initDatabase } from '../server/database/db.js';
 import { startEmbeddedDatabase } from '../server/database/embedded-db.js';
-import { REDEEM_SQL } from '../server/domain/redeem.js';
-import { REDEEM_ALONE_SQL, REDEEM_BATCH_SQL } from '../server/domain/redeem-batch.js';
+import { REDEEM_ALONE_SQL, REDEEM_SQL } from '../server/domain/redeem.js';
+import { REDEEM_BATCH_SQL } from '../server/domain/redeem-batch.js';
 import { freePort } from '../test/support/ports.js';
 
 const dir = await mkdtemp(join(tmpdir(), 'rt-statement-cost-'));
-await chmod(dir, 0o711);
+await chmod(dir, 0o755);
 const cluster = await startEmbeddedDatabase({ dir: join(dir, 'pg'), port: await freePort(), persistent: false });
 const db = await initDatabase(cluster.url, loadConfig({ DATABASE_URL: cluster.url, REQUEST_TOKEN_SECRET: 'x'.repeat(40) }));
 if (!db.batchPool) throw new Error('micro-batching is off (REDEEM_BATCH_MAX=1)');
@@ -28,25 +28,29 @@ try {
   // on the batch connections (generic plans).
   const client = await db.pool.connect();
   const batchClient = await db.batchPool.connect();
-  const values = (id: string) => [id, 'bench', null, null, '{}', null, '198.51.100.1', 'Mozilla/5.0', 0, null, null, null, 'default'];
+  const values = (id: string) => ({
+    tokenId: id, scope: 'bench', host: null, path: null, params: {}, userId: null, tenant: null, kid: 'default',
+    clientIp: '198.51.100.1', userAgent: 'Mozilla/5.0', tolerance: 0, key: null, fingerprint: null,
+  });
   const batch = (batchIds: string[]) =>
     batchClient.query({
-      name: 'redeem-batch',
-      text: REDEEM_BATCH_SQL,
-      values: [
-        JSON.stringify(batchIds.map((id, n) => {
-          const v = values(id);
-          return { in_n: n, in_id: v[0], in_scope: v[1], in_host: v[2], in_path: v[3], in_params: v[4], in_user: v[5],
-            in_ip: v[6], in_agent: v[7], in_tenant: v[11], in_kid: v[12] };
-        })),
-        0,
-        batchIds,
-      ],
+      name: REDEEM_BATCH_SQL.name,
+      text: REDEEM_BATCH_SQL.text,
+      values: REDEEM_BATCH_SQL.values({
+        batch: batchIds.map((id, n) => ({ n, ...values(id), params: '{}' })),
+        ids: batchIds,
+        tolerance: 0,
+      }),
     });
   const kinds: [string, number, (at: number) => Promise<{ rows: unknown[] }>][] = [
-    ['REDEEM_SQL', 1, (at) => client.query({ name: 'redeem', text: REDEEM_SQL, values: values(ids[at % ids.length]) })],
+    ['REDEEM_SQL', 1, (at) =>
+      client.query({ name: REDEEM_SQL.name, text: REDEEM_SQL.text, values: REDEEM_SQL.values(values(ids[at % ids.length])) })],
     ['REDEEM_ALONE_SQL (a lone click on a batch connection)', 1, (at) =>
-      batchClient.query({ name: 'redeem-alone', text: REDEEM_ALONE_SQL, values: values(ids[at % ids.length]) })],
+      batchClient.query({
+        name: REDEEM_ALONE_SQL.name,
+        text: REDEEM_ALONE_SQL.text,
+        values: REDEEM_ALONE_SQL.values(values(ids[at % ids.length])),
+      })],
     ['REDEEM_BATCH_SQL, 1 redemption', 1, (at) => batch([ids[at % ids.length]])],
     ['REDEEM_BATCH_SQL, 20 redemptions', 20, (at) => batch(Array.from({ length: 20 }, (_, k) => ids[(at * 20 + k) % ids.length]))],
   ];

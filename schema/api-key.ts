@@ -77,10 +77,6 @@ builder.mutationFields((t) => ({
     description: 'Admin keys only. Takes effect at once in this process, within seconds in others.',
     errors: { types: [NotFoundError], union: { name: 'RevokeApiKeyResult' } },
     args: { id: t.arg.id({ required: true }) },
-    resolve: async (_root, { id }, ctx) => {
-      const apiKey = await revokeKey(ctx, String(id));
-      ctx.authenticator.clear();
-      return { apiKey };
-    },
+    resolve: async (_root, { id }, ctx) => ({ apiKey: await revokeKey(ctx, String(id)) }),
   }),
 }));

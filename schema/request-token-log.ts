@@ -110,8 +110,6 @@ builder.mutationField('recordResponseStatus', (t) =>
     errors: { types: [NotFoundError, ValidationError], union: { name: 'RecordResponseStatusResult' } },
     args: { input: t.arg({ type: RecordResponseStatusInput, required: true }) },
     resolve: async (_root, { input }, ctx) => {
-      // A refusal's row may still sit in the batched writer's queue.
-      await ctx.refusalLog.settle(String(input.redemptionId));
       const log = await recordResponseStatus(ctx, {
         redemptionId: String(input.redemptionId),
         statusCode: input.statusCode,

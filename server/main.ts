@@ -2,22 +2,19 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { setFlagsFromString } from 'node:v8';
 import { createApp } from './http/app.js';
-import { ensureAdminKey, resolveSecret } from './domain/bootstrap.js';
+import { ensureAdminKey } from './domain/bootstrap.js';
 import { ConfigError, loadConfig, type Config } from './config.js';
-import type { Services } from './context.js';
-import { initDatabase, type Database } from './database/db.js';
 import { startEmbeddedDatabase, type EmbeddedDatabase } from './database/embedded-db.js';
-import { createJwtCodec } from './domain/jwt.js';
 import { createLogger } from './logger.js';
-import { createAuthenticator } from './domain/api-keys.js';
 import { pruneIdempotencyKeys } from './domain/idempotency.js';
-import { createRefusalLog } from './domain/refusal-log.js';
-import { redeemBatcherFor } from './domain/redeem-batch.js';
-import { loadKeyRing } from './domain/signing-keys.js';
+import { createServices, type RunningServices } from './services.js';
 import { anyFreePort, portInUse } from './port-check.js';
 import { StartupError } from './startup-error.js';
 
-/** The composition root: config → database → services → HTTP, and the reverse on SIGINT, SIGTERM and SIGHUP. */
+/**
+ * The process: config → (embedded) database → services (createServices, server/services.ts) → HTTP, and the reverse
+ * on SIGINT, SIGTERM and SIGHUP.
+ */
 async function main(): Promise<void> {
   const started = performance.now();
   let config: Config;
@@ -36,12 +33,10 @@ async function main(): Promise<void> {
   if (config.heapGrowingPercent > 0) setFlagsFromString(`--heap-growing-percent=${config.heapGrowingPercent}`);
 
   let embedded: EmbeddedDatabase | null = null;
-  let db: Database | null = null;
-  let services: Services | null = null;
+  let services: RunningServices | null = null;
   const cleanUp = async () => {
     // Queued refusal log rows are written before the pool closes.
-    await services?.refusalLog.close();
-    await db?.close();
+    await services?.close();
     await embedded?.stop();
   };
 
@@ -73,26 +68,14 @@ async function main(): Promise<void> {
       url = embedded.url;
     }
     if (signalled) throw new Interrupted(signalled);
-    db = await initDatabase(url, config, log.info).catch((error) => {
-      throw explainDatabaseError(error, config.databaseUrl ? 'DATABASE_URL' : 'the embedded PostgreSQL');
-    });
-    const secret = await resolveSecret(config, log.info).catch((error) => {
-      throw explainFileError(error, config.dataDir);
-    });
-    await ensureAdminKey(db.orm.em.fork(), config, log.info);
-    services = {
-      config,
-      orm: db.orm,
-      pool: db.pool,
-      codec: await createJwtCodec(
-        await loadKeyRing({ pool: db.pool, secret, encryptionKey: config.keyEncryptionKey ?? secret }),
-      ),
-      authenticator: createAuthenticator(),
+    services = await createServices(config, {
       log,
-      refusalLog: createRefusalLog(db.pool, { flushMs: config.refusalLogFlushMs, onError: log.error }),
-      redeemBatcher: redeemBatcherFor(db, config),
-    };
-    await services.refusalLog.ready();
+      databaseUrl: url,
+      explainDatabaseError: (error) =>
+        explainDatabaseError(error, config.databaseUrl ? 'DATABASE_URL' : 'the embedded PostgreSQL'),
+      explainSecretError: (error) => explainFileError(error, config.dataDir),
+    });
+    await ensureAdminKey(services.orm.em.fork(), config, log.info);
     if (signalled) throw new Interrupted(signalled);
     const app = createApp(services);
     const url_ = await app.listen(config.port, config.host).catch((error: NodeJS.ErrnoException) => {

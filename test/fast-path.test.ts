@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { acceptedMediaType } from '../server/http/graphql-fast-path.js';
 import { startTestServer, type TestServer } from './support/harness.js';
+import type { Plugin } from 'graphql-yoga';
 import { CREATE, RECORD, REDEEM } from './support/operations.js';
 
 // Two servers on databases of their own, driven through the same sequence of requests: one serves plain JSON POSTs
@@ -133,6 +134,16 @@ for (const mode of ['jit', 'on'] as const) {
         }
       });
 
+      it('keeps a variable inside an object literal (data: { a: $v })', async () => {
+        const query = `mutation($v: String, $n: Int) {
+          createRequestToken(input: { scope: "literal", data: { a: $v, nested: { n: $n, list: [$v, 1] } } }) {
+            ... on CreateRequestTokenSuccess { token { data } }
+          }
+        }`;
+        const res = await same({ body: op(query, { v: 'kept', n: 7 }) });
+        expect((res.body as any).data.createRequestToken.token.data).toEqual({ a: 'kept', nested: { n: 7, list: ['kept', 1] } });
+      });
+
       it('picks the media type Yoga picks', () => {
         expect(acceptedMediaType(undefined)).toBe('application/json');
         expect(acceptedMediaType('application/graphql-response+json')).toBe('application/graphql-response+json');
@@ -143,3 +154,45 @@ for (const mode of ['jit', 'on'] as const) {
     });
   });
 }
+
+describe('a plugin added to Yoga', () => {
+  const seen: string[] = [];
+  // Records every hook it is given; onRequest belongs to Yoga's transport, so a request without it took the lean path.
+  const spy: Plugin<any> = {
+    onRequest: () => void seen.push('request'),
+    onParams: () => void seen.push('params'),
+    onParse: () => void seen.push('parse'),
+    onValidate: () => void seen.push('validate'),
+    onContextBuilding: () => void seen.push('context'),
+    onExecute: () => ({ onExecuteDone: () => void seen.push('executed') }),
+    onExecutionResult: ({ result, setResult }) => {
+      seen.push('result');
+      setResult({ ...(result as object), extensions: { seenBy: 'spy' } } as never);
+    },
+  };
+  let server: TestServer;
+  beforeAll(async () => {
+    server = await startTestServer({}, { plugins: [spy] });
+  });
+  afterAll(() => server?.close());
+
+  it('runs on a lean-path request: every hook from the parameters on, and its result changes reach the client', async () => {
+    seen.length = 0;
+    const res = await fetch(server.graphqlUrl, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${server.apiKey}` },
+      body: JSON.stringify({ query: '{ requestTokens(first: 1) { totalCount } }' }),
+    });
+    expect(await res.json()).toEqual({ data: { requestTokens: { totalCount: 0 } }, extensions: { seenBy: 'spy' } });
+    expect(seen).toEqual(['params', 'parse', 'validate', 'context', 'executed', 'result']);
+  });
+
+  it('runs on a request that Yoga serves, with its transport hook as well', async () => {
+    seen.length = 0;
+    const res = await fetch(`${server.graphqlUrl}?query=${encodeURIComponent('{ requestTokens(first: 1) { totalCount } }')}`, {
+      headers: { authorization: `Bearer ${server.apiKey}` },
+    });
+    expect(await res.json()).toEqual({ data: { requestTokens: { totalCount: 0 } }, extensions: { seenBy: 'spy' } });
+    expect(seen).toEqual(['request', 'params', 'parse', 'validate', 'context', 'executed', 'result']);
+  });
+});

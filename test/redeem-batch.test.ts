@@ -2,6 +2,7 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { transientReason } from '../server/database/db-errors.js';
 import { createRedeemBatcher, RedeemQueueTimeout } from '../server/domain/redeem-batch.js';
+import type { RedemptionValues } from '../server/domain/redeem.js';
 import { startTestServer, type TestServer } from './support/harness.js';
 import { issue, redeem, tokenState } from './support/operations.js';
 
@@ -12,9 +13,11 @@ beforeAll(async () => {
 });
 afterAll(() => server?.close());
 
-/** REDEEM_SQL's parameters for a plain redemption (no URL, user, tenant or idempotency key; the default key). */
-const values = (tokenId: string, userAgent: string, scope = 'batch') =>
-  [tokenId, scope, null, null, '{}', null, '198.51.100.1', userAgent, 0, null, null, null, 'default'];
+/** A plain redemption's parameters (no URL, user, tenant or idempotency key). */
+const values = (tokenId: string, userAgent: string, scope = 'batch'): RedemptionValues => ({
+  tokenId, scope, host: null, path: null, params: {}, userId: null, tenant: null, kid: 'default', clientIp: '198.51.100.1', userAgent,
+  tolerance: 0,
+});
 
 describe('micro-batched redemptions', () => {
   it('run on connections of their own, taken from DB_POOL_SIZE, whose statements use a generic plan', async () => {

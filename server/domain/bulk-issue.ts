@@ -4,8 +4,9 @@ import { tenantOf } from './api-keys.js';
 import { parseHttpUrl, tokeniseUrl, urlParts } from './target-url.js';
 import {
   checkAgainstNow,
-  TOKEN_COLUMNS,
+  tokenColumns,
   tokenFromRow,
+  type TokenRow,
   tokenJwt,
   validateIssueInput,
   type IssueInput,
@@ -38,7 +39,7 @@ const BULK_ISSUE_SQL = `with input as (
     where not exists (select 1 from input c where not (
       (c.expiry is null or c.expiry > now()) and (c.not_before is null or c.expiry is null or c.not_before < c.expiry)))
     order by n
-    returning ${TOKEN_COLUMNS}
+    returning ${tokenColumns('request_token', '$15::int')}
   )
   select * from stored order by id`;
 
@@ -87,10 +88,16 @@ export async function issueTokens(deps: TokenDeps, inputs: IssueInput[]): Promis
     columns[9][i] = input.notBefore ?? null;
     columns[10][i] = input.expiresAt ?? null;
   });
-  const { rows } = await deps.pool.query({
+  const { rows } = await deps.pool.query<TokenRow>({
     name: 'issue-tokens',
     text: BULK_ISSUE_SQL,
-    values: [...columns, deps.config.sessionTokenExpiryMinutes, clientIds, deps.codec.activeKid()],
+    values: [
+      ...columns,
+      deps.config.sessionTokenExpiryMinutes,
+      clientIds,
+      deps.codec.activeKid(),
+      deps.config.clockToleranceSeconds,
+    ],
   });
   if (rows.length !== inputs.length) {
     // A check against the present failed: say which, judged on the database clock.

@@ -5,7 +5,7 @@ import { requestEm, type TenantDeps } from '../database/tenant.js';
 import { parseId } from './ids.js';
 import { Issues, NotFoundError } from './errors.js';
 import { checkString } from './validation.js';
-import { createApiKey } from './api-keys.js';
+import { createApiKey, type Authenticator } from './api-keys.js';
 
 /** Tenants and their API keys: the admin side. Key secrets never leave createKey except in its return value. */
 
@@ -135,10 +135,18 @@ export async function listKeys(deps: TenantDeps, filter: { clientId?: string | n
 }
 
 /** Revokes at once in this process (the caller clears its authenticator cache); revoking twice keeps the first time. */
-export async function revokeKey(deps: TenantDeps, id: string): Promise<ApiKeyRecord> {
+/**
+ * Revokes a key; revoking twice keeps the first time. With this process's authenticator, its cached checks are
+ * forgotten, so the key is refused here at once (other processes within their cache's 5 s).
+ */
+export async function revokeKey(
+  deps: TenantDeps & { authenticator?: Pick<Authenticator, 'clear'> },
+  id: string,
+): Promise<ApiKeyRecord> {
   if (!/^[A-Za-z0-9]{1,32}$/.test(id)) throw new NotFoundError('API key');
   const em = requestEm(deps);
   const revoked = await em.nativeUpdate(ApiKey, { id }, { revokedAt: raw('coalesce(revoked_at, now())') });
   if (!revoked) throw new NotFoundError('API key');
+  deps.authenticator?.clear();
   return keyFromEntity(await em.findOneOrFail(ApiKey, { id }, FRESH));
 }

@@ -1,3 +1,5 @@
+import { CHECK_MESSAGES } from './redemption-rules.js';
+
 /** Codes of expected failures; the GraphQL enum ErrorCode mirrors this list. */
 export const ERROR_CODES = [
   'VALIDATION_FAILED',
@@ -55,18 +57,18 @@ export class NotFoundError extends RequestTokenError {
   }
 }
 
-const REJECTION_MESSAGES: Record<RejectionCode, string> = {
+// The checks' messages live with the checks (server/domain/redemption-rules.ts); these two refusals come before any
+// check, from the JWT itself.
+const REJECTION_MESSAGES = {
   TOKEN_MALFORMED: 'The token is not a well-formed JWT.',
   TOKEN_SIGNATURE_INVALID: 'The token signature or algorithm is not valid.',
-  TOKEN_NOT_FOUND: 'No such token.',
-  TOKEN_REVOKED: 'The token has been revoked.',
-  TOKEN_NOT_YET_VALID: 'The token is not valid yet.',
-  TOKEN_EXPIRED: 'The token has expired.',
-  SCOPE_MISMATCH: 'The token is not valid for this scope.',
-  TARGET_URL_MISMATCH: 'The token is not valid for this URL.',
-  AUDIENCE_MISMATCH: 'The token was issued to another user.',
-  MAX_USES_EXCEEDED: 'The token has no uses left.',
-};
+  ...CHECK_MESSAGES,
+} as Record<RejectionCode, string>;
+for (const code of ERROR_CODES) {
+  if (code !== 'VALIDATION_FAILED' && code !== 'NOT_FOUND' && !REJECTION_MESSAGES[code]) {
+    throw new Error(`refusal ${code} has no message`);
+  }
+}
 
 /** The message of a refusal with this code. */
 export const rejectionMessage = (code: RejectionCode): string => REJECTION_MESSAGES[code];

@@ -1,7 +1,8 @@
 import { createHash } from 'node:crypto';
 import type pg from 'pg';
 import { Issues } from './errors.js';
-import { TOKEN_COLUMNS } from './tokens.js';
+import { tokenColumns, type TokenRow } from './tokens.js';
+import { namedStatement } from './named-sql.js';
 import type { Tenant } from './api-keys.js';
 
 /**
@@ -29,10 +30,17 @@ export function fingerprint(parameters: RedemptionParameters): string {
   return createHash('sha256').update(JSON.stringify([scope, url, userId, clientIp, userAgent])).digest('hex');
 }
 
-const REPLAY_SQL = `select k.fingerprint, k.log_id, tok.*
+const REPLAY_SQL = namedStatement(
+  'redeem-replay',
+  `select k.fingerprint, k.log_id, tok.*
   from request_token_idempotency k
-  cross join lateral (select ${TOKEN_COLUMNS} from request_token where id = k.token_id) tok
-  where k.token_id = $1 and k.key = $2 and ($3::bigint is null or tok.client_id = $3::bigint)`;
+  cross join lateral (select ${tokenColumns()} from request_token where id = k.token_id) tok
+  where k.token_id = :tokenId and k.key = :key and (:tenant is null or tok.client_id = :tenant)`,
+  { tokenId: 'bigint', key: 'text', tenant: 'bigint', tolerance: 'int' },
+);
+
+/** The token as it stands now, with the log row of the redemption that used the key. */
+export type ReplayRow = TokenRow & { fingerprint: string; log_id: string };
 
 /**
  * The token row (as it stands now) and log id of the redemption that used `key` on this token, or null. Throws a
@@ -45,8 +53,14 @@ export async function findReplay(
   expected: string,
   /** Another client's token has no replay, as it has no redemption. */
   tenant: Tenant,
-): Promise<Record<string, any> | null> {
-  const { rows } = await pool.query({ name: 'redeem-replay', text: REPLAY_SQL, values: [tokenId, key, tenant] });
+  /** CLOCK_TOLERANCE_SECONDS, for the token's status. */
+  tolerance: number,
+): Promise<ReplayRow | null> {
+  const { rows } = await pool.query<ReplayRow>({
+    name: REPLAY_SQL.name,
+    text: REPLAY_SQL.text,
+    values: REPLAY_SQL.values({ tokenId, key, tenant, tolerance }),
+  });
   if (!rows[0]) return null;
   if (rows[0].fingerprint !== expected) {
     const issues = new Issues();

@@ -1,8 +1,13 @@
 import type { RejectionCode } from './errors.js';
-import { TOKEN_COLUMNS, tokenFromRow, type TokenRecord } from './tokens.js';
-import { validateRedeemInput, VERDICT_CTE, type RedeemDeps } from './redeem.js';
-import { tenantOf } from './api-keys.js';
+import { tokenColumns, tokenFromRow, type TokenRecord, type TokenRow } from './tokens.js';
+import { validateRedeemInput, type RedeemDeps } from './redeem.js';
+import { namedStatement } from './named-sql.js';
 import { parseId } from './ids.js';
+import { REDEMPTION_PARAMS, SHARED_PARAMS, verdictCte } from './redemption-rules.js';
+
+/** A row of a left join: the joined side's columns may all be null. */
+type Nullable<T> = { [K in keyof T]: T[K] | null };
+import { tenantOf } from './api-keys.js';
 
 export interface InspectInput {
   jwt: string;
@@ -21,12 +26,14 @@ export interface Inspection {
   usesRemaining: number | null;
 }
 
-// The very checks of the refusal statement, in the same order, on the same clock, with nothing written. The verdict
-// numbers its parameters like redemption; $7 and $8 (client IP, user agent) are only logged there, typed here so
-// PostgreSQL can prepare the statement.
-const INSPECT_SQL = `with ${VERDICT_CTE}
-  select verdict.code as verdict, $7::text as unused_ip, $8::text as unused_agent, tok.*
-  from verdict left join lateral (select ${TOKEN_COLUMNS} from request_token where id = verdict.id) tok on true`;
+// The refusal verdict (the rules' first failing check, on the same clock), with nothing written.
+const INSPECT_SQL = namedStatement(
+  'inspect',
+  `with ${verdictCte()}
+  select verdict.code as verdict, tok.*
+  from verdict left join lateral (select ${tokenColumns()} from request_token where id = verdict.id) tok on true`,
+  { ...REDEMPTION_PARAMS, ...SHARED_PARAMS },
+);
 
 /**
  * Runs every check that redemption runs and says how it would end, consuming nothing and logging nothing, so that
@@ -37,28 +44,25 @@ export async function inspectToken(deps: RedeemDeps, input: InspectInput): Promi
   const verified = await deps.codec.verify(input.jwt);
   if (!verified.ok) return { redeemable: false, code: verified.code, token: null, usesRemaining: null };
 
-  // A jti no row can have (out of bigint range, say) names no token: TOKEN_NOT_FOUND, as at redemption.
   const tokenId = parseId(verified.claims.jti) ?? '0';
-  const { rows } = await deps.pool.query({
-    name: 'inspect',
-    text: INSPECT_SQL,
-    values: [
+  const { rows } = await deps.pool.query<{ verdict: RejectionCode | null } & Nullable<TokenRow>>({
+    name: INSPECT_SQL.name,
+    text: INSPECT_SQL.text,
+    values: INSPECT_SQL.values({
       tokenId,
-      input.scope,
-      requested?.host ?? null,
-      requested?.path ?? null,
-      JSON.stringify(requested?.params ?? {}),
-      input.userId ?? null,
-      null,
-      null,
-      deps.config.clockToleranceSeconds,
+      scope: input.scope,
+      host: requested?.host ?? null,
+      path: requested?.path ?? null,
+      params: requested?.params ?? {},
+      userId: input.userId ?? null,
       // Another client's token inspects as TOKEN_NOT_FOUND, like at redemption.
-      tenantOf(deps.caller),
-      verified.kid,
-    ],
+      tenant: tenantOf(deps.caller),
+      kid: verified.kid,
+      tolerance: deps.config.clockToleranceSeconds,
+    }),
   });
   const row = rows[0];
-  const token = row.id === null ? null : tokenFromRow(row);
+  const token = row.id === null ? null : tokenFromRow(row as TokenRow);
   return {
     redeemable: row.verdict === null,
     code: row.verdict,

@@ -57,7 +57,16 @@ export function validateRetentionPolicy(policy: RetentionPolicy, path: string[] 
   return issues;
 }
 
-const rowsOf = (row: Record<string, any>): DoomedRows => ({
+/** The aggregate row of the statements below: how many log rows, their id range and time range. */
+interface DoomedRow {
+  n: number;
+  first_id: string | null;
+  last_id: string | null;
+  oldest: Date | null;
+  newest: Date | null;
+}
+
+const rowsOf = (row: DoomedRow): DoomedRows => ({
   count: row.n,
   firstId: row.first_id === null ? null : String(row.first_id),
   lastId: row.last_id === null ? null : String(row.last_id),

@@ -1,3 +1,4 @@
+import type { RefusalLog } from './refusal-log.js';
 import { LockMode, raw } from '@mikro-orm/core';
 import type { EntityManager, QueryBuilder } from '@mikro-orm/postgresql';
 import { RequestTokenIdempotency } from '../database/entities/request-token-idempotency.js';
@@ -65,7 +66,10 @@ export interface RecordStatusInput {
  * `releaseUse` the redemption's use goes back to the token, once: the log row keeps when (`released_at`), a second
  * release changes nothing, and the redemption's idempotency key is freed so a retry with it redeems afresh.
  */
-export async function recordResponseStatus(deps: TenantDeps, input: RecordStatusInput): Promise<LogRecord> {
+export async function recordResponseStatus(
+  deps: TenantDeps & { refusalLog?: Pick<RefusalLog, 'settle'> },
+  input: RecordStatusInput,
+): Promise<LogRecord> {
   const issues = new Issues();
   const validStatus = Number.isInteger(input.statusCode) && input.statusCode >= 100 && input.statusCode <= 599;
   if (!validStatus) issues.add(['input', 'statusCode'], 'must be an HTTP status code (100–599)');
@@ -75,6 +79,8 @@ export async function recordResponseStatus(deps: TenantDeps, input: RecordStatus
   issues.throwIfAny();
   const redemptionId = parseId(input.redemptionId);
   if (redemptionId === null) throw new NotFoundError('Redemption');
+  // A refusal's row may still sit in the batched writer's queue.
+  await deps.refusalLog?.settle(redemptionId);
   if (input.releaseUse) return releaseUse(deps, redemptionId, input.statusCode);
   const em = requestEm(deps);
   if (!(await em.nativeUpdate(RequestTokenLog, { id: redemptionId }, { statusCode: input.statusCode }))) {

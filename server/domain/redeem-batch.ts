@@ -1,6 +1,14 @@
 import pg from 'pg';
-import { REDEEM_SQL, redeemableSql, redeemSql } from './redeem.js';
-import { TOKEN_COLUMNS } from './tokens.js';
+import {
+  PER_REDEMPTION_PARAMS,
+  REDEEM_ALONE_SQL,
+  REDEEM_SQL,
+  type RedeemedRow,
+  type RedemptionValues,
+} from './redeem.js';
+import { bindPlaceholders, namedStatement, sqlValue } from './named-sql.js';
+import { redeemableSql, SHARED_PARAMS } from './redemption-rules.js';
+import { tokenColumns } from './tokens.js';
 
 /**
  * Micro-batching of successful redemptions. While every statement slot is busy, redemptions wait here, and the next
@@ -16,8 +24,8 @@ import { TOKEN_COLUMNS } from './tokens.js';
  * statement (their key row may conflict, and that must fail alone).
  */
 export interface RedeemBatcher {
-  /** `values` are REDEEM_SQL's parameters, with no idempotency key. */
-  consume(values: unknown[]): Promise<Record<string, any> | null>;
+  /** A redemption without an idempotency key: the token row with its log id, or null when it consumed no use. */
+  consume(values: RedemptionValues): Promise<RedeemedRow | null>;
   /** Counts since start: statements run, and redemptions that shared one with others. */
   readonly stats: { statements: number; batched: number };
 }
@@ -42,56 +50,59 @@ export class RedeemQueueTimeout extends Error {
   }
 }
 
+// The per-redemption columns of the batch's input rows, named as the rules' parameters (JSON travels as text).
+const inputColumns = Object.entries(PER_REDEMPTION_PARAMS)
+  .map(([name, type]) => `"${name}" ${type === 'jsonb' ? 'text' : type}`)
+  .join(', ');
+// The rules' placeholders bound to the batch row `i` (per redemption) or left to the statement (shared).
+const perRow = (name: string) =>
+  name in PER_REDEMPTION_PARAMS
+    ? `i."${name}"${PER_REDEMPTION_PARAMS[name as keyof typeof PER_REDEMPTION_PARAMS] === 'jsonb' ? '::jsonb' : ''}`
+    : `:${name}`;
+
 // One row per redemption; a token named twice takes part once (the first), the others get no row and retry alone.
-// The checks (redeemableSql, as in REDEEM_SQL) run in a SELECT … FOR UPDATE SKIP LOCKED: a row locked by another transaction is skipped, not waited
-// for (so batches cannot deadlock either), and the rows it returns are locked, so their checks stay true until the
-// commit. Then the same UPDATE and log INSERT as REDEEM_SQL, for all at once; answers are matched back by token id,
-// unique within a batch. $3 holds the token ids: rows are found by primary key whatever the planner thinks of the
+// Every check of the rules (redemption-rules.ts) runs in a SELECT … FOR UPDATE SKIP LOCKED: a row locked by another
+// transaction is skipped, not waited for (so batches cannot deadlock either), and the rows it returns are locked, so
+// their checks stay true until the commit. Then the same UPDATE and log INSERT as REDEEM_SQL, for all at once; answers
+// are matched back by `n`. :ids holds the token ids: rows are found by primary key whatever the planner thinks of the
 // JSON's row count (it assumes 100; joining on the JSON alone it chose sequential scans, or the scope index).
-export const REDEEM_BATCH_SQL = `with input as (
-    select * from json_to_recordset($1::json) as r(in_n int, in_id bigint, in_scope text, in_host text, in_path text,
-      in_params text, in_user text, in_ip text, in_agent text, in_tenant bigint, in_kid text)
+export const REDEEM_BATCH_SQL = namedStatement(
+  'redeem-batch',
+  `with input as (
+    select * from json_to_recordset(:batch) as r(n int, ${inputColumns})
   ), first as (
-    select distinct on (in_id) * from input order by in_id, in_n
+    select distinct on ("tokenId") * from input order by "tokenId", n
   ), eligible as (
-    select t.id, i.in_n, i.in_user, i.in_ip, i.in_agent
-    from request_token t join first i on i.in_id = t.id
-    where t.id = any($3::bigint[]) and ${redeemableSql(
-      {
-        scope: 'i.in_scope',
-        host: 'i.in_host',
-        path: 'i.in_path',
-        params: 'i.in_params::jsonb',
-        userId: 'i.in_user',
-        tolerance: '$2',
-        tenant: 'i.in_tenant',
-        kid: 'i.in_kid',
-      },
-      't',
-    )}
+    select t.id, i.n, i."userId", i."clientIp", i."userAgent"
+    from request_token t join first i on i."tokenId" = t.id
+    where t.id = any(:ids) and ${bindPlaceholders(redeemableSql('t'), perRow)}
     for update of t skip locked
   ), used as (
-    update request_token set used_to_date = used_to_date + 1
-    where id = any($3::bigint[]) and id in (select id from eligible) and used_to_date < max_uses
-    returning ${TOKEN_COLUMNS}
+    update request_token t set used_to_date = t.used_to_date + 1
+    where t.id = any(:ids) and t.id in (select id from eligible)
+    returning ${tokenColumns('t')}
   ), log as (
     insert into request_token_log (token_id, user_id, client_ip, user_agent, client_id)
-    select used.id, e.in_user, e.in_ip, e.in_agent, used.client_id from used join eligible e on e.id = used.id
+    select used.id, e."userId", e."clientIp", e."userAgent", used.client_id from used join eligible e on e.id = used.id
     returning id as log_id, token_id
   )
-  select used.*, e.in_n, log.log_id from used join eligible e on e.id = used.id join log on log.token_id = used.id`;
+  select used.*, e.n, log.log_id from used join eligible e on e.id = used.id join log on log.token_id = used.id`,
+  { batch: 'json', ids: 'bigint[]', ...SHARED_PARAMS },
+);
 
-/**
- * REDEEM_SQL for a redemption that runs alone on a batch connection (a lone click): a row locked elsewhere is skipped
- * rather than waited for, as in a batch. Cheaper than a batch of one (about 0.1 ms of PostgreSQL time less,
- * bench/statement-cost.ts).
- */
-export const REDEEM_ALONE_SQL = redeemSql({ skipLocked: true });
+/** A batch row: the redemption's parameters, as the batch's input columns take them. */
+const batchRow = (values: RedemptionValues, n: number) => {
+  const row: Record<string, unknown> = { n };
+  for (const [name, type] of Object.entries(PER_REDEMPTION_PARAMS)) {
+    row[name] = sqlValue(type, values[name as keyof typeof PER_REDEMPTION_PARAMS]);
+  }
+  return row;
+};
 
 interface Waiting {
-  values: unknown[];
+  values: RedemptionValues;
   since: number;
-  resolve(row: Record<string, any> | null): void;
+  resolve(row: RedeemedRow | null): void;
   reject(error: unknown): void;
 }
 
@@ -112,31 +123,36 @@ export function createRedeemBatcher(pool: pg.Pool, options: RedeemBatchOptions):
     }
   };
 
-  const single = async (values: unknown[]) =>
-    (await pool.query({ name: 'redeem', text: REDEEM_SQL, values })).rows[0] ?? null;
+  const single = async (values: RedemptionValues) =>
+    (
+      await pool.query<RedeemedRow>({
+        name: REDEEM_SQL.name,
+        text: REDEEM_SQL.text,
+        values: REDEEM_SQL.values({ ...values, key: null, fingerprint: null }),
+      })
+    ).rows[0] ?? null;
 
   async function run(batch: Waiting[]): Promise<void> {
     if (batch.length === 1) {
       const [one] = batch;
-      await pool.query({ name: 'redeem-alone', text: REDEEM_ALONE_SQL, values: one.values }).then(
+      const { name, text } = REDEEM_ALONE_SQL;
+      await pool.query<RedeemedRow>({ name, text, values: REDEEM_ALONE_SQL.values({ ...one.values, key: null, fingerprint: null }) }).then(
         ({ rows }) => one.resolve(rows[0] ?? null),
         one.reject,
       );
       return;
     }
-    let rows: Record<string, any>[];
+    let rows: (RedeemedRow & { n: number })[];
     try {
-      const input = batch.map(({ values: v }, n) => ({
-        in_n: n, in_id: v[0], in_scope: v[1], in_host: v[2], in_path: v[3], in_params: v[4], in_user: v[5], in_ip: v[6],
-        in_agent: v[7], in_tenant: v[11], in_kid: v[12],
-      }));
-      // The clock tolerance (REDEEM_SQL's $9) is configuration: the same for all.
-      ({ rows } = await pool.query({
-        name: 'redeem-batch',
-        text: REDEEM_BATCH_SQL,
-        // The ids again as an array: the rows are then found through the primary key whatever the planner thinks
-        // of the JSON's row count (it assumes 100, and chose sequential scans).
-        values: [JSON.stringify(input), batch[0].values[8], input.map((r) => r.in_id)],
+      ({ rows } = await pool.query<RedeemedRow & { n: number }>({
+        name: REDEEM_BATCH_SQL.name,
+        text: REDEEM_BATCH_SQL.text,
+        values: REDEEM_BATCH_SQL.values({
+          batch: batch.map((one, n) => batchRow(one.values, n)),
+          ids: batch.map((one) => one.values.tokenId),
+          // Configuration: the same for all.
+          tolerance: batch[0].values.tolerance,
+        }),
       }));
     } catch (error) {
       // PostgreSQL refused the statement (one bad value, a statement timeout): it was rolled back, and each redemption
@@ -150,7 +166,7 @@ export function createRedeemBatcher(pool: pg.Pool, options: RedeemBatchOptions):
       await Promise.all(batch.map((one) => single(one.values).then(one.resolve, one.reject)));
       return;
     }
-    const byIndex = new Map(rows.map((row) => [row.in_n as number, row]));
+    const byIndex = new Map(rows.map((row) => [row.n, row]));
     batch.forEach((one, n) => one.resolve(byIndex.get(n) ?? null));
   }
 

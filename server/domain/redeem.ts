@@ -9,11 +9,12 @@ import { findReplay, fingerprint, isKeyConflict, MAX_IDEMPOTENCY_KEY_LENGTH } fr
 import { checkString, MAX_USER_AGENT_LENGTH, MAX_USER_ID_LENGTH } from './validation.js';
 import type { RedeemBatcher } from './redeem-batch.js';
 import type { RefusalLog } from './refusal-log.js';
-import { MAX_SCOPE_LENGTH, TOKEN_COLUMNS, tokenFromRow, type TokenRecord } from './tokens.js';
-import { tenantOf, type Caller } from './api-keys.js';
-import { DEFAULT_KID } from './signing-keys.js';
-import { storedClientIp } from './privacy.js';
+import { MAX_SCOPE_LENGTH, tokenColumns, tokenFromRow, type TokenRecord, type TokenRow } from './tokens.js';
+import { tenantOf, type Caller, type Tenant } from './api-keys.js';
+import { namedStatement } from './named-sql.js';
 import { parseId } from './ids.js';
+import { REDEMPTION_PARAMS, redeemableSql, SHARED_PARAMS, verdictCte, type CheckParams } from './redemption-rules.js';
+import { storedClientIp } from './privacy.js';
 
 export interface RedeemInput {
   jwt: string;
@@ -50,106 +51,74 @@ export interface RedeemDeps {
 /** Far above any JWT we issue; the codec refuses anything over its own cap as malformed without decoding it. */
 const MAX_JWT_INPUT = 64 * 1024;
 
-/** SQL expressions of a redemption's values, for `redeemableSql`. */
-export interface RedemptionValues {
+/** A redemption as the statements that decide it take it (named parameters; see redemption-rules.ts). */
+export type RedemptionValues = {
+  tokenId: string;
   scope: string;
-  host: string;
-  path: string;
-  /** jsonb */
-  params: string;
-  /** text, may be null */
-  userId: string;
-  /** seconds */
-  tolerance: string;
-  /** bigint, may be null (an admin key: every client) */
-  tenant: string;
-  /** text: the kid of the key that verified the JWT ('default' for a JWT without one) */
+  host: string | null;
+  path: string | null;
+  params: Record<string, string[]>;
+  userId: string | null;
+  tenant: Tenant;
+  /** The kid of the key that verified the JWT. */
   kid: string;
-}
+  /** Logged with the attempt. */
+  clientIp: string | null;
+  userAgent: string | null;
+  /** CLOCK_TOLERANCE_SECONDS */
+  tolerance: number;
+} & CheckParams;
+
+/** What each redemption of a batch brings: the checks' parameters and what its log row records. */
+export const PER_REDEMPTION_PARAMS = { ...REDEMPTION_PARAMS, clientIp: 'text', userAgent: 'text' } as const;
 
 /**
- * Every query parameter a target binds carries exactly the target's values in the requested URL, in order: a repeated
- * parameter (`?list=daily&list=weekly` for `?list=weekly`) does not match, since the application may read either.
- * Parameters the target does not name are free. Its reference is urlMatches (target-url.ts).
+ * The success path: one statement, one round trip. The conditional UPDATE is the atomic use counter (every check of
+ * the rules is in its WHERE, and PostgreSQL re-checks them on the newest row version under concurrency), and the log
+ * row is written in the same statement, so a counted use always has its log row. With `skipLocked`, a row locked by
+ * another transaction is skipped (no row: the caller retries) rather than waited for.
  */
-const boundParamsSql = (target: string, requested: string) =>
-  `not exists (select from jsonb_each(${target}) bound where ${requested} -> bound.key is distinct from bound.value)`;
-
-/**
- * When a redemption consumes a use: the token is in scope, not revoked, inside its time window (with the clock
- * tolerance), bound to the requested URL if bound at all, issued to this user if to anyone, has uses left and belongs
- * to the caller's client, and the JWT was signed by the key the token was issued with (another key's signature over the
- * same claims is no proof: retiring a key must kill its tokens). Over request_token's columns (prefixed by `table`); every statement that consumes a use
- * takes its conditions from here (REDEEM_SQL, and the micro-batch statements of redeem-batch.ts).
- */
-export const redeemableSql = (v: RedemptionValues, table = '') => {
-  const c = table ? `${table}.` : '';
-  return `${c}scope = ${v.scope} and ${c}revoked_at is null
-      and (${c}not_before is null or ${c}not_before <= now() + make_interval(secs => ${v.tolerance}))
-      and (${c}expires_at is null or ${c}expires_at > now() - make_interval(secs => ${v.tolerance}))
-      and (${c}target_host is null
-        or (${c}target_host = ${v.host} and ${c}target_path = ${v.path} and ${boundParamsSql(`${c}target_params`, v.params)}))
-      and (${v.userId} is null or ${c}user_id is null or ${c}user_id = ${v.userId})
-      and ${c}used_to_date < ${c}max_uses
-      and (${v.tenant} is null or ${c}client_id = ${v.tenant})
-      and coalesce(${c}kid, '${DEFAULT_KID}') = ${v.kid}`;
-};
-
-/**
- * The success path: one statement, one round trip. The conditional UPDATE is the atomic use counter (PostgreSQL
- * re-checks `used_to_date < max_uses` on the newest row version under concurrency), and the log row is written in the
- * same statement, so a counted use always has its log row. With `skipLocked`, a row locked by another transaction is
- * skipped (no row: the caller retries) rather than waited for.
- */
-export const redeemSql = ({ skipLocked }: { skipLocked: boolean }) => `with ${
-  skipLocked ? 'locked as (select id from request_token where id = $1 for update skip locked), ' : ''
+const redeemSql = ({ skipLocked }: { skipLocked: boolean }) => `with ${
+  skipLocked ? 'locked as (select id from request_token where id = :tokenId for update skip locked), ' : ''
 }used as (
-    update request_token set used_to_date = used_to_date + 1
-    where id = $1${skipLocked ? ' and id in (select id from locked)' : ''} and ${redeemableSql({
-      scope: '$2',
-      host: '$3',
-      path: '$4',
-      params: '$5::jsonb',
-      userId: '$6::text',
-      tolerance: '$9',
-      tenant: '$12::bigint',
-      kid: '$13::text',
-    })}
-    returning ${TOKEN_COLUMNS}
+    update request_token t set used_to_date = t.used_to_date + 1
+    where t.id = :tokenId${skipLocked ? ' and t.id in (select id from locked)' : ''}
+      and ${redeemableSql('t')}
+    returning ${tokenColumns('t')}
   ), log as (
     insert into request_token_log (token_id, user_id, client_ip, user_agent, client_id)
-    select id, $6, $7, $8, client_id from used
+    select id, :userId, :clientIp, :userAgent, client_id from used
     returning id
   ), keyed as (
     insert into request_token_idempotency (token_id, key, fingerprint, log_id)
-    select used.id, $10::text, $11::text, log.id from used cross join log where $10::text is not null
+    select used.id, :key, :fingerprint, log.id from used cross join log where :key is not null
   )
   select used.*, log.id as log_id from used cross join log`;
 
-export const REDEEM_SQL = redeemSql({ skipLocked: false });
+const REDEEM_TYPES = { ...PER_REDEMPTION_PARAMS, ...SHARED_PARAMS, key: 'text', fingerprint: 'text' } as const;
 
-// The refusal path: find the first failing check, in the documented order, and log it. Writes nothing when every
-// check passes (a concurrent change made the token redeemable again), so the caller retries the success path.
-export const VERDICT_CTE = `verdict as (
-    select t.id, coalesce(t.client_id, $10::bigint) as client_id, case
-      when t.id is null then 'TOKEN_NOT_FOUND'
-      when coalesce(t.kid, '${DEFAULT_KID}') <> $11::text then 'TOKEN_SIGNATURE_INVALID'
-      when t.revoked_at is not null then 'TOKEN_REVOKED'
-      when t.not_before > now() + make_interval(secs => $9) then 'TOKEN_NOT_YET_VALID'
-      when t.expires_at <= now() - make_interval(secs => $9) then 'TOKEN_EXPIRED'
-      when t.scope <> $2 then 'SCOPE_MISMATCH'
-      when t.target_host is not null and not coalesce(
-        t.target_host = $3 and t.target_path = $4 and ${boundParamsSql('t.target_params', '$5::jsonb')}, false) then 'TARGET_URL_MISMATCH'
-      when $6::text is not null and t.user_id is not null and t.user_id <> $6 then 'AUDIENCE_MISMATCH'
-      when t.used_to_date >= t.max_uses then 'MAX_USES_EXCEEDED'
-    end as code
-    from (select 1) as one
-    left join request_token t on t.id = $1 and ($10::bigint is null or t.client_id = $10::bigint)
-  )`;
-export const REFUSE_SQL = `with ${VERDICT_CTE}
+export const REDEEM_SQL = namedStatement('redeem', redeemSql({ skipLocked: false }), REDEEM_TYPES);
+/**
+ * REDEEM_SQL for a redemption that runs alone on a batch connection (a lone click): a row locked elsewhere is skipped
+ * rather than waited for, as in a batch (server/domain/redeem-batch.ts).
+ */
+export const REDEEM_ALONE_SQL = namedStatement('redeem-alone', redeemSql({ skipLocked: true }), REDEEM_TYPES);
+
+/** A token row after a use was counted, with the log row of that use. */
+export type RedeemedRow = TokenRow & { log_id: string };
+
+/**
+ * The refusal path: the first failing check (the rules' order) is logged. Writes nothing when every check passes (a
+ * concurrent change made the token redeemable again), so the caller retries the success path.
+ */
+export const REFUSE_SQL = namedStatement(
+  'refuse',
+  `with ${verdictCte()}
   insert into request_token_log (token_id, error_code, user_id, client_ip, user_agent, client_id)
-  select id, code, $6, $7, $8, client_id from verdict where code is not null
-  returning id, token_id, error_code`;
+  select id, code, :userId, :clientIp, :userAgent, client_id from verdict where code is not null
+  returning id, token_id, error_code`,
+  { ...PER_REDEMPTION_PARAMS, ...SHARED_PARAMS },
+);
 
 export function validateRedeemInput(input: RedeemInput): { requested: UrlParts | null; userAgent: string | null } {
   const issues = new Issues();
@@ -203,33 +172,37 @@ export async function redeemToken(deps: RedeemDeps, input: RedeemInput): Promise
   // No look-up before redeeming: a first attempt (the common case) stays one round trip. A retry's statement fails on
   // the key's primary key and is rolled back whole, use included; then the original is looked up.
   const replay = async () => {
-    const row = key === null ? null : await findReplay(deps.pool, tokenId, key, expected!, tenant);
+    const row = key === null ? null : await findReplay(deps.pool, tokenId, key, expected!, tenant, deps.config.clockToleranceSeconds);
     return row && redemptionFromRow(row, row.log_id);
   };
-  const values = [
+  const values: RedemptionValues = {
     tokenId,
-    input.scope,
-    requested?.host ?? null,
-    requested?.path ?? null,
-    JSON.stringify(requested?.params ?? {}),
+    scope: input.scope,
+    host: requested?.host ?? null,
+    path: requested?.path ?? null,
+    params: requested?.params ?? {},
     userId,
+    tenant,
+    kid: verified.kid,
     clientIp,
     userAgent,
-    deps.config.clockToleranceSeconds,
-    key,
-    expected,
-    tenant,
-    verified.kid,
-  ];
+    tolerance: deps.config.clockToleranceSeconds,
+  };
   for (let attempt = 0; attempt < 3; attempt++) {
-    let used: Record<string, any> | null;
+    let used: RedeemedRow | null;
     try {
       used =
         // The first attempt may share a statement with concurrent redemptions; a retry (the token was busy) runs
         // alone and waits its turn on the row.
         attempt === 0 && key === null && deps.redeemBatcher
           ? await deps.redeemBatcher.consume(values)
-          : ((await deps.pool.query({ name: 'redeem', text: REDEEM_SQL, values })).rows[0] ?? null);
+          : ((
+              await deps.pool.query<RedeemedRow>({
+                name: REDEEM_SQL.name,
+                text: REDEEM_SQL.text,
+                values: REDEEM_SQL.values({ ...values, key, fingerprint: expected }),
+              })
+            ).rows[0] ?? null);
     } catch (error) {
       // This key already redeemed this token (a retry, or a concurrent twin that committed first): this statement, use
       // included, was rolled back.
@@ -244,16 +217,20 @@ export async function redeemToken(deps: RedeemDeps, input: RedeemInput): Promise
     // The use may have gone to a concurrent redemption with this very key: that one is our answer, not a refusal.
     const original = await replay();
     if (original) return original;
-    const refused = await deps.pool.query({ name: 'refuse', text: REFUSE_SQL, values: [...values.slice(0, 9), tenant, verified.kid] });
+    const refused = await deps.pool.query<{ id: string; token_id: string | null; error_code: RejectionCode }>({
+      name: REFUSE_SQL.name,
+      text: REFUSE_SQL.text,
+      values: REFUSE_SQL.values(values),
+    });
     if (refused.rows[0]) {
       const { id, token_id, error_code } = refused.rows[0];
-      return new TokenRejection(error_code as RejectionCode, token_id === null ? null : String(token_id), String(id));
+      return new TokenRejection(error_code, token_id === null ? null : String(token_id), String(id));
     }
   }
   throw new Error(`token ${tokenId} kept changing under redemption`);
 }
 
-function redemptionFromRow(row: Record<string, any>, logId: unknown): Redemption {
+function redemptionFromRow(row: TokenRow, logId: string | number): Redemption {
   const token = tokenFromRow(row);
   return {
     id: String(logId),

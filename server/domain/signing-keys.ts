@@ -19,7 +19,8 @@ export type SigningAlgorithm = (typeof SIGNING_ALGORITHMS)[number];
 export const KEY_STATES = ['active', 'verify', 'retired'] as const;
 export type KeyState = (typeof KEY_STATES)[number];
 
-export const DEFAULT_KID = 'default';
+import { DEFAULT_KID } from './default-kid.js';
+export { DEFAULT_KID };
 export const KID_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;
 
 export interface RingKey {

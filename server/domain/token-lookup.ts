@@ -1,15 +1,14 @@
 import { InvalidJwtError, Issues, NotFoundError } from './errors.js';
 import type { JwtCodec, TokenClaims } from './jwt.js';
 import { checkString } from './validation.js';
-import type { TenantDeps } from '../database/tenant.js';
-import { getToken, jwtClaims, type TokenRecord } from './tokens.js';
+import { getToken, jwtClaims, type TokenReadDeps, type TokenRecord } from './tokens.js';
 
 export interface TokenLookup {
   token: TokenRecord;
   claims: TokenClaims;
 }
 
-export interface LookupDeps extends TenantDeps {
+export interface LookupDeps extends TokenReadDeps {
   codec: JwtCodec;
 }
 

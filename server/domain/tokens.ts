@@ -5,6 +5,9 @@ import type { Config } from '../config.js';
 import { Issues, NotFoundError } from './errors.js';
 import { LOGIN_MODES, RequestToken, TOKEN_STATUSES, type LoginMode, type TokenStatus } from '../database/entities/request-token.js';
 import { requestEm, tenantQueryBuilder, type TenantDeps } from '../database/tenant.js';
+import { columnList, type RowOf } from '../database/rows.js';
+import { namedStatement } from './named-sql.js';
+import { statusSql } from './redemption-rules.js';
 import { parseId, parseIds } from './ids.js';
 import { modeClaim, type JwtCodec, type TokenClaims } from './jwt.js';
 import { parseHttpUrl, tokeniseUrl, urlParts } from './target-url.js';
@@ -35,41 +38,51 @@ export interface TokenRecord {
   status: TokenStatus;
 }
 
-export function tokenFromRow(row: Record<string, any>): TokenRecord {
+/** The token's properties a TokenRecord shows, read by every hand-written statement that returns tokens. */
+const TOKEN_ROW_FIELDS = [
+  'id', 'scope', 'targetUrl', 'userId', 'loginMode', 'data', 'maxUses', 'usedToDate', 'issuedAt', 'notBefore',
+  'expiresAt', 'revokedAt',
+] as const satisfies readonly (keyof RequestToken & string)[];
+
+/** A token row as `tokenColumns` selects it. */
+export type TokenRow = RowOf<RequestToken, (typeof TOKEN_ROW_FIELDS)[number]> & {
+  // The tenant and the signing key are not on the entity yet (server/database/entities/request-token.ts).
+  client_id: string | number;
+  kid: string | null;
+  status: TokenStatus;
+};
+
+/**
+ * The select list of a token over `t`'s columns, its status included (derived from the redemption rules, with the
+ * clock tolerance: `tolerance` is the SQL for it, by default the named placeholder `:tolerance`).
+ */
+export const tokenColumns = (t = 'request_token', tolerance = ':tolerance') =>
+  `${columnList(t, TOKEN_ROW_FIELDS)}, ${t}.client_id, ${t}.kid, ${statusSql(t, tolerance)} as status`;
+
+export function tokenFromRow(row: TokenRow): TokenRecord {
   return {
     id: String(row.id),
     scope: row.scope,
-    targetUrl: row.target_url,
-    userId: row.user_id,
+    targetUrl: row.target_url ?? null,
+    userId: row.user_id ?? null,
     loginMode: row.login_mode,
-    data: row.data,
+    data: row.data ?? null,
     maxUses: row.max_uses,
     usedToDate: row.used_to_date,
     issuedAt: row.issued_at,
-    notBefore: row.not_before,
-    expiresAt: row.expires_at,
-    revokedAt: row.revoked_at,
+    notBefore: row.not_before ?? null,
+    expiresAt: row.expires_at ?? null,
+    revokedAt: row.revoked_at ?? null,
     clientId: String(row.client_id),
     kid: row.kid ?? null,
     status: row.status,
   };
 }
 
-/** SQL for a token's derived status, in the order redemption checks it, on the database clock. */
-export const STATUS_SQL = `case
-  when revoked_at is not null then 'REVOKED'
-  when used_to_date >= max_uses then 'EXHAUSTED'
-  when expires_at is not null and expires_at <= now() then 'EXPIRED'
-  when not_before is not null and not_before > now() then 'NOT_YET_VALID'
-  else 'ACTIVE' end`;
-
-export const TOKEN_COLUMNS = `id, scope, target_url, user_id, login_mode, data, max_uses, used_to_date, issued_at,
-  not_before, expires_at, revoked_at, client_id, kid, ${STATUS_SQL} as status`;
-
 export interface TokenDeps {
   pool: pg.Pool;
   codec: JwtCodec;
-  config: Pick<Config, 'defaultMaxUses' | 'sessionTokenExpiryMinutes'>;
+  config: Pick<Config, 'defaultMaxUses' | 'sessionTokenExpiryMinutes' | 'clockToleranceSeconds'>;
   /** Tokens are issued into the caller's client (admin keys: `clientId` of the input, else the default client). */
   caller: Caller;
 }
@@ -120,14 +133,23 @@ export const tokenJwt = (codec: JwtCodec, token: TokenRecord) => codec.sign(jwtC
 
 // The checks against the present (expiry in the future, not-before before a session's default expiry) are made here, on
 // the database clock, like every other time decision: servers whose clocks differ still agree. No row: a check failed.
-export const ISSUE_SQL = `insert into request_token
+export const ISSUE_SQL = namedStatement(
+  'issue-token',
+  `insert into request_token
   (scope, target_url, target_host, target_path, target_params, user_id, login_mode, data, max_uses, not_before, expires_at,
    client_id, kid)
-  select $1::text, $2::text, $3::text, $4::text, $5::jsonb, $6::text, $7::text, $8::jsonb, $9::int, $10::timestamptz, e.expiry,
-    $13::bigint, $14::text
-  from (select coalesce($11::timestamptz, case when $7 = 'SESSION' then now() + make_interval(mins => $12) end) as expiry) e
-  where (e.expiry is null or e.expiry > now()) and ($10 is null or e.expiry is null or $10 < e.expiry)
-  returning ${TOKEN_COLUMNS}`;
+  select :scope, :targetUrl, :host, :path, :params, :userId, :loginMode, :data, :maxUses, :notBefore, e.expiry,
+    :clientId, :kid
+  from (select coalesce(:expiresAt, case when :loginMode = 'SESSION' then now() + make_interval(mins => :sessionMinutes) end)
+    as expiry) e
+  where (e.expiry is null or e.expiry > now()) and (:notBefore is null or e.expiry is null or :notBefore < e.expiry)
+  returning ${tokenColumns()}`,
+  {
+    scope: 'text', targetUrl: 'text', host: 'text', path: 'text', params: 'jsonb', userId: 'text', loginMode: 'text',
+    data: 'jsonb', maxUses: 'int', notBefore: 'timestamptz', expiresAt: 'timestamptz', sessionMinutes: 'int',
+    clientId: 'bigint', kid: 'text', tolerance: 'int',
+  },
+);
 
 /**
  * Validates an issue request; every offending field is listed. With `now` null the checks against the present are
@@ -205,25 +227,26 @@ export async function issueToken(deps: TokenDeps, input: IssueInput): Promise<Is
   issues.throwIfAny();
 
   const target = input.targetUrl != null ? urlParts(parseHttpUrl(input.targetUrl) as URL) : null;
-  const { rows } = await deps.pool.query({
-    name: 'issue-token',
-    text: ISSUE_SQL,
-    values: [
-      input.scope,
-      input.targetUrl ?? null,
-      target?.host ?? null,
-      target?.path ?? null,
-      target ? JSON.stringify(target.params) : null,
-      input.userId ?? null,
-      mode,
-      input.data == null ? null : JSON.stringify(input.data),
-      input.maxUses ?? deps.config.defaultMaxUses,
-      input.notBefore ?? null,
-      input.expiresAt ?? null,
-      deps.config.sessionTokenExpiryMinutes,
+  const { rows } = await deps.pool.query<TokenRow>({
+    name: ISSUE_SQL.name,
+    text: ISSUE_SQL.text,
+    values: ISSUE_SQL.values({
+      scope: input.scope,
+      targetUrl: input.targetUrl ?? null,
+      host: target?.host ?? null,
+      path: target?.path ?? null,
+      params: target?.params ?? null,
+      userId: input.userId ?? null,
+      loginMode: mode,
+      data: input.data ?? null,
+      maxUses: input.maxUses ?? deps.config.defaultMaxUses,
+      notBefore: input.notBefore ?? null,
+      expiresAt: input.expiresAt ?? null,
+      sessionMinutes: deps.config.sessionTokenExpiryMinutes,
       clientId,
-      deps.codec.activeKid(),
-    ],
+      kid: deps.codec.activeKid(),
+      tolerance: deps.config.clockToleranceSeconds,
+    }),
   });
   if (!rows[0]) {
     // Rare: say which check failed, judged on the database clock.
@@ -238,10 +261,10 @@ export async function issueToken(deps: TokenDeps, input: IssueInput): Promise<Is
   return { token, jwt, url: token.targetUrl ? tokeniseUrl(token.targetUrl, jwt) : null };
 }
 
-type TokenRow = RequestToken & { status: TokenStatus };
+type TokenEntityRow = RequestToken & { status: TokenStatus };
 
 /** A token as the API shows it, from the entity and its status (derived in SQL on the database clock). */
-function tokenFromEntity(row: TokenRow): TokenRecord {
+function tokenFromEntity(row: TokenEntityRow): TokenRecord {
   return {
     id: row.id,
     scope: row.scope,
@@ -261,10 +284,16 @@ function tokenFromEntity(row: TokenRow): TokenRecord {
   };
 }
 
+/** Reading tokens: the tenant filter, and the clock tolerance their status depends on. */
+export type TokenReadDeps = TenantDeps & { config: Pick<Config, 'clockToleranceSeconds'> };
+
+/** The status (redemption-rules.ts) over the query's alias `t`; the tolerance is configuration, a whole number. */
+const statusOf = (deps: TokenReadDeps) => statusSql('t', String(Math.trunc(deps.config.clockToleranceSeconds)));
+
 /** The tenant's tokens with their status: every token query starts here, so the tenant filter is always on it. */
-function tokenQuery(deps: TenantDeps) {
+function tokenQuery(deps: TokenReadDeps) {
   const qb = tenantQueryBuilder(requestEm(deps), RequestToken, 't');
-  return qb.select([...TOKEN_FIELDS, raw(`(${STATUS_SQL}) as status`)]);
+  return qb.select([...TOKEN_FIELDS, raw(`(${statusOf(deps)}) as status`)]);
 }
 
 const TOKEN_FIELDS = [
@@ -273,10 +302,10 @@ const TOKEN_FIELDS = [
 ] as const satisfies (keyof RequestToken)[];
 
 const readTokens = async (qb: QueryBuilder<any, any>): Promise<TokenRecord[]> =>
-  ((await qb.execute('all', true)) as TokenRow[]).map(tokenFromEntity);
+  ((await qb.execute('all', true)) as TokenEntityRow[]).map(tokenFromEntity);
 
 /** Another tenant's token reads as missing; so does an id no row can have. */
-export async function getToken(deps: TenantDeps, id: string): Promise<TokenRecord | null> {
+export async function getToken(deps: TokenReadDeps, id: string): Promise<TokenRecord | null> {
   const tokenId = parseId(id);
   if (tokenId === null) return null;
   const [token] = await readTokens(tokenQuery(deps).andWhere({ id: tokenId }));
@@ -284,7 +313,7 @@ export async function getToken(deps: TenantDeps, id: string): Promise<TokenRecor
 }
 
 /** Several tokens by id in one query (the dashboard's log pages name the same few tokens many times). */
-export async function getTokens(deps: TenantDeps, ids: readonly string[]): Promise<Map<string, TokenRecord>> {
+export async function getTokens(deps: TokenReadDeps, ids: readonly string[]): Promise<Map<string, TokenRecord>> {
   const valid = parseIds(ids);
   const found = new Map<string, TokenRecord>();
   if (valid.length === 0) return found;
@@ -293,7 +322,7 @@ export async function getTokens(deps: TenantDeps, ids: readonly string[]): Promi
 }
 
 /** Revokes at once; revoking a revoked token keeps its first revocation time. */
-export async function revokeToken(deps: TenantDeps, id: string): Promise<TokenRecord> {
+export async function revokeToken(deps: TokenReadDeps, id: string): Promise<TokenRecord> {
   const tokenId = parseId(id);
   if (tokenId === null) throw new NotFoundError('Token');
   const revoked = await requestEm(deps).nativeUpdate(RequestToken, { id: tokenId }, { revokedAt: raw('coalesce(revoked_at, now())') });
@@ -308,7 +337,7 @@ export interface TokenFilter {
   status?: TokenStatus | null;
 }
 
-export async function listTokens(deps: TenantDeps, filter: TokenFilter, args: PageArgs): Promise<Page<TokenRecord>> {
+export async function listTokens(deps: TokenReadDeps, filter: TokenFilter, args: PageArgs): Promise<Page<TokenRecord>> {
   const issues = new Issues();
   const { limit, beforeId } = pageWindow(args, issues);
   if (filter.status != null && !TOKEN_STATUSES.includes(filter.status)) issues.add(['filter', 'status'], 'unknown');
@@ -317,6 +346,6 @@ export async function listTokens(deps: TenantDeps, filter: TokenFilter, args: Pa
   const qb = tokenQuery(deps);
   if (filter.scope != null) qb.andWhere({ scope: filter.scope });
   if (filter.userId != null) qb.andWhere({ userId: filter.userId });
-  if (filter.status != null) qb.andWhere(`(${STATUS_SQL}) = ?`, [filter.status]);
+  if (filter.status != null) qb.andWhere(`(${statusOf(deps)}) = ?`, [filter.status]);
   return keysetPage(qb, 't.id', limit, beforeId, readTokens);
 }

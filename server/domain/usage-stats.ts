@@ -114,6 +114,18 @@ const STATUS_COLUMNS: [keyof ResponseStatusCounts, string][] = [
   ['status5xx', 'a.status_code >= 500'],
   ['unrecorded', 'a.status_code is null'],
 ];
+/** A row of usageStatsQuery: one bucket, or one scope's totals (`per_scope`), with its counts. */
+type StatsRow = {
+  per_scope: boolean;
+  scope: string | null;
+  bucket_start: Date | string;
+  issued: number;
+  redemptions: number;
+  released: number;
+  refusals: number;
+} & Record<keyof ResponseStatusCounts, number> &
+  Record<`code_${(typeof ERROR_CODES)[number]}`, number>;
+
 const ATTEMPT_COLUMNS: [string, string][] = [
   ['redemptions', 'a.error_code is null'],
   ['released', 'a.released_at is not null'],
@@ -178,11 +190,11 @@ export async function usageStats(
 
   const { text, values } = usageStatsQuery(bucket, since, until, deps.tenant, filter.scope ?? null);
   const client = await deps.pool.connect();
-  let rows: Record<string, any>[];
+  let rows: StatsRow[];
   try {
     await client.query('begin read only');
     await client.query(`set local statement_timeout = ${STATS_STATEMENT_TIMEOUT_MS}`);
-    ({ rows } = await client.query(text, values));
+    ({ rows } = await client.query<StatsRow>(text, values));
     await client.query('commit');
   } catch (error) {
     await client.query('rollback').catch(() => {});
@@ -201,7 +213,7 @@ export async function usageStats(
   const scopes = new Map<string | null, ScopeUsage>();
   const totals = emptyCounts();
 
-  const add = (target: UsageCounts, row: Record<string, any>) => {
+  const add = (target: UsageCounts, row: StatsRow) => {
     target.issued += row.issued;
     target.redemptions += row.redemptions;
     target.released += row.released;

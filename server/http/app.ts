@@ -14,6 +14,8 @@ import { graphiqlExample } from './graphiql-example.js';
 import { withApiKeyBar } from './graphiql-page.js';
 import { createRateLimiter } from './rate-limit.js';
 import { createFastPath } from './graphql-fast-path.js';
+import { useGraphqlJit } from './graphql-jit.js';
+import { useDocumentCache } from './document-cache.js';
 import { createCostCheck } from './query-cost.js';
 import { createConnectionCap } from './connection-cap.js';
 
@@ -35,8 +37,11 @@ function unauthenticated(message: string): GraphQLError {
 
 /** A refusal of the edge's limits: a clear message, a code, and HTTP 400 whatever the Accept header. */
 function limitError(code: string, message: string): GraphQLError {
-  // spec: false, or Yoga would answer a validation error 200 to application/json clients.
-  return new GraphQLError(message, { extensions: { code, http: { status: 400, spec: false } } });
+  // spec: false, or Yoga would answer a validation error 200 to application/json clients. It stays false: Yoga's
+  // parse hook for requests (usePreventMutationViaGET) sets `spec ||= true` on every parse error it sees.
+  const http = { status: 400 } as { status: number; spec: boolean };
+  Object.defineProperty(http, 'spec', { get: () => false, set: () => {}, enumerable: true });
+  return new GraphQLError(message, { extensions: { code, http } });
 }
 
 /**
@@ -77,7 +82,12 @@ function refuse(res: ServerResponse, status: number, code: string, message: stri
 // Content types a browser may send cross-site without a preflight: a GraphQL POST must not use them (CSRF).
 const SIMPLE_CONTENT_TYPES = /^(text\/plain|application\/x-www-form-urlencoded|multipart\/form-data)\b/i;
 
-export function createApp(services: Services): App {
+export interface AppOptions {
+  /** More Yoga/envelop plugins, after the edge's own; they apply to every request, on the lean transport too. */
+  plugins?: Plugin<Context>[];
+}
+
+export function createApp(services: Services, options: AppOptions = {}): App {
   const { log, config } = services;
   let stopping = false;
   const limiter = createRateLimiter();
@@ -131,8 +141,10 @@ export function createApp(services: Services): App {
   const callers = new WeakMap<Request, Context>();
   const plugins: Plugin<Context>[] = [
     {
-      async onParams({ request }) {
-        const header = request.headers.get('authorization');
+      async onParams({ request, context: serverContext }) {
+        // The node request's header when there is one (both transports pass `{ req, res }`): no Headers object needed.
+        const req = (serverContext as { req?: IncomingMessage } | undefined)?.req;
+        const header = req ? (req.headers.authorization ?? null) : request.headers.get('authorization');
         if (!header) throw unauthenticated('Missing API key: send "Authorization: Bearer <api key>".');
         if (!/^Bearer\s+\S+$/i.test(header)) {
           throw unauthenticated('The Authorization header must read "Bearer <api key>" (the word Bearer, a space, the key).');
@@ -172,7 +184,15 @@ export function createApp(services: Services): App {
       if (origin === null || !corsOrigins.has(origin)) return false;
       return { origin: [origin], credentials: false, methods: ['GET', 'POST'], allowedHeaders: ['authorization', 'content-type'], maxAge: 600 };
     },
-    plugins,
+    plugins: [
+      ...plugins,
+      // Operations compiled by graphql-jit, with the exact answers of graphql-js where they differ (graphql-jit.ts).
+      ...(config.graphqlFastPath === 'jit' ? [useGraphqlJit() as Plugin<Context>] : []),
+      ...(options.plugins ?? []),
+      // Last, after every plugin has added its validation rules: Yoga's parser and validation cache, cheaper.
+      useDocumentCache(),
+    ],
+    parserAndValidationCache: false,
     // GraphiQL needs introspection: it is offered where introspection is. Its page and assets are inlined from the
     // package (no CDN), so it works offline like the dashboard. The package holds the whole GraphiQL bundle as
     // strings (several MB of heap): it is loaded on the first page view, not at start-up.
@@ -190,27 +210,11 @@ export function createApp(services: Services): App {
     },
   });
   const yogaHandler = (req: IncomingMessage, res: ServerResponse) => void yoga(req, res, { req, res });
-  // Plain JSON POSTs skip Yoga's Fetch-API adaptation; anything else (and any doubt) goes to Yoga.
-  const mode = services.config.graphqlFastPath;
+  // Plain JSON POSTs skip Yoga's Fetch-API adaptation, and only that; anything else goes to Yoga.
   const fastPath =
-    mode === 'off'
+    config.graphqlFastPath === 'off'
       ? null
-      : createFastPath({
-          schema,
-          yoga,
-          fallback: yogaHandler,
-          context: contextFor,
-          maskError,
-          jit: mode === 'jit',
-          // The edge's rules, exactly: parse and validate through Yoga's plugins (graphql-armor's limits, the
-          // introspection rule), and the same per-field permission check before anything executes.
-          parseAndValidate: (query) => {
-            const enveloped = yoga.getEnveloped({});
-            const document = enveloped.parse(query);
-            return { document, errors: enveloped.validate(enveloped.schema, document) };
-          },
-          authorize: admit,
-        });
+      : createFastPath({ yoga, fallback: yogaHandler, onError: (message, error) => log.error(message, error) });
 
   const inFlight = new Set<ServerResponse>();
   const server = createServer(

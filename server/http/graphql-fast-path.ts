@@ -1,61 +1,29 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { normalizedExecutor } from '@graphql-tools/executor';
-import {
-  getOperationAST,
-  GraphQLError,
-  Kind,
-  parse,
-  specifiedRules,
-  validate,
-  type DocumentNode,
-  type ExecutionResult,
-  type FieldNode,
-  type OperationDefinitionNode,
-  type SelectionSetNode,
-} from 'graphql';
-import type { GraphQLSchema } from 'graphql';
-import { compileQuery, isCompiledQuery, type CompiledQuery } from 'graphql-jit';
+import type { ExecutionResult } from 'graphql';
 import { processRegularResult, type YogaServerInstance } from 'graphql-yoga';
 
 /**
- * The lean path for plain `POST /graphql` JSON requests: the body is read once, parsed with `JSON.parse`, the document
- * is looked up in a cache of parsed and validated documents, and the operation runs with the same executor, schema,
- * context and error masking that Yoga uses; the response is written straight to the socket. It skips Yoga's
- * per-request Fetch-API adaptation (Request/Headers/AbortSignal objects, body streams), which is most of the cost of a
- * small request (see docs/hot-path.md).
+ * The lean transport for plain `POST /graphql` JSON requests. Only the transport is bypassed: Yoga's adaptation of
+ * `node:http` to the Fetch API (Request, Headers, AbortSignal objects, body streams), which is most of the cost of a
+ * small request (docs/hot-path.md). The body is read once and parsed with `JSON.parse`; then the request goes through
+ * Yoga's own processing of GraphQL parameters (`yoga.getResultForParams`): its `onParams` hooks, and the envelop
+ * built by `yoga.getEnveloped` (parse and validate with Yoga's caches and every plugin's rules, the context factory,
+ * execute with every plugin's `onExecute`, the permission check among them, and Yoga's error masking), then its
+ * `onExecutionResult` hooks. A plugin added to Yoga runs here as it runs there.
  *
- * Whatever it is not sure to answer exactly as Yoga would goes to Yoga, with the body already read: other methods
- * and content types, CORS (an Origin header), unusual Accept headers, batches, extensions, documents that do not parse
- * or validate, subscriptions, and requests without a valid API key (Yoga answers 401).
+ * A result without errors is written straight to the socket; a result with errors goes through Yoga's own result
+ * processor (status codes, headers, `http` extensions stripped). Whatever is not a plain JSON POST goes to Yoga, with
+ * the body already read when it was: other methods and content types, CORS (an Origin header), Accept headers
+ * without a JSON type, batches, `extensions`, bodies over 16 MB.
  */
-export interface FastPathOptions<TContext> {
-  schema: GraphQLSchema;
-  yoga: YogaServerInstance<any, any>;
+export interface FastPathOptions {
+  yoga: YogaServerInstance<{ req: IncomingMessage; res: ServerResponse }, any>;
   /** The Yoga handler, for everything this path does not take. */
   fallback(req: IncomingMessage, res: ServerResponse): void;
-  /** The request's GraphQL context for this Authorization header, or null to let Yoga answer. */
-  context(authorization: string | undefined): Promise<TContext | null>;
-  /** Yoga's error masking, applied to every execution error as Yoga applies it. */
-  maskError(error: unknown, message: string): Error;
-  /** Parsed and validated documents kept, by query text. */
-  cacheSize?: number;
-  /** Run operations compiled by graphql-jit (else with Yoga's executor). */
-  jit?: boolean;
-  /** Parses and validates as Yoga does (its plugins' rules included); throws on a syntax error. */
-  parseAndValidate?: (query: string) => { document: DocumentNode; errors: readonly GraphQLError[] };
-  /**
-   * Yoga's per-request check before execution (permissions, cost with the variables): an error stops the operation,
-   * as `setResultAndStopExecution`.
-   */
-  authorize?: (
-    document: DocumentNode,
-    context: TContext,
-    variables: Record<string, unknown> | null,
-    operationName: string | undefined,
-  ) => GraphQLError | null;
+  /** A failure of this transport itself (Yoga answers and logs the request's own errors). */
+  onError(message: string, error: unknown): void;
 }
 
-const MASKED_MESSAGE = 'Unexpected error.';
 /** Above this, the body goes to Yoga (which streams it and applies its own size limit). */
 const MAX_FAST_BODY = 16 * 1024 * 1024;
 
@@ -72,17 +40,6 @@ const matches = (processor: string, asked: string) => {
  * answers those). Yoga lets the first acceptable entry of the header win, and within it application/json.
  */
 export function acceptedMediaType(accept: string | undefined): Accepted | null {
-  const key = accept ?? '';
-  const known = acceptCache.get(key);
-  if (known !== undefined) return known;
-  const type = negotiate(accept);
-  // Clients send a handful of distinct headers; anything else is answered without being kept.
-  if (acceptCache.size < 64) acceptCache.set(key, type);
-  return type;
-}
-const acceptCache = new Map<string, Accepted | null>();
-
-function negotiate(accept: string | undefined): Accepted | null {
   for (const entry of (accept || '*/*').replace(/\s/g, '').toLowerCase().split(',')) {
     const [type, ...params] = entry.split(';');
     const charset = params.find((p) => p.includes('charset=')) ?? 'charset=utf-8';
@@ -93,79 +50,59 @@ function negotiate(accept: string | undefined): Accepted | null {
   return null;
 }
 
-/** The field nodes a response path points at (what graphql-js reports as an error's locations). */
-function fieldNodesAt(document: DocumentNode, operation: OperationDefinitionNode, path: readonly (string | number)[]) {
-  const fragments = new Map(
-    document.definitions.flatMap((d) => (d.kind === Kind.FRAGMENT_DEFINITION ? [[d.name.value, d] as const] : [])),
-  );
-  const collect = (set: SelectionSetNode, key: string, into: FieldNode[], seen: Set<string>) => {
-    for (const s of set.selections) {
-      if (s.kind === Kind.FIELD && (s.alias ?? s.name).value === key) into.push(s);
-      else if (s.kind === Kind.INLINE_FRAGMENT) collect(s.selectionSet, key, into, seen);
-      else if (s.kind === Kind.FRAGMENT_SPREAD && !seen.has(s.name.value) && fragments.has(s.name.value)) {
-        seen.add(s.name.value);
-        collect(fragments.get(s.name.value)!.selectionSet, key, into, seen);
-      }
+/**
+ * The request as Yoga's hooks see it. `method` and `url` are plain values; anything else (headers, signal, …) makes
+ * the Fetch API Request it stands for, once, so a plugin that reads the request works as under Yoga, and a request
+ * whose plugins read nothing more costs no Request at all. (The body was read already and is not offered again.)
+ */
+function requestView(req: IncomingMessage, fetchAPI: YogaServerInstance<any, any>['fetchAPI']): Request {
+  const url = `http://${req.headers.host ?? 'localhost'}${req.url ?? '/'}`;
+  let full: Request | undefined;
+  const make = () => {
+    const headers = new fetchAPI.Headers();
+    for (const [name, value] of Object.entries(req.headers)) {
+      if (value === undefined) continue;
+      for (const one of Array.isArray(value) ? value : [value]) headers.append(name, one);
     }
+    return new fetchAPI.Request(url, { method: req.method, headers });
   };
-  let sets: SelectionSetNode[] = [operation.selectionSet];
-  let nodes: FieldNode[] = [];
-  for (const key of path) {
-    if (typeof key === 'number') continue;
-    nodes = [];
-    for (const set of sets) collect(set, key, nodes, new Set());
-    sets = nodes.flatMap((n) => (n.selectionSet ? [n.selectionSet] : []));
-  }
-  return nodes;
+  return new Proxy({} as Request, {
+    get(_target, prop) {
+      if (prop === 'method') return req.method;
+      if (prop === 'url') return url;
+      full ??= make();
+      const value = Reflect.get(full, prop, full);
+      return typeof value === 'function' ? value.bind(full) : value;
+    },
+  });
 }
 
-interface CachedDocument {
-  document: DocumentNode;
-  /** Per operation name: the operation compiled by graphql-jit, or null where it declined (the executor runs it). */
-  compiled: Map<string | undefined, CompiledQuery | null>;
-}
-
-// Responses finished while requests are being read are written together once this turn of the event loop has read
-// what arrived (setImmediate), instead of one socket write between each two reads: under load the client is then
-// woken once per burst rather than once per response, which made each write several times dearer (measured: the
-// writev share of a refusal's CPU time fell from about a third; see docs/hot-path.md).
-let pending: [ServerResponse, string][] = [];
-function flushPending() {
-  const batch = pending;
-  pending = [];
-  for (const [res, body] of batch) res.end(body);
-}
-function sendSoon(res: ServerResponse, body: string) {
-  if (pending.push([res, body]) === 1) setImmediate(flushPending);
-}
-
-export function createFastPath<TContext>(options: FastPathOptions<TContext>) {
-  const { schema, yoga, fallback } = options;
-  const cacheSize = options.cacheSize ?? 1000;
-  // Query text → parsed and validated document; null marks text that Yoga must answer (parse or validation errors).
-  const documents = new Map<string, CachedDocument | null>();
-
-  function documentFor(query: string): CachedDocument | null {
-    const hit = documents.get(query);
-    if (hit !== undefined) return hit;
-    let entry: CachedDocument | null = null;
-    try {
-      if (options.parseAndValidate) {
-        // A syntax error goes to Yoga before Yoga's own parser (and its cache) has seen the text.
-        parse(query);
-        const { document, errors } = options.parseAndValidate(query);
-        if (errors.length === 0) entry = { document, compiled: new Map() };
-      } else {
-        const document = parse(query);
-        if (validate(schema, document, specifiedRules).length === 0) entry = { document, compiled: new Map() };
-      }
-    } catch {
-      entry = null;
+export function createFastPath({ yoga, fallback, onError }: FastPathOptions) {
+  // Per app instance: clients send a handful of distinct Accept headers; beyond 64, answers are not kept.
+  const acceptCache = new Map<string, Accepted | null>();
+  const accepted = (accept: string | undefined) => {
+    const key = accept ?? '';
+    let type = acceptCache.get(key);
+    if (type === undefined) {
+      type = acceptedMediaType(accept);
+      if (acceptCache.size < 64) acceptCache.set(key, type);
     }
-    if (documents.size >= cacheSize) documents.delete(documents.keys().next().value!);
-    documents.set(query, entry);
-    return entry;
-  }
+    return type;
+  };
+
+  // Responses finished while requests are being read are written together once this turn of the event loop has read
+  // what arrived (setImmediate), instead of one socket write between each two reads: under load the client is then
+  // woken once per burst rather than once per response, which made each write several times dearer (measured: the
+  // writev share of a refusal's CPU time fell from about a third; see docs/hot-path.md).
+  let pending: [ServerResponse, string][] = [];
+  const flushPending = () => {
+    const batch = pending;
+    pending = [];
+    for (const [res, body] of batch) res.end(body);
+  };
+  const sendSoon = (res: ServerResponse, body: string) => {
+    if (pending.push([res, body]) === 1) setImmediate(flushPending);
+  };
 
   function handOver(req: IncomingMessage, res: ServerResponse, body: Buffer) {
     // @whatwg-node/server takes a body that was already read from `req.body`.
@@ -173,7 +110,17 @@ export function createFastPath<TContext>(options: FastPathOptions<TContext>) {
     fallback(req, res);
   }
 
-  async function respond(req: IncomingMessage, res: ServerResponse, body: Buffer, accepted: Accepted) {
+  async function writeProcessed(res: ServerResponse, result: ExecutionResult, type: Accepted) {
+    const response = await processRegularResult(result as never, yoga.fetchAPI, type);
+    const text = await response.text();
+    const headers: Record<string, string> = {};
+    response.headers.forEach((value, name) => (headers[name] = value));
+    headers['content-length'] = String(Buffer.byteLength(text));
+    res.writeHead(response.status, headers);
+    res.end(text);
+  }
+
+  async function respond(req: IncomingMessage, res: ServerResponse, body: Buffer, type: Accepted) {
     let params: unknown;
     try {
       params = JSON.parse(body.toString('utf8'));
@@ -190,94 +137,52 @@ export function createFastPath<TContext>(options: FastPathOptions<TContext>) {
     ) {
       return handOver(req, res, body);
     }
-    const cached = documentFor(query);
-    if (!cached) return handOver(req, res, body);
-    const operation = getOperationAST(cached.document, (operationName as string | null) ?? undefined);
-    if (!operation || operation.operation === 'subscription') return handOver(req, res, body);
 
-    let contextValue: TContext | null;
+    // What Yoga does once it has the parameters. The context is one plain object `{ req, res }` (Yoga adds `request`
+    // and `params`): a fresh prototype per request, as Yoga's own `Object.create(serverContext)`, made every property
+    // access on the context megamorphic, in every plugin and resolver.
+    // An error thrown before execution (a hook refusing the request: no or a bad API key, a rate limit) goes to Yoga,
+    // which runs the hooks again and answers as it answers such errors (masked, with their HTTP status).
+    let result: ExecutionResult;
     try {
-      contextValue = await options.context(req.headers.authorization);
+      result = (await yoga.getResultForParams(
+        {
+          params: {
+            query,
+            variables: (variables as Record<string, unknown> | null) ?? undefined,
+            operationName: (operationName as string | null) ?? undefined,
+          },
+          request: requestView(req, yoga.fetchAPI),
+        },
+        { req, res },
+      )) as ExecutionResult;
     } catch {
-      // The key could not be checked (database outage): Yoga checks it again and answers as it does (a 503).
       return handOver(req, res, body);
     }
-    if (contextValue === null) return handOver(req, res, body);
-
-    const name = (operationName as string | null) ?? undefined;
-    const refused =
-      options.authorize?.(cached.document, contextValue, (variables as Record<string, unknown> | null) ?? null, name) ?? null;
-    let compiled = cached.compiled.get(name);
-    if (compiled === undefined && options.jit) {
-      const attempt = compileQuery(schema, cached.document, name);
-      compiled = isCompiledQuery(attempt) ? attempt : null;
-      cached.compiled.set(name, compiled);
+    if (result == null || typeof result !== 'object' || Symbol.asyncIterator in result) {
+      throw new Error('the lean GraphQL path got a streamed result');
     }
-    const execute = async () =>
-      (await normalizedExecutor({
-        schema,
-        document: cached.document,
-        variableValues: (variables as Record<string, unknown> | null) ?? undefined,
-        operationName: name,
-        contextValue,
-      })) as ExecutionResult;
-    let result = refused
-      ? ({ errors: [refused] } as ExecutionResult)
-      : compiled
-        ? ((await compiled.query(undefined, contextValue, (variables as Record<string, unknown> | null) ?? {})) as ExecutionResult)
-        : await execute();
-    if (!refused && compiled && result.errors?.length) {
-      // graphql-jit words variable errors its own way and reports some field errors without locations. Without
-      // `data` nothing ran (the variables were refused), and a query has no side effects: run those again with
-      // Yoga's executor for the exact answer. A mutation cannot run twice: its errors get the locations graphql-js
-      // gives.
-      if (!('data' in result) || operation.operation === 'query') {
-        result = await execute();
-      } else {
-        const errors = result.errors.map((e) =>
-          e.locations || !e.path
-            ? e
-            : new GraphQLError(e.message, {
-                nodes: fieldNodesAt(cached.document, operation, e.path),
-                path: e.path,
-                originalError: e.originalError ?? e,
-              }),
-        );
-        result = { ...result, errors };
-      }
-    }
-
     if (!result.errors?.length) {
       const json = JSON.stringify(result);
-      res.writeHead(200, {
-        'content-type': `${accepted}; charset=utf-8`,
-        'content-length': Buffer.byteLength(json),
-      });
+      res.writeHead(200, { 'content-type': `${type}; charset=utf-8`, 'content-length': Buffer.byteLength(json) });
       sendSoon(res, json);
       return;
     }
-    // Errors are rare here: mask them as Yoga does and let Yoga's own result processor pick status and body.
-    result = { ...result, errors: result.errors.map((e) => options.maskError(e, MASKED_MESSAGE)) } as unknown as ExecutionResult;
-    const response = await processRegularResult(result, yoga.fetchAPI, accepted);
-    const text = await response.text();
-    const headers: Record<string, string> = {};
-    response.headers.forEach((value, name) => (headers[name] = value));
-    headers['content-length'] = String(Buffer.byteLength(text));
-    res.writeHead(response.status, headers);
-    res.end(text);
+    // Errors (masked already by Yoga's plugin): Yoga's result processor picks status, headers and body.
+    await writeProcessed(res, result, type);
   }
 
   return {
     /** Serves `req` (a request for the GraphQL endpoint) on the lean path or hands it to Yoga. */
     handle(req: IncomingMessage, res: ServerResponse): void {
-      const accepted = acceptedMediaType(req.headers.accept);
-      const type = req.headers['content-type'];
+      const type = accepted(req.headers.accept);
+      const contentType = req.headers['content-type'];
       if (
         req.method !== 'POST' ||
-        accepted === null ||
+        type === null ||
         req.headers.origin !== undefined ||
-        !type ||
-        !/^application\/json\s*(;|$)/i.test(type)
+        !contentType ||
+        !/^application\/json\s*(;|$)/i.test(contentType)
       ) {
         fallback(req, res);
         return;
@@ -293,20 +198,12 @@ export function createFastPath<TContext>(options: FastPathOptions<TContext>) {
       req.on('end', () => {
         const body = chunks.length === 1 ? chunks[0] : Buffer.concat(chunks);
         if (tooBig) return handOver(req, res, body);
-        respond(req, res, body, accepted).catch(async (error) => {
-          // An error thrown outside execution: masked as Yoga masks it, status and body by Yoga's result processor.
+        respond(req, res, body, type).catch(async (error) => {
+          // Yoga's processing answers its own errors; this is a failure of the transport itself.
           if (res.headersSent) return void res.destroy();
-          try {
-            const masked = options.maskError(error, MASKED_MESSAGE);
-            const response = await processRegularResult({ errors: [masked] } as never, yoga.fetchAPI, accepted);
-            const text = await response.text();
-            const headers: Record<string, string> = {};
-            response.headers.forEach((value, name) => (headers[name] = value));
-            res.writeHead(response.status, { ...headers, 'content-length': String(Buffer.byteLength(text)) });
-            res.end(text);
-          } catch {
-            res.destroy();
-          }
+          onError('the lean GraphQL path failed', error);
+          res.writeHead(500, { 'content-type': 'application/json; charset=utf-8' });
+          res.end(JSON.stringify({ errors: [{ message: 'Unexpected error.', extensions: { code: 'INTERNAL_SERVER_ERROR' } }] }));
         });
       });
       req.on('error', () => res.destroy());

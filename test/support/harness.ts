@@ -1,15 +1,12 @@
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import { inject } from 'vitest';
-import { createApp, type App } from '../../server/http/app.js';
+import { createApp, type App, type AppOptions } from '../../server/http/app.js';
 import { loadConfig, type Config } from '../../server/config.js';
 import type { Services } from '../../server/context.js';
-import { initDatabase, type Database } from '../../server/database/db.js';
-import { createJwtCodec } from '../../server/domain/jwt.js';
-import { createApiKey, createAuthenticator } from '../../server/domain/api-keys.js';
-import { createRefusalLog } from '../../server/domain/refusal-log.js';
-import { redeemBatcherFor } from '../../server/domain/redeem-batch.js';
-import { loadKeyRing } from '../../server/domain/signing-keys.js';
+import type { Database } from '../../server/database/db.js';
+import { createApiKey } from '../../server/domain/api-keys.js';
+import { createServices } from '../../server/services.js';
 
 export const TEST_SECRET = 'test-secret-test-secret-test-secret-0123456789';
 
@@ -52,29 +49,16 @@ export interface TestServer {
 }
 
 /** A migrated database of its own, the real app on a real port, and an admin API key. */
-export async function startTestServer(env: Record<string, string> = {}): Promise<TestServer> {
+export async function startTestServer(env: Record<string, string> = {}, appOptions: AppOptions = {}): Promise<TestServer> {
   const databaseUrl = await createTestDatabase();
   const config = loadConfig({ NODE_ENV: 'test', REQUEST_TOKEN_SECRET: TEST_SECRET, DATABASE_URL: databaseUrl, ...env });
-  const db = await initDatabase(databaseUrl, config);
   const errors: unknown[] = [];
-  const services: Services = {
-    config,
-    orm: db.orm,
-    pool: db.pool,
-    codec: await createJwtCodec(
-      await loadKeyRing({ pool: db.pool, secret: config.secret!, encryptionKey: config.keyEncryptionKey ?? config.secret! }),
-    ),
-    authenticator: createAuthenticator(),
+  const services = await createServices(config, {
     log: { info: () => {}, error: (message, error) => errors.push(error ?? message) },
-    refusalLog: createRefusalLog(db.pool, {
-      flushMs: config.refusalLogFlushMs,
-      onError: (message, error) => errors.push(error ?? message),
-    }),
-    redeemBatcher: redeemBatcherFor(db, config),
-  };
-  await services.refusalLog.ready();
+  });
+  const { db } = services;
   const { key: apiKey } = await createApiKey(db.orm.em.fork(), { name: 'test admin', permissions: ['admin'] });
-  const app = createApp(services);
+  const app = createApp(services, appOptions);
   const url = await app.listen(0, '127.0.0.1');
   const graphqlUrl = `${url}/graphql`;
 
@@ -99,9 +83,7 @@ export async function startTestServer(env: Record<string, string> = {}): Promise
     },
     async close() {
       await app.stop(1_000);
-      await services.refusalLog.close();
-      services.codec.ring.close();
-      await db.close();
+      await services.close();
     },
   };
 }

@@ -55,15 +55,3 @@ export const RequestToken = defineEntity({
 });
 
 export type RequestToken = InferEntity<typeof RequestToken>;
-
-/** The derived status at `now`, in the order a redemption checks it. */
-export function tokenStatusAt(
-  token: Pick<RequestToken, 'revokedAt' | 'usedToDate' | 'maxUses' | 'expiresAt' | 'notBefore'>,
-  now: Date,
-): TokenStatus {
-  if (token.revokedAt) return 'REVOKED';
-  if (token.usedToDate >= token.maxUses) return 'EXHAUSTED';
-  if (token.expiresAt && token.expiresAt <= now) return 'EXPIRED';
-  if (token.notBefore && token.notBefore > now) return 'NOT_YET_VALID';
-  return 'ACTIVE';
-}

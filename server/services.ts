@@ -1,0 +1,73 @@
+import type { Config } from './config.js';
+import type { Logger, Services } from './context.js';
+import { initDatabase, type Database } from './database/db.js';
+import { createAuthenticator } from './domain/api-keys.js';
+import { resolveSecret } from './domain/bootstrap.js';
+import { createJwtCodec } from './domain/jwt.js';
+import { redeemBatcherFor } from './domain/redeem-batch.js';
+import { createRefusalLog } from './domain/refusal-log.js';
+import { loadKeyRing } from './domain/signing-keys.js';
+
+export interface ServiceOptions {
+  log: Logger;
+  /** The database to use; default `config.databaseUrl` (server/main.ts passes the embedded database's). */
+  databaseUrl?: string;
+  /** Turns a failure to connect or migrate into the error to report (server/main.ts: one line for the operator). */
+  explainDatabaseError?: (error: unknown) => unknown;
+  /** The same for a failure to read or write the development secret under DATA_DIR. */
+  explainSecretError?: (error: unknown) => unknown;
+}
+
+/** The services with what they hold open: the database, and `close` for all of it. */
+export interface RunningServices extends Services {
+  db: Database;
+  /** Writes queued refusal log rows, stops the key ring's refresh and closes the database's connections. */
+  close(): Promise<void>;
+}
+
+/**
+ * The one wiring of the service: config → database (migrated) → signing-key ring and codec → API-key authenticator,
+ * refusal log writer and redemption batcher. server/main.ts and the test harness both build their services here; the
+ * HTTP app is then `createApp(services)` (server/http/app.ts, which builds the GraphQL schema into it).
+ */
+export async function createServices(config: Config, options: ServiceOptions): Promise<RunningServices> {
+  const { log } = options;
+  const url = options.databaseUrl ?? config.databaseUrl;
+  if (!url) throw new Error('createServices needs a database URL (DATABASE_URL, or the embedded database)');
+  const db = await initDatabase(url, config, log.info).catch((error) => {
+    throw options.explainDatabaseError ? options.explainDatabaseError(error) : error;
+  });
+  let codec: Services['codec'] | null = null;
+  try {
+    const secret = await resolveSecret(config, log.info).catch((error) => {
+      throw options.explainSecretError ? options.explainSecretError(error) : error;
+    });
+    codec = await createJwtCodec(
+      await loadKeyRing({ pool: db.pool, secret, encryptionKey: config.keyEncryptionKey ?? secret }),
+    );
+    const refusalLog = createRefusalLog(db.pool, { flushMs: config.refusalLogFlushMs, onError: log.error });
+    await refusalLog.ready();
+    const ring = codec.ring;
+    return {
+      config,
+      orm: db.orm,
+      pool: db.pool,
+      codec,
+      authenticator: createAuthenticator(),
+      log,
+      refusalLog,
+      redeemBatcher: redeemBatcherFor(db, config),
+      db,
+      async close() {
+        // Queued refusal log rows are written before the pool closes.
+        await refusalLog.close();
+        ring.close();
+        await db.close();
+      },
+    };
+  } catch (error) {
+    codec?.ring.close();
+    await db.close();
+    throw error;
+  }
+}
