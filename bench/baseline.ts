@@ -56,8 +56,9 @@ async function redeem(input: any) {
   const values = [claims.jti, input.scope, null, null, '{}', input.userId ?? null, input.clientIp ?? null,
     input.userAgent ?? null, 0];
   // No idempotency key ($10, $11): the service's statement then writes no key row either.
-  // No idempotency key ($10, $11), an admin key's tenant ($12: null, every client's tokens), as the service's.
-  const used = await pool.query({ name: 'redeem', text: REDEEM_SQL, values: [...values, null, null, null] });
+  // No idempotency key ($10, $11), an admin key's tenant ($12: null, every client's tokens), the default key ($13),
+  // as the service's.
+  const used = await pool.query({ name: 'redeem', text: REDEEM_SQL, values: [...values, null, null, null, 'default'] });
   if (used.rows[0]) {
     const row = used.rows[0];
     return {
@@ -69,7 +70,7 @@ async function redeem(input: any) {
       token: token(row),
     };
   }
-  const refused = await pool.query({ name: 'refuse', text: REFUSE_SQL, values: [...values, null] });
+  const refused = await pool.query({ name: 'refuse', text: REFUSE_SQL, values: [...values, null, 'default'] });
   return { code: refused.rows[0]?.error_code, logId: String(refused.rows[0]?.id) };
 }
 

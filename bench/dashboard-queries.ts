@@ -2,8 +2,8 @@
 // of its own: usageStats, bulk revocation and batched retention. Run: npx tsx bench/dashboard-queries.ts
 // (BENCH_PG_PORT, default 55111; data under the system temp folder, deleted afterwards).
 import { performance } from 'node:perf_hooks';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { rm } from 'node:fs/promises';
+import { clusterTempDir } from '../test/support/temp-dir.js';
 import { join } from 'node:path';
 import { startEmbeddedDatabase } from '../server/database/embedded-db.js';
 import { initDatabase } from '../server/database/db.js';
@@ -11,7 +11,7 @@ import { usageStats } from '../server/domain/usage-stats.js';
 import { truncateLogs } from '../server/domain/log-retention.js';
 import { revokeTokensStatement } from '../server/domain/bulk-revoke.js';
 
-const dir = await mkdtemp(join(tmpdir(), 'rt-bench-'));
+const dir = await clusterTempDir('rt-bench-');
 const pg = await startEmbeddedDatabase({ dir: join(dir, 'pg'), port: Number(process.env.BENCH_PG_PORT ?? 55111), persistent: false });
 const db = await initDatabase(pg.url, { dbPoolSize: 4 });
 const q = (t: string, v?: unknown[]) => db.pool.query(t, v);

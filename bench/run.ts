@@ -4,8 +4,9 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { cpus, loadavg, totalmem, tmpdir } from 'node:os';
+import { readFile, rm, writeFile } from 'node:fs/promises';
+import { clusterTempDir } from '../test/support/temp-dir.js';
+import { cpus, loadavg, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { SignJWT } from 'jose';
@@ -124,7 +125,7 @@ const median = (xs: number[]) => {
 const mb = (bytes: number) => `${Math.round(bytes / 1024 / 1024)} MB`;
 
 async function main() {
-  const dir = await mkdtemp(join(tmpdir(), 'rt-bench-'));
+  const dir = await clusterTempDir('rt-bench-');
   let embedded: EmbeddedDatabase | null = null;
   const children: ChildProcess[] = [];
   const admin = { client: null as pg.Client | null };
@@ -133,7 +134,7 @@ async function main() {
     let serverUrl = env.DATABASE_URL;
     if (!serverUrl) {
       log('starting an embedded PostgreSQL');
-      embedded = await startEmbeddedDatabase({ dir: join(dir, 'pg'), port: await freePort(), persistent: false });
+      embedded = await startEmbeddedDatabase({ dir: join(dir, 'pg'), port: await freePort(), persistent: false, serviceRoleCreatesDatabases: true });
       serverUrl = embedded.url;
     }
     const dbName = `rt_bench_${randomBytes(4).toString('hex')}`;

@@ -7,8 +7,8 @@
  * Starts its own embedded PostgreSQL (BENCH_PG_PORT, default 55141) in a temporary folder, and the services on
  * BENCH_PORT, BENCH_PORT+1, … (default 4141).
  */
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { rm } from 'node:fs/promises';
+import { clusterTempDir } from '../test/support/temp-dir.js';
 import { join } from 'node:path';
 import pg from 'pg';
 import { startEmbeddedDatabase } from '../server/database/embedded-db.js';
@@ -58,8 +58,8 @@ async function run(bases: string[], key: string, jwts: string[], total: number) 
   return { rps: Math.round(total / seconds), ok, p50: pct(0.5), p99: pct(0.99) };
 }
 
-const dir = await mkdtemp(join(tmpdir(), 'rel-bench-'));
-const db = await startEmbeddedDatabase({ dir: join(dir, 'pg'), port: pgPort, persistent: false });
+const dir = await clusterTempDir('rel-bench-');
+const db = await startEmbeddedDatabase({ dir: join(dir, 'pg'), port: pgPort, persistent: false, serviceRoleCreatesDatabases: true });
 const services: ServiceProcess[] = [];
 try {
   for (const count of counts) {
@@ -68,7 +68,7 @@ try {
     await admin.connect();
     await admin.query(`create database ${name}`);
     await admin.end();
-    const url = db.url.replace(/\/postgres$/, `/${name}`);
+    const url = db.url.replace(/\/request_token$/, `/${name}`);
     const key = generateApiKey().key;
     const bases: string[] = [];
     for (let p = 0; p < count; p++) {

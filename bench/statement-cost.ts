@@ -13,7 +13,7 @@ import { REDEEM_ALONE_SQL, REDEEM_BATCH_SQL } from '../server/domain/redeem-batc
 import { freePort } from '../test/support/ports.js';
 
 const dir = await mkdtemp(join(tmpdir(), 'rt-statement-cost-'));
-await chmod(dir, 0o755);
+await chmod(dir, 0o711);
 const cluster = await startEmbeddedDatabase({ dir: join(dir, 'pg'), port: await freePort(), persistent: false });
 const db = await initDatabase(cluster.url, loadConfig({ DATABASE_URL: cluster.url, REQUEST_TOKEN_SECRET: 'x'.repeat(40) }));
 if (!db.batchPool) throw new Error('micro-batching is off (REDEEM_BATCH_MAX=1)');
@@ -28,7 +28,7 @@ try {
   // on the batch connections (generic plans).
   const client = await db.pool.connect();
   const batchClient = await db.batchPool.connect();
-  const values = (id: string) => [id, 'bench', null, null, '{}', null, '198.51.100.1', 'Mozilla/5.0', 0, null, null, null];
+  const values = (id: string) => [id, 'bench', null, null, '{}', null, '198.51.100.1', 'Mozilla/5.0', 0, null, null, null, 'default'];
   const batch = (batchIds: string[]) =>
     batchClient.query({
       name: 'redeem-batch',
@@ -37,7 +37,7 @@ try {
         JSON.stringify(batchIds.map((id, n) => {
           const v = values(id);
           return { in_n: n, in_id: v[0], in_scope: v[1], in_host: v[2], in_path: v[3], in_params: v[4], in_user: v[5],
-            in_ip: v[6], in_agent: v[7], in_tenant: v[11] };
+            in_ip: v[6], in_agent: v[7], in_tenant: v[11], in_kid: v[12] };
         })),
         0,
         batchIds,

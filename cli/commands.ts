@@ -1,9 +1,11 @@
 import { clientsCreate, clientsList } from './clients.js';
+import { importDjangoCommand } from './import-django.js';
 import { issue } from './issue.js';
 import { keygen } from './keygen.js';
 import { logsTruncate } from './logs-truncate.js';
 import { keysCreate, keysList, keysRevoke } from './keys.js';
 import { signingKeysList, signingKeysRetire, signingKeysRotate } from './signing-keys.js';
+import { signingKeysAdd } from './signing-keys-add.js';
 
 export interface Command {
   /** One or more words, e.g. "keygen" or "logs truncate". */
@@ -23,6 +25,8 @@ export const commands: Command[] = [
   signingKeysRotate,
   signingKeysList,
   signingKeysRetire,
+  signingKeysAdd,
   logsTruncate,
   issue,
+  importDjangoCommand,
 ];

@@ -19,7 +19,7 @@ export async function openServiceDatabase(config: Config): Promise<{ db: Databas
     }
     const running = await runningPort(dir);
     if (running !== null) {
-      url = embeddedDatabaseUrl(running);
+      url = await embeddedDatabaseUrl(dir, running);
     } else {
       embedded = await startEmbeddedDatabase({ dir, port: config.embeddedPgPort });
       url = embedded.url;

@@ -6,10 +6,13 @@ import type { Command } from './commands.js';
 import { openServiceDatabase } from './database.js';
 
 const USAGE = `usage: request-token logs truncate [--max-count N] [--max-days D] [--batch-size B] [--dry-run]
+       request-token logs truncate --all [--batch-size B] [--dry-run]
 
 Deletes redemption log rows beyond the newest N and/or older than D days (24-hour periods), oldest first, in batches of
-B rows (default ${DEFAULT_BATCH_SIZE}), each its own short transaction. Connects like the service: DATABASE_URL, else the
-embedded PostgreSQL under DATA_DIR (default ./.data). --dry-run shows what would be deleted.
+B rows (default ${DEFAULT_BATCH_SIZE}), each its own short transaction. N and D are at least 1: to empty the log, say
+--all (django-request-token's --max-count 0 / --max-days 0 meant "no limit": leave the option out instead). Connects
+like the service: DATABASE_URL, else the embedded PostgreSQL under DATA_DIR (default ./.data). --dry-run shows what
+would be deleted.
 `;
 
 const iso = (d: Date | null) => (d ? d.toISOString() : '-');
@@ -22,7 +25,7 @@ function wholeNumber(name: string, raw: string | undefined): number | null | str
 
 export const logsTruncate: Command = {
   name: 'logs truncate',
-  summary: 'delete old redemption log rows (--max-count N, --max-days D), in batches',
+  summary: 'delete old redemption log rows (--max-count N, --max-days D, or --all), in batches',
   async run(args) {
     let parsed;
     try {
@@ -33,6 +36,7 @@ export const logsTruncate: Command = {
           'max-days': { type: 'string' },
           'batch-size': { type: 'string' },
           'dry-run': { type: 'boolean', default: false },
+          all: { type: 'boolean', default: false },
           help: { type: 'boolean', short: 'h', default: false },
         },
         strict: true,
@@ -56,12 +60,16 @@ export const logsTruncate: Command = {
       process.stderr.write(`${bad}\n\n${USAGE}`);
       return 2;
     }
-    const policy = numbers as { maxCount: number | null; maxDays: number | null; batchSize: number | null };
+    const policy = { ...(numbers as { maxCount: number | null; maxDays: number | null; batchSize: number | null }), all: parsed.all };
     const issues = validateRetentionPolicy(policy).list;
     if (issues.length) {
       const flag = (name: string) => `--${name.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;
       const lines = issues.map((i) =>
-        i.path.length ? `${flag(i.path[i.path.length - 1])}: ${i.message}` : 'give --max-count, --max-days or both',
+        i.path.length
+          ? `${flag(i.path[i.path.length - 1])}: ${i.message
+              .replace(/use all$/, 'use --all')
+              .replace(/without maxCount and maxDays/, 'without --max-count and --max-days')}`
+          : 'give --max-count, --max-days or both (or --all, to delete every row)',
       );
       process.stderr.write(`${lines.join('\n')}\n\n${USAGE}`);
       return 2;
@@ -77,10 +85,11 @@ export const logsTruncate: Command = {
         dryRun,
         onPlan(plan) {
           const rules = [
+            policy.all && `all log rows${plan.cutoffId ? ` (ids up to ${plan.cutoffId})` : ''}`,
             policy.maxCount !== null && `beyond the newest ${policy.maxCount} row${policy.maxCount === 1 ? '' : 's'}${plan.cutoffId ? ` (ids up to ${plan.cutoffId})` : ''}`,
             policy.maxDays !== null && `older than ${policy.maxDays} days (before ${iso(plan.cutoffTime)})`,
           ].filter(Boolean);
-          out(`log rows ${rules.join(' or ')}: ${plan.count}${plan.count ? ` (${span(plan)})` : ''}`);
+          out(`${policy.all ? '' : 'log rows '}${rules.join(' or ')}: ${plan.count}${plan.count ? ` (${span(plan)})` : ''}`);
         },
         onBatch: (batch) => out(`deleted ${batch.count} rows (${span(batch)})`),
       });

@@ -397,12 +397,22 @@
     }
   }
 
+  // By id, the token is shown without its JWT: a stored token's JWT is a working link, for ISSUE keys only (and a
+  // dashboard key reads).
   async function lookupById(id) {
     try {
-      const data = await gql('query DashboardTokenJwt($id: ID!) { requestToken(id: $id) { jwt } }', { id });
+      // The same token fields as LOOKUP_QUERY's.
+      const data = await gql(
+        `query DashboardToken($id: ID!) {
+          requestToken(id: $id) {
+            id scope targetUrl userId loginMode maxUses usedToDate issuedAt notBefore expiresAt revokedAt status
+          logs(first: 20) { totalCount edges { node { id timestamp errorCode statusCode clientIp } } }
+          }
+        }`,
+        { id },
+      );
       if (!data.requestToken) throw new Error(`Token #${id} not found.`);
-      $('lookup-jwt').value = data.requestToken.jwt;
-      await lookup(data.requestToken.jwt);
+      renderLookup({ token: data.requestToken, claims: null }, null);
       $('lookup-card').scrollIntoView({ block: 'nearest', behavior: 'smooth' });
     } catch (error) {
       if (error instanceof AuthError) return signOut(error.message);
@@ -428,7 +438,7 @@
           );
           const result = data.revokeRequestToken;
           if (result.__typename !== 'RevokeRequestTokenSuccess') throw new Error(result.message);
-          await lookup(jwt);
+          await (jwt ? lookup(jwt) : lookupById(token.id));
         } catch (error) {
           button.disabled = false;
           actions.append(h('span', { class: 'error' }, error.message));
@@ -451,7 +461,7 @@
         token.revokedAt ? fact('Revoked', `${fmtTime(token.revokedAt)} UTC`) : [],
         token.targetUrl ? fact('Target', token.targetUrl) : [],
       ),
-      h('details', {}, h('summary', {}, 'Decoded JWT claims'), h('pre', { class: 'claims' }, JSON.stringify(claims.raw, null, 2))),
+      claims ? h('details', {}, h('summary', {}, 'Decoded JWT claims'), h('pre', { class: 'claims' }, JSON.stringify(claims.raw, null, 2))) : [],
       h('h3', {}, `History (${token.logs.totalCount})`),
       history.length ? h('ul', { class: 'history' }, history) : h('p', { class: 'muted' }, 'Never used.'),
       actions,

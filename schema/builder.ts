@@ -1,4 +1,5 @@
 import SchemaBuilder from '@pothos/core';
+import ComplexityPlugin from '@pothos/plugin-complexity';
 import DataloaderPlugin from '@pothos/plugin-dataloader';
 import ErrorsPlugin from '@pothos/plugin-errors';
 import './input-screen.js';
@@ -16,9 +17,12 @@ export const builder = new SchemaBuilder<{
 }>({
   // Order matters: input screening runs inside the errors plugin, so its ValidationError becomes a union member.
   // Dataloader: nested fields (a log's token, a token's logs) load in one batch per level of the query, not per row.
-  plugins: [ErrorsPlugin, 'inputScreen', DataloaderPlugin],
+  plugins: [ErrorsPlugin, 'inputScreen', ComplexityPlugin, DataloaderPlugin],
   defaultFieldNullability: false,
   errors: { directResult: true },
+  // Fields declare their cost (pages: their size); the edge enforces the limit before execution, with the request's
+  // variables (server/http/query-cost.ts), so resolvers are not wrapped.
+  complexity: { disabled: true },
 });
 
 builder.queryType({});

@@ -15,12 +15,15 @@ builder.mutationField('truncateRequestTokenLogs', (t) =>
   t.field({
     type: TruncateRequestTokenLogsSuccess,
     description:
-      'Deletes log rows beyond the newest maxCount and/or older than maxDays days, oldest first, in batches. Also: `npx request-token logs truncate`.',
+      'Deletes log rows beyond the newest maxCount and/or older than maxDays days (or all of them), oldest first, in batches. Also: `npx request-token logs truncate`.',
     errors: { types: [ValidationError], union: { name: 'TruncateRequestTokenLogsResult' } },
     args: {
       maxCount: t.arg.int({ description: 'Keep at most this many rows, the newest.' }),
       maxDays: t.arg.int({ description: 'Keep only rows from the last this many days (24-hour periods).' }),
+      all: t.arg.boolean({
+        description: 'Delete every row (alone, without maxCount and maxDays). 0 for maxCount or maxDays is refused.',
+      }),
     },
-    resolve: (_root, { maxCount, maxDays }, ctx) => truncateLogs(ctx.pool, { maxCount, maxDays }),
+    resolve: (_root, { maxCount, maxDays, all }, ctx) => truncateLogs(ctx.pool, { maxCount, maxDays, all }),
   }),
 );

@@ -1,5 +1,5 @@
 import type { ObjectRef } from '@pothos/core';
-import type { Page } from '../server/domain/paging.js';
+import { DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, type Page } from '../server/domain/paging.js';
 import { builder } from './builder.js';
 
 export const PageInfoRef = builder.objectRef<Page<unknown>>('PageInfo').implement({
@@ -17,6 +17,15 @@ export const PageInfoRef = builder.objectRef<Page<unknown>>('PageInfo').implemen
   }),
 });
 
+/**
+ * The cost of a page field (server/http/query-cost.ts): two statements (the page and its count), and what is selected
+ * below it once per row it may return, as many as `first` asks (a variable's value included).
+ */
+export const pageCost = (args: { first?: number | null }) => ({
+  field: 2,
+  multiplier: Math.min(Math.max(args.first ?? DEFAULT_PAGE_SIZE, 0), MAX_PAGE_SIZE),
+});
+
 /** A Relay-style connection type (edges, pageInfo, totalCount) over a Page of `node`. */
 export function connectionType<T>(name: string, node: ObjectRef<any, T>) {
   const Edge = builder.objectRef<{ node: T; cursor: string }>(`${name}Edge`).implement({
@@ -29,6 +38,8 @@ export function connectionType<T>(name: string, node: ObjectRef<any, T>) {
     fields: (t) => ({
       edges: t.field({
         type: [Edge],
+        // Its rows are counted by the page field's multiplier.
+        complexity: { field: 0, multiplier: 1 },
         resolve: (p) => p.nodes.map((n) => ({ node: n, cursor: p.cursorOf(n) })),
       }),
       pageInfo: t.field({ type: PageInfoRef, resolve: (p) => p as Page<unknown> }),

@@ -3,7 +3,7 @@ import { getTokens, type TokenRecord } from '../server/domain/tokens.js';
 import { listLogs, listLogsOfTokens, recordResponseStatus, type LogRecord } from '../server/domain/logs.js';
 import { builder } from './builder.js';
 import { ErrorCodeEnum } from './errors.js';
-import { connectionType } from './paging.js';
+import { connectionType, pageCost } from './paging.js';
 import { asQueryError, RequestTokenRef } from './request-token.js';
 import { DateTime } from './scalars.js';
 
@@ -52,6 +52,7 @@ builder.objectField(RequestTokenRef, 'logs', (t) =>
   t.loadable({
     type: RequestTokenLogConnection,
     args: { first: t.arg.int(), after: t.arg.string() },
+    complexity: pageCost,
     // One loader per place in the query (and so per arguments): the pages of every token there load together.
     byPath: true,
     load: async (tokenIds: string[], ctx, { first, after }) => {
@@ -78,6 +79,7 @@ builder.queryField('requestTokenLogs', (t) =>
   t.field({
     type: RequestTokenLogConnection,
     args: { filter: t.arg({ type: RequestTokenLogFilter }), first: t.arg.int(), after: t.arg.string() },
+    complexity: pageCost,
     resolve: (_root, { filter, first, after }, ctx) =>
       asQueryError(() =>
         listLogs(ctx, { ...filter, tokenId: filter?.tokenId == null ? null : String(filter.tokenId) }, { first, after }),

@@ -10,8 +10,9 @@ import {
   type Issued,
   type TokenRecord,
 } from '../server/domain/tokens.js';
+import { SigningKeyRetiredError } from '../server/domain/jwt.js';
 import { builder } from './builder.js';
-import { connectionType } from './paging.js';
+import { connectionType, pageCost } from './paging.js';
 import { DateTime, JSONScalar } from './scalars.js';
 
 export const LoginModeEnum = builder.enumType('LoginMode', {
@@ -47,8 +48,17 @@ export const RequestTokenRef = builder.objectRef<TokenRecord>('RequestToken').im
     revokedAt: t.expose('revokedAt', { type: DateTime, nullable: true }),
     status: t.expose('status', { type: TokenStatusEnum }),
     jwt: t.string({
-      description: 'The signed JWT (header.payload.signature) for this token.',
-      resolve: (token, _args, ctx) => tokenJwt(ctx.codec, token),
+      description:
+        'The signed JWT (header.payload.signature) for this token. Needs the ISSUE permission. A token whose signing ' +
+        'key was retired has none: the field answers an error with code SIGNING_KEY_RETIRED.',
+      resolve: (token, _args, ctx) =>
+        tokenJwt(ctx.codec, token).catch((error: unknown) => {
+          if (!(error instanceof SigningKeyRetiredError)) throw error;
+          throw new GraphQLError(
+            `Token ${token.id} was signed with signing key "${error.kid}", which is retired: its links are refused and it has no JWT any more. Issue a new token.`,
+            { extensions: { code: 'SIGNING_KEY_RETIRED' } },
+          );
+        }),
     }),
   }),
 });
@@ -85,6 +95,7 @@ builder.queryFields((t) => ({
   requestTokens: t.field({
     type: RequestTokenConnection,
     args: { filter: t.arg({ type: RequestTokenFilter }), first: t.arg.int(), after: t.arg.string() },
+    complexity: pageCost,
     resolve: (_root, { filter, first, after }, ctx) => asQueryError(() => listTokens(ctx, filter ?? {}, { first, after })),
   }),
 }));

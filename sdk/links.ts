@@ -6,11 +6,44 @@ export const DEFAULT_TOKEN_PARAM = 'rt';
 /** Largest request body extractToken reads looking for a token. */
 const MAX_BODY_BYTES = 64 * 1024;
 
-/** Adds the JWT to a URL as a query parameter, keeping the other parameters and the fragment. */
+/** A query string's name, decoded as a form does; the raw text when it is no valid encoding. */
+function queryName(part: string): string {
+  const raw = part.split('=', 1)[0].replace(/\+/g, ' ');
+  try {
+    return decodeURIComponent(raw);
+  } catch {
+    return raw;
+  }
+}
+
+/**
+ * Adds the JWT to a URL as a query parameter (replacing one already there), keeping everything else as written: the
+ * other parameters (blank ones too, `?a=&b`), the fragment and the host's case. Absolute URLs and paths alike
+ * (`/foo?bar=baz`, as django-request-token's `tokenise` takes them): the URL is not parsed, only its query edited.
+ */
 export function tokenise(url: string, jwt: string, { param = DEFAULT_TOKEN_PARAM }: { param?: string } = {}): string {
-  const parsed = new URL(url);
-  parsed.searchParams.set(param, jwt);
-  return parsed.toString();
+  const hash = url.indexOf('#');
+  const fragment = hash === -1 ? '' : url.slice(hash);
+  const beforeHash = hash === -1 ? url : url.slice(0, hash);
+  const mark = beforeHash.indexOf('?');
+  const base = mark === -1 ? beforeHash : beforeHash.slice(0, mark);
+  const query = mark === -1 ? '' : beforeHash.slice(mark + 1);
+  const parts = query === '' ? [] : query.split('&');
+  // A query ending in `&` gets the token in that place rather than after an empty field.
+  if (parts.at(-1) === '') parts.pop();
+  const pair = `${encodeURIComponent(param)}=${encodeURIComponent(jwt)}`;
+  // The token takes the place of the first old one; any other old ones go.
+  let placed = false;
+  const kept: string[] = [];
+  for (const part of parts) {
+    if (part === '' || queryName(part) !== param) kept.push(part);
+    else if (!placed) {
+      kept.push(pair);
+      placed = true;
+    }
+  }
+  if (!placed) kept.push(pair);
+  return `${base}?${kept.join('&')}${fragment}`;
 }
 
 /** The parts of a node:http request (Express, Connect, Fastify's raw request…) the helpers read. */

@@ -57,6 +57,17 @@ export interface Config {
   maxBodyBytes: number;
   /** Introspection (and GraphiQL, which needs it): on outside production unless configured. */
   introspection: boolean;
+  /** Browser origins allowed to call the API cross-origin (CORS, never with credentials); empty: CORS is off. */
+  corsOrigins: string[];
+  /** A client must send its request headers within this long, and its whole request within httpRequestTimeoutMs. */
+  httpHeadersTimeoutMs: number;
+  httpRequestTimeoutMs: number;
+  /** Open connections per client address at most (further ones are answered 429 and closed); 0: no cap. */
+  maxConnectionsPerClient: number;
+  /** The largest cost (about the rows a query may touch, page sizes from its variables included) of one operation. */
+  maxQueryCost: number;
+  /** Started by `npm start` (npm sets npm_lifecycle_event): the service stops when npm, its parent, is gone. */
+  launchedByNpm: boolean;
 }
 
 export class ConfigError extends Error {
@@ -136,6 +147,27 @@ export function loadConfig(env: Env = process.env): Config {
     throw new ConfigError('DB_LOCK_TIMEOUT_MS', `must be less than DB_STATEMENT_TIMEOUT_MS (${dbStatementTimeoutMs})`);
   }
 
+  const corsOrigins = (env.CORS_ORIGINS ?? '')
+    .split(',')
+    .map((o) => o.trim())
+    .filter((o) => o !== '');
+  for (const origin of corsOrigins) {
+    let parsed: URL | null = null;
+    try {
+      parsed = new URL(origin);
+    } catch {
+      // reported below
+    }
+    if (!parsed || (parsed.protocol !== 'https:' && parsed.protocol !== 'http:') || parsed.origin !== origin) {
+      throw new ConfigError('CORS_ORIGINS', `expected comma-separated origins like https://app.example.com, got "${origin}"`);
+    }
+  }
+  const httpHeadersTimeoutMs = intVar(env, 'HTTP_HEADERS_TIMEOUT_MS', 10_000, 100, 600_000);
+  const httpRequestTimeoutMs = intVar(env, 'HTTP_REQUEST_TIMEOUT_MS', 30_000, 100, 3_600_000);
+  if (httpRequestTimeoutMs < httpHeadersTimeoutMs) {
+    throw new ConfigError('HTTP_REQUEST_TIMEOUT_MS', `must be at least HTTP_HEADERS_TIMEOUT_MS (${httpHeadersTimeoutMs})`);
+  }
+
   return {
     host,
     port: intVar(env, 'PORT', 4000, 0, 65535),
@@ -165,5 +197,11 @@ export function loadConfig(env: Env = process.env): Config {
     rateLimitPerMinute: intVar(env, 'RATE_LIMIT_PER_MINUTE', 0, 0, 100_000_000),
     maxBodyBytes: intVar(env, 'MAX_BODY_BYTES', 256 * 1024, 1024, 100 * 1024 * 1024),
     introspection: introspectionRaw === 'true',
+    corsOrigins,
+    httpHeadersTimeoutMs,
+    httpRequestTimeoutMs,
+    maxConnectionsPerClient: intVar(env, 'MAX_CONNECTIONS_PER_CLIENT', 256, 0, 1_000_000),
+    maxQueryCost: intVar(env, 'MAX_QUERY_COST', 5_000, 1, 10_000_000),
+    launchedByNpm: Boolean(env.npm_lifecycle_event),
   };
 }

@@ -1,10 +1,10 @@
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { TestProject } from 'vitest/node';
 import { startEmbeddedDatabase } from '../server/database/embedded-db.js';
 import { bundle } from '../scripts/build-service.js';
 import { freePort } from './support/ports.js';
+import { clusterTempDir } from './support/temp-dir.js';
 
 declare module 'vitest' {
   export interface ProvidedContext {
@@ -21,8 +21,11 @@ export default async function setup(project: TestProject) {
     project.provide('databaseUrl', process.env.DATABASE_URL);
     return;
   }
-  const dir = await mkdtemp(join(tmpdir(), 'rt-test-pg-'));
-  const db = await startEmbeddedDatabase({ dir: join(dir, 'data'), port: await freePort(), persistent: false });
+  const dir = await clusterTempDir('rt-test-pg-');
+  const db = await startEmbeddedDatabase({ dir: join(dir, 'data'), port: await freePort(), persistent: false,
+    // Each test file creates a database of its own, as the service's role (not a superuser), like the service.
+    serviceRoleCreatesDatabases: true,
+  });
   project.provide('databaseUrl', db.url);
   return async () => {
     await db.stop();

@@ -12,9 +12,9 @@ beforeAll(async () => {
 });
 afterAll(() => server?.close());
 
-/** REDEEM_SQL's parameters for a plain redemption (no URL, user, tenant or idempotency key). */
+/** REDEEM_SQL's parameters for a plain redemption (no URL, user, tenant or idempotency key; the default key). */
 const values = (tokenId: string, userAgent: string, scope = 'batch') =>
-  [tokenId, scope, null, null, '{}', null, '198.51.100.1', userAgent, 0, null, null, null];
+  [tokenId, scope, null, null, '{}', null, '198.51.100.1', userAgent, 0, null, null, null, 'default'];
 
 describe('micro-batched redemptions', () => {
   it('run on connections of their own, taken from DB_POOL_SIZE, whose statements use a generic plan', async () => {

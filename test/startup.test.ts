@@ -1,4 +1,4 @@
-import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
+import { readFile, rm, stat } from 'node:fs/promises';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -7,6 +7,7 @@ import { loadConfig } from '../server/config.js';
 import { generateApiKey } from '../server/domain/api-keys.js';
 import { createTestDatabase, TEST_SECRET } from './support/harness.js';
 import { freePort } from './support/ports.js';
+import { clusterTempDir } from './support/temp-dir.js';
 import { startService, waitForHealthy, type ServiceProcess } from './support/process.js';
 
 const gql = async (base: string, key: string, query: string, variables: Record<string, unknown> = {}) => {
@@ -34,7 +35,7 @@ describe('npm start with no DATABASE_URL (embedded PostgreSQL)', () => {
   let dataDir: string;
   const running: ServiceProcess[] = [];
   beforeAll(async () => {
-    dataDir = join(await mkdtemp(join(tmpdir(), 'rt-start-')), 'data');
+    dataDir = join(await clusterTempDir('rt-start-'), 'data');
   });
   afterAll(async () => {
     for (const service of running) if (service.child.exitCode === null) service.child.kill('SIGKILL');
@@ -129,5 +130,31 @@ describe('configuration errors stop start-up with a message naming the variable'
     expect(await service.exited).toBe(1);
     expect(service.output()).toContain('invalid configuration: REQUEST_TOKEN_SECRET: is required when NODE_ENV=production');
     await expect(stat(dataDir)).rejects.toThrow();
+  });
+});
+
+describe('known start-up failures print one line that says what to do', () => {
+  it('names an unreachable DATABASE_URL without a stack trace', async () => {
+    const closed = await freePort();
+    const service = startService({
+      DATABASE_URL: `postgres://nobody:nothing@127.0.0.1:${closed}/none`,
+      PORT: String(await freePort()),
+      DATA_DIR: join(tmpdir(), 'rt-unused'),
+    });
+    expect(await service.exited).toBe(1);
+    expect(service.output()).not.toMatch(/^\s+at /m);
+    expect(service.output().trim().split('\n').at(-1)).toBe(
+      'request-token: cannot connect to the database in DATABASE_URL (connection refused): is PostgreSQL running there?',
+    );
+  });
+
+  it('names credentials the database refused', async () => {
+    const url = new URL(await createTestDatabase());
+    url.password = 'not-the-password';
+    const service = startService({ DATABASE_URL: url.toString(), PORT: String(await freePort()), DATA_DIR: join(tmpdir(), 'rt-unused') });
+    expect(await service.exited).toBe(1);
+    expect(service.output().trim().split('\n').at(-1)).toBe(
+      'request-token: the database in DATABASE_URL refused the user or password: check the credentials in DATABASE_URL',
+    );
   });
 });

@@ -87,6 +87,26 @@ export interface RequestView {
   clientIp: string | null;
   userAgent: string | null;
   userId: string | null;
+  /**
+   * The browser says the request comes from another site (see `isCrossSite`): a POST from another site may not log
+   * anyone in without a confirmation.
+   */
+  crossSite?: boolean;
+}
+
+/**
+ * Whether a browser sent the request from another site: `Sec-Fetch-Site: cross-site`, or, from browsers without
+ * Fetch Metadata, an Origin header (sent with every POST) of another site than the requested URL's ("null" included).
+ * Requests without either (servers, mail providers' one-click unsubscribe, curl) are not cross-site.
+ */
+export function isCrossSite(secFetchSite: string | null | undefined, origin: string | null | undefined, url: string): boolean {
+  if (secFetchSite) return secFetchSite.trim().toLowerCase() === 'cross-site';
+  if (!origin) return false;
+  try {
+    return new URL(origin).origin !== new URL(url).origin;
+  } catch {
+    return true;
+  }
 }
 
 export type Verdict =
@@ -122,7 +142,7 @@ const ALLOW = 'GET, HEAD, POST, OPTIONS';
 
 /**
  * Decides what a request gets: OPTIONS an Allow answer; HEAD (and GET with `confirm`) an inspection, never a
- * redemption; anything else a redemption. Throws RequestTokenClientError when the service cannot be reached.
+ * redemption; a cross-site POST of a SESSION token the confirmation page; anything else a redemption. Throws RequestTokenClientError when the service cannot be reached.
  */
 export async function judge(options: GuardOptions, view: RequestView): Promise<Verdict> {
   const method = view.method.toUpperCase();
@@ -137,7 +157,11 @@ export async function judge(options: GuardOptions, view: RequestView): Promise<V
     };
   }
   const url = withoutToken(view.url, options.param ?? DEFAULT_TOKEN_PARAM);
-  if (method === 'HEAD' || (method === 'GET' && options.confirm)) {
+  // A cross-site POST redeems links that log no one in (one-click unsubscribe), but a SESSION link gets the
+  // confirmation page instead, whose button POSTs from this site: else any site could sign a visitor's browser into
+  // the account of a SESSION link of the attacker's own (login CSRF).
+  const crossSitePost = method === 'POST' && view.crossSite === true;
+  if (method === 'HEAD' || (method === 'GET' && options.confirm) || crossSitePost) {
     const inspected = await options.client.inspectRequestToken({
       jwt: view.token,
       scope: options.scope,
@@ -158,9 +182,12 @@ export async function judge(options: GuardOptions, view: RequestView): Promise<V
         rejection: { code, message, status: 403, logId: null, tokenId: inspected.token?.id ?? null },
       };
     }
-    const render = options.renderConfirmation ?? defaultConfirmationPage;
-    const html = options.confirm ? await render({ action: view.path, inspection: inspected }) : '';
-    return { kind: 'inspected', reply: { status: 200, headers: CONFIRMATION_HEADERS, body: html } };
+    const confirmSession = crossSitePost && inspected.token?.loginMode === 'SESSION';
+    if (!crossSitePost || confirmSession) {
+      const render = options.renderConfirmation ?? defaultConfirmationPage;
+      const html = options.confirm || confirmSession ? await render({ action: view.path, inspection: inspected }) : '';
+      return { kind: 'inspected', reply: { status: 200, headers: CONFIRMATION_HEADERS, body: html } };
+    }
   }
   const result = await options.client.redeemRequestToken({
     jwt: view.token,

@@ -9,6 +9,7 @@
 import { clientIp, extractToken } from '../links.js';
 import {
   checkGuardOptions,
+  isCrossSite,
   judge,
   recordStatus,
   rejectionReply,
@@ -92,6 +93,7 @@ export function withRequestToken<Required extends boolean, Args extends unknown[
         : clientIp(request, { trustProxy: options.trustProxy }),
       userAgent: request.headers.get('user-agent'),
       userId,
+      crossSite: isCrossSite(request.headers.get('sec-fetch-site'), request.headers.get('origin'), url),
     });
     if (verdict.kind === 'options' || verdict.kind === 'inspected') {
       const { reply } = verdict;

@@ -9,6 +9,7 @@ import { clientIp, extractToken, isTrustedPeer } from '../links.js';
 import {
   checkGuardOptions,
   firstHeaderValue,
+  isCrossSite,
   judge,
   recordStatus,
   rejectionReply,
@@ -82,14 +83,16 @@ export function requestToken<Req extends IncomingMessage = IncomingMessage, Res 
     void (async () => {
       const token = await extractToken(req, { param: options.param });
       const userId = token && options.getUserId ? ((await options.getUserId(req)) ?? null) : null;
+      const url = requestUrl(req, options);
       const verdict = await judge(options, {
         method: req.method ?? 'GET',
-        url: requestUrl(req, options),
+        url,
         path: (req as { originalUrl?: string }).originalUrl ?? req.url ?? '/',
         token,
         clientIp: clientIp(req, { trustProxy: options.trustProxy }),
         userAgent: req.headers['user-agent'] ?? null,
         userId,
+        crossSite: isCrossSite(firstHeaderValue(req.headers['sec-fetch-site']), firstHeaderValue(req.headers.origin), url),
       });
       if (verdict.kind === 'pass') return next();
       if (verdict.kind === 'options' || verdict.kind === 'inspected') return writeReply(res, verdict.reply);

@@ -1,6 +1,16 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
-import type { EntityManager } from '@mikro-orm/postgresql';
+import { raw, type EntityManager } from '@mikro-orm/postgresql';
 import { ApiKey, PERMISSIONS, type Permission } from '../database/entities/api-key.js';
+
+/** An api_key row as PostgreSQL returns it (column names). */
+interface ApiKeyRow {
+  id: string;
+  secret_hash: string;
+  permissions: Permission[];
+  client_id: string | null;
+  rate_limit_per_minute: number | null;
+  revoked_at: Date | null;
+}
 
 const KEY_SHAPE = /^rt_([A-Za-z0-9]{8,32})_([A-Za-z0-9_-]{32,128})$/;
 const ALPHANUMERIC = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789';
@@ -29,7 +39,7 @@ export function generateApiKey(): { id: string; secret: string; key: string } {
   return { id, secret, key: `rt_${id}_${secret}` };
 }
 
-const hashSecret = (secret: string) => createHash('sha256').update(secret).digest('hex');
+export const hashApiKeySecret = (secret: string) => createHash('sha256').update(secret).digest('hex');
 
 export function parseApiKey(key: string): { id: string; secret: string } | null {
   const match = KEY_SHAPE.exec(key);
@@ -57,7 +67,7 @@ export async function createApiKey(em: EntityManager, input: NewApiKey): Promise
   const apiKey = em.create(ApiKey, {
     id,
     name: input.name,
-    secretHash: hashSecret(secret),
+    secretHash: hashApiKeySecret(secret),
     permissions: input.permissions,
     clientId: input.clientId ?? null,
     expiresAt: input.expiresAt ?? null,
@@ -86,26 +96,33 @@ export function createAuthenticator(options: { ttlMs?: number } = {}) {
       const parts = parseApiKey(key);
       if (!parts) return null;
       const em = typeof emOrFork === 'function' ? emOrFork() : emOrFork;
-      const row = await em.findOne(ApiKey, { id: parts.id }, { disableIdentityMap: true });
+      // Expiry is judged on the database's clock, like every other time in the service: the row comes with how long
+      // it has left by `now()`, and cached results count that down on this process's clock.
+      const row = await em
+        .createQueryBuilder(ApiKey, 'k')
+        .select(['*', raw('(extract(epoch from (k.expires_at - now())) * 1000)::float8 as remaining_ms')])
+        .where({ id: parts.id })
+        .execute<(ApiKeyRow & { remaining_ms: number | null }) | undefined>('get', false);
       let caller: Caller | null = null;
-      if (row && !row.revokedAt) {
-        const expected = Buffer.from(row.secretHash, 'hex');
-        const actual = Buffer.from(hashSecret(parts.secret), 'hex');
+      if (row && !row.revoked_at) {
+        const expected = Buffer.from(row.secret_hash, 'hex');
+        const actual = Buffer.from(hashApiKeySecret(parts.secret), 'hex');
         if (expected.length === actual.length && timingSafeEqual(expected, actual)) {
           caller = {
             keyId: row.id,
-            clientId: row.clientId ?? null,
+            clientId: row.client_id ?? null,
             permissions: row.permissions,
-            rateLimitPerMinute: row.rateLimitPerMinute ?? null,
+            rateLimitPerMinute: row.rate_limit_per_minute ?? null,
           };
         }
       }
+      const expiresAt = row?.remaining_ms == null ? null : now + row.remaining_ms;
       if (cache.size > 10_000) cache.clear();
-      cache.set(key, { caller, until: now + ttlMs, expiresAt: row?.expiresAt?.getTime() ?? null });
-      if (caller && row?.expiresAt && row.expiresAt.getTime() <= now) return null;
+      cache.set(key, { caller, until: now + ttlMs, expiresAt });
+      if (caller && expiresAt !== null && expiresAt <= now) return null;
       if (caller && (touched.get(caller.keyId) ?? 0) < now - 60_000) {
         touched.set(caller.keyId, now);
-        await em.nativeUpdate(ApiKey, { id: caller.keyId }, { lastUsedAt: new Date(now) });
+        await em.nativeUpdate(ApiKey, { id: caller.keyId }, { lastUsedAt: raw('now()') });
       }
       return caller;
     },

@@ -1,11 +1,11 @@
 import { randomBytes } from 'node:crypto';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { EntityManager } from '@mikro-orm/postgresql';
+import { raw, type EntityManager } from '@mikro-orm/postgresql';
 import { ApiKey } from '../database/entities/api-key.js';
 import type { Config } from '../config.js';
 import { MIN_SECRET_BYTES } from '../config.js';
-import { createApiKey, parseApiKey } from './api-keys.js';
+import { createApiKey, hashApiKeySecret, parseApiKey } from './api-keys.js';
 
 export const SECRET_FILE = 'request-token-secret';
 export const ADMIN_KEY_FILE = 'admin-api-key';
@@ -26,16 +26,50 @@ export async function resolveSecret(config: Config, log: (line: string) => void)
   return secret;
 }
 
+/** The name that marks the key made from REQUEST_TOKEN_ADMIN_KEY: a new value of the variable revokes the old one. */
+export const ENV_ADMIN_KEY_NAME = 'admin (REQUEST_TOKEN_ADMIN_KEY)';
+
 /**
  * Makes sure an admin key exists: REQUEST_TOKEN_ADMIN_KEY when set; otherwise, when there is no key at all, a new one,
  * printed once and written to DATA_DIR/admin-api-key.
+ *
+ * The key from the variable is stored once and never rewritten: a restart leaves its row alone, so a revoked key stays
+ * revoked and `lastUsedAt` survives. A new value of the variable revokes the key the previous value made. Several
+ * instances starting at once on one database insert the same row; the first wins, the others find it.
  */
 export async function ensureAdminKey(em: EntityManager, config: Config, log: (line: string) => void): Promise<void> {
   if (config.adminKey) {
-    const { id } = parseApiKey(config.adminKey)!;
-    const existing = await em.findOne(ApiKey, { id });
-    if (existing) await em.nativeDelete(ApiKey, { id });
-    await createApiKey(em, { name: 'admin (REQUEST_TOKEN_ADMIN_KEY)', permissions: ['admin'], key: config.adminKey });
+    const { id, secret } = parseApiKey(config.adminKey)!;
+    const hash = hashApiKeySecret(secret);
+    const existing = await em.findOne(ApiKey, { id }, { disableIdentityMap: true });
+    if (existing && existing.secretHash === hash) {
+      if (existing.revokedAt) {
+        log('REQUEST_TOKEN_ADMIN_KEY names a revoked key: it stays refused; set a new one (npm run --silent keygen)');
+      }
+      return;
+    }
+    await em.transactional(async (tx) => {
+      await tx.nativeUpdate(
+        ApiKey,
+        { name: ENV_ADMIN_KEY_NAME, id: { $ne: id }, revokedAt: null },
+        { revokedAt: raw('now()') },
+      );
+      if (existing) {
+        // Same id, another secret: the variable was changed, so this is a new key under an old id.
+        await tx.nativeUpdate(
+          ApiKey,
+          { id },
+          { secretHash: hash, name: ENV_ADMIN_KEY_NAME, permissions: ['admin'], clientId: null, expiresAt: null, revokedAt: null },
+        );
+        return;
+      }
+      await tx
+        .createQueryBuilder(ApiKey)
+        .insert({ id, name: ENV_ADMIN_KEY_NAME, secretHash: hash, permissions: ['admin'], clientId: null })
+        .onConflict('id')
+        .ignore()
+        .execute();
+    });
     return;
   }
   if ((await em.count(ApiKey, {})) > 0) return;

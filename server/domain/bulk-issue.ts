@@ -12,6 +12,7 @@ import {
   type Issued,
   type TokenDeps,
 } from './tokens.js';
+import { isDatabaseId } from './ids.js';
 
 /** Most tokens one createRequestTokens call issues. */
 export const MAX_BULK_ISSUE = 10_000;
@@ -57,7 +58,7 @@ export async function issueTokens(deps: TokenDeps, inputs: IssueInput[]): Promis
   const named = [...new Set(inputs.flatMap((input) => (input.clientId != null ? [input.clientId] : [])))];
   let known = new Set<string>();
   if (named.length > 0 && tenant === null) {
-    const valid = named.filter((id) => /^\d{1,18}$/.test(id));
+    const valid = named.filter(isDatabaseId);
     const { rows } = await deps.pool.query('select id::text from api_client where id = any($1::bigint[])', [valid]);
     known = new Set(rows.map((r) => r.id as string));
   } else if (tenant !== null) {

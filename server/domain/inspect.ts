@@ -2,7 +2,7 @@ import type { RejectionCode } from './errors.js';
 import { TOKEN_COLUMNS, tokenFromRow, type TokenRecord } from './tokens.js';
 import { validateRedeemInput, VERDICT_CTE, type RedeemDeps } from './redeem.js';
 import { tenantOf } from './api-keys.js';
-import { parseId } from './ids.js';
+import { isDatabaseId } from './ids.js';
 
 export interface InspectInput {
   jwt: string;
@@ -37,8 +37,7 @@ export async function inspectToken(deps: RedeemDeps, input: InspectInput): Promi
   const verified = await deps.codec.verify(input.jwt);
   if (!verified.ok) return { redeemable: false, code: verified.code, token: null, usesRemaining: null };
 
-  // A jti no row can have (out of bigint range, say) names no token: TOKEN_NOT_FOUND, as at redemption.
-  const tokenId = parseId(verified.claims.jti) ?? '0';
+  const tokenId = isDatabaseId(verified.claims.jti) ? verified.claims.jti : '0';
   const { rows } = await deps.pool.query({
     name: 'inspect',
     text: INSPECT_SQL,
@@ -54,6 +53,7 @@ export async function inspectToken(deps: RedeemDeps, input: InspectInput): Promi
       deps.config.clockToleranceSeconds,
       // Another client's token inspects as TOKEN_NOT_FOUND, like at redemption.
       tenantOf(deps.caller),
+      verified.kid,
     ],
   });
   const row = rows[0];

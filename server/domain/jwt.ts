@@ -1,7 +1,7 @@
 import { createHmac, timingSafeEqual, type KeyObject } from 'node:crypto';
 import { SignJWT, compactVerify, errors as joseErrors } from 'jose';
 import type { LoginMode } from '../database/entities/request-token.js';
-import { DEFAULT_KID, KID_PATTERN, staticKeyRing, type KeyRing } from './signing-keys.js';
+import { DEFAULT_KID, KID_PATTERN, staticKeyRing, type KeyRing, type RingKey } from './signing-keys.js';
 
 /** The algorithm of the default key (REQUEST_TOKEN_SECRET). */
 export const JWT_ALGORITHM = 'HS256';
@@ -31,7 +31,8 @@ export type VerifyResult =
 
 export interface JwtCodec {
   /**
-   * Signs with key `kid` while it is usable, else with the active key. `kid` null: a token from before the key ring,
+   * Signs with the active key, or with key `kid` (a stored token's own key), which must still be usable: else it
+   * rejects with SigningKeyRetiredError, never signing with another key. `kid` null: a token from before the key ring,
    * signed with the default key and no kid header, exactly as it was first issued.
    */
   sign(claims: TokenClaims, kid?: string | null): Promise<string>;
@@ -74,6 +75,26 @@ function parseHeader(segment: string): Header | 'TOKEN_MALFORMED' | 'TOKEN_SIGNA
 }
 
 /**
+ * A stored token's JWT cannot be signed again: its key was retired (or is not held). Its links are refused, and no
+ * other key may sign in its place, or retiring a compromised key would not kill the tokens it signed.
+ */
+export class SigningKeyRetiredError extends Error {
+  constructor(readonly kid: string) {
+    super(`signing key "${kid}" is retired`);
+    this.name = 'SigningKeyRetiredError';
+  }
+}
+
+function signWith(key: RingKey | undefined, kid: string, claims: TokenClaims, legacy: boolean): Promise<string> {
+  if (!key || key.state === 'retired' || !key.signKey) return Promise.reject(new SigningKeyRetiredError(kid));
+  const header = legacy && key.kid === DEFAULT_KID ? { alg: key.alg, typ: 'JWT' } : { alg: key.alg, typ: 'JWT', kid: key.kid };
+  // HS256 by node:crypto, synchronously (the same JWS jose writes, byte for byte): jose's Web Crypto HMAC was a
+  // quarter of an issue's CPU time. Asymmetric keys sign through jose.
+  if (key.hmacSecret) return Promise.resolve(signHs256(header, claims, key.hmacSecret));
+  return new SignJWT({ ...claims }).setProtectedHeader(header).sign(key.signKey);
+}
+
+/**
  * Signs and verifies with the key ring. Keys are CryptoKeys imported once per kid (twice as fast as raw bytes, which
  * jose imports per call). A plain secret gives a ring of the default HS256 key alone.
  */
@@ -86,16 +107,16 @@ export async function createJwtCodec(source: string | KeyRing): Promise<JwtCodec
     ring,
     activeKid: () => ring.active().kid,
     sign(claims, kid) {
-      let key = kid === undefined ? undefined : ring.get(kid ?? DEFAULT_KID);
-      if (!key || key.state === 'retired' || !key.signKey) key = ring.active();
-      const header =
-        kid === null && key.kid === DEFAULT_KID
-          ? { alg: key.alg, typ: 'JWT' }
-          : { alg: key.alg, typ: 'JWT', kid: key.kid };
-      // HS256 by node:crypto, synchronously (the same JWS jose writes, byte for byte): jose's Web Crypto HMAC was a
-      // quarter of an issue's CPU time. Asymmetric keys sign through jose.
-      if (key.hmacSecret) return Promise.resolve(signHs256(header, claims, key.hmacSecret));
-      return new SignJWT({ ...claims }).setProtectedHeader(header).sign(key.signKey!);
+      if (kid === undefined) {
+        const active = ring.active();
+        return signWith(active, active.kid, claims, false);
+      }
+      const wanted = kid ?? DEFAULT_KID;
+      const known = ring.get(wanted);
+      // A key made by another process since this one loaded the ring: reload (throttled) before giving up.
+      return known
+        ? signWith(known, wanted, claims, kid === null)
+        : ring.lookup(wanted).then((key) => signWith(key, wanted, claims, kid === null));
     },
     async verify(jwt) {
       if (jwt.length > MAX_JWT_LENGTH || !JWS_SHAPE.test(jwt)) return { ok: false, code: 'TOKEN_MALFORMED' };
@@ -110,14 +131,13 @@ export async function createJwtCodec(source: string | KeyRing): Promise<JwtCodec
       // The key comes from our ring only; tokens without a kid are the default key's (issued before rotation).
       const kid = header.kid ?? DEFAULT_KID;
       // Known keys synchronously: no extra await on the hot path; an unknown kid may reload the ring (throttled).
-      const key = ring.get(kid) ?? (await ring.lookup(kid));
-      if (!key || key.state === 'retired' || header.alg !== key.alg) return { ok: false, code: 'TOKEN_SIGNATURE_INVALID' };
-      let payload: Uint8Array;
-      if (key.hmacSecret) {
-        const verified = verifyHs256(jwt, key.hmacSecret);
-        if (!verified) return { ok: false, code: 'TOKEN_SIGNATURE_INVALID' };
-        payload = verified;
-      } else {
+      const found = ring.get(kid) ?? (await ring.lookup(kid));
+      const key = found && found.state !== 'retired' && header.alg === found.alg ? found : null;
+      let payload: Uint8Array | null = null;
+      let kidUsed = kid;
+      if (key?.hmacSecret) {
+        payload = verifyHs256(jwt, key.hmacSecret);
+      } else if (key) {
         try {
           ({ payload } = await compactVerify(jwt, key.verifyKey, { algorithms: [key.alg] }));
         } catch (error) {
@@ -126,8 +146,20 @@ export async function createJwtCodec(source: string | KeyRing): Promise<JwtCodec
           throw error;
         }
       }
+      // No kid and not the default key's: perhaps a verify-only secret added to the ring (django-request-token's
+      // SECRET_KEY). Tried only after a failure, so the default key's tokens cost nothing more.
+      if (!payload && header.kid === undefined && header.alg === 'HS256') {
+        for (const other of ring.kidless()) {
+          payload = verifyHs256(jwt, other.hmacSecret!);
+          if (payload) {
+            kidUsed = other.kid;
+            break;
+          }
+        }
+      }
+      if (!payload) return { ok: false, code: 'TOKEN_SIGNATURE_INVALID' };
       const claims = parseClaims(payload);
-      return claims ? { ok: true, claims, kid: key.kid } : { ok: false, code: 'TOKEN_MALFORMED' };
+      return claims ? { ok: true, claims, kid: kidUsed } : { ok: false, code: 'TOKEN_MALFORMED' };
     },
   };
 }
@@ -167,10 +199,21 @@ function parseClaims(payload: Uint8Array): TokenClaims | null {
   if (typeof value !== 'object' || value === null || Array.isArray(value)) return null;
   const c = value as Record<string, unknown>;
   const optionalNumber = (v: unknown) => v === undefined || (typeof v === 'number' && Number.isFinite(v));
-  if (typeof c.jti !== 'string' || typeof c.sub !== 'string') return null;
+  if (typeof c.sub !== 'string') return null;
+  // django-request-token up to 2.3.x writes the token id as a JSON number, and its 1.x writes the user id (`aud`) as
+  // one: such links are still in people's mailboxes. A safe integer is read as its decimal string; nothing else is.
+  if (typeof c.jti !== 'string') {
+    if (!isSafeId(c.jti)) return null;
+    c.jti = String(c.jti);
+  }
+  if (c.aud !== undefined && typeof c.aud !== 'string') {
+    if (!isSafeId(c.aud)) return null;
+    c.aud = String(c.aud);
+  }
   if (c.mod !== 'n' && c.mod !== 'r' && c.mod !== 's') return null;
   if (typeof c.max !== 'number' || typeof c.iat !== 'number') return null;
-  if (c.aud !== undefined && typeof c.aud !== 'string') return null;
   if (!optionalNumber(c.exp) || !optionalNumber(c.nbf)) return null;
   return c as unknown as TokenClaims;
 }
+
+const isSafeId = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;

@@ -8,6 +8,8 @@ export interface RetentionPolicy {
   maxDays?: number | null;
   /** Rows deleted per statement; each batch is its own short transaction. Default 5,000. */
   batchSize?: number | null;
+  /** Delete every row there is when the call starts; alone, without maxCount or maxDays. */
+  all?: boolean | null;
 }
 
 export interface DoomedRows {
@@ -32,13 +34,22 @@ const MAX_INT = 2_147_483_647;
 
 export function validateRetentionPolicy(policy: RetentionPolicy, path: string[] = []): Issues {
   const issues = new Issues();
-  const { maxCount, maxDays, batchSize } = policy;
-  if (maxCount == null && maxDays == null) issues.add(path, 'give maxCount, maxDays or both');
-  if (maxCount != null && (!Number.isInteger(maxCount) || maxCount < 0 || maxCount > MAX_INT)) {
-    issues.add([...path, 'maxCount'], 'must be a whole number of at least 0');
+  const { maxCount, maxDays, batchSize, all } = policy;
+  if (all) {
+    if (maxCount != null || maxDays != null) issues.add([...path, 'all'], 'deletes every row: give it without maxCount and maxDays');
+  } else if (maxCount == null && maxDays == null) {
+    issues.add(path, 'give maxCount, maxDays or both (or all, to delete every row)');
   }
-  if (maxDays != null && (!Number.isInteger(maxDays) || maxDays < 0 || maxDays > 100_000)) {
-    issues.add([...path, 'maxDays'], 'must be a whole number of days, at least 0');
+  // 0 would delete the whole log, where django-request-token's command (and many a retention setting) reads it as
+  // "no limit": emptying the log takes `all`, said in so many words.
+  const zero = 'must be at least 1: 0 would delete every row (django-request-token read it as no limit); to empty the log, use all';
+  if (maxCount === 0) issues.add([...path, 'maxCount'], zero);
+  else if (maxCount != null && (!Number.isInteger(maxCount) || maxCount < 1 || maxCount > MAX_INT)) {
+    issues.add([...path, 'maxCount'], 'must be a whole number of at least 1');
+  }
+  if (maxDays === 0) issues.add([...path, 'maxDays'], zero);
+  else if (maxDays != null && (!Number.isInteger(maxDays) || maxDays < 1 || maxDays > 100_000)) {
+    issues.add([...path, 'maxDays'], 'must be a whole number of days, at least 1');
   }
   if (batchSize != null && (!Number.isInteger(batchSize) || batchSize < 1 || batchSize > 100_000)) {
     issues.add([...path, 'batchSize'], 'must be between 1 and 100000');
@@ -55,7 +66,7 @@ const rowsOf = (row: Record<string, any>): DoomedRows => ({
 });
 
 /**
- * Deletes the log rows beyond the newest `maxCount` and/or older than `maxDays`, oldest first, in batches so that a
+ * Deletes the log rows beyond the newest `maxCount` and/or older than `maxDays` (or `all` of them), oldest first, in batches so that a
  * large table is never locked for long. The cut-offs are fixed once at the start: rows written meanwhile are kept.
  * Returns what was deleted (with `dryRun`, what would be).
  */
@@ -70,10 +81,11 @@ export async function truncateLogs(
   // The id of the newest row beyond maxCount (primary-key index, read backwards), and the time limit.
   const { rows: cut } = await pool.query(
     `select
-       case when $1::int is null then null
+       case when $3::boolean then (select max(id) from request_token_log)
+            when $1::int is null then null
             else (select id from request_token_log order by id desc offset $1::int limit 1) end as cutoff_id,
        case when $2::int is null then null else now() - make_interval(days => $2::int) end as cutoff_time`,
-    [policy.maxCount ?? null, policy.maxDays ?? null],
+    [policy.maxCount ?? null, policy.maxDays ?? null, policy.all === true],
   );
   const cutoffId: string | null = cut[0].cutoff_id === null ? null : String(cut[0].cutoff_id);
   const cutoffTime: Date | null = cut[0].cutoff_time;
@@ -82,7 +94,7 @@ export async function truncateLogs(
   if (cutoffId !== null) doomed.push(`id <= $${values.push(cutoffId)}`);
   if (cutoffTime !== null) doomed.push(`timestamp < $${values.push(cutoffTime)}`);
   if (doomed.length === 0) {
-    // maxCount only, and the table holds no more than maxCount rows.
+    // maxCount only, and the table holds no more than maxCount rows (or all, and the table is empty).
     const none = { count: 0, firstId: null, lastId: null, oldest: null, newest: null };
     options.onPlan?.({ ...none, cutoffId, cutoffTime });
     return none;

@@ -129,6 +129,9 @@ export async function listLogs(deps: TenantDeps, filter: LogFilter, args: PageAr
   const issues = new Issues();
   const { limit, beforeId } = pageWindow(args, issues);
   if (filter.since && filter.until && filter.since > filter.until) issues.add(['filter', 'until'], 'must not be before since');
+  if (filter.statusCode != null && !(Number.isInteger(filter.statusCode) && filter.statusCode >= 100 && filter.statusCode <= 599)) {
+    issues.add(['filter', 'statusCode'], 'must be an HTTP status code (100–599)');
+  }
   issues.throwIfAny();
 
   const qb = logQuery(deps);

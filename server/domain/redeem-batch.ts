@@ -50,7 +50,7 @@ export class RedeemQueueTimeout extends Error {
 // JSON's row count (it assumes 100; joining on the JSON alone it chose sequential scans, or the scope index).
 export const REDEEM_BATCH_SQL = `with input as (
     select * from json_to_recordset($1::json) as r(in_n int, in_id bigint, in_scope text, in_host text, in_path text,
-      in_params text, in_user text, in_ip text, in_agent text, in_tenant bigint)
+      in_params text, in_user text, in_ip text, in_agent text, in_tenant bigint, in_kid text)
   ), first as (
     select distinct on (in_id) * from input order by in_id, in_n
   ), eligible as (
@@ -65,6 +65,7 @@ export const REDEEM_BATCH_SQL = `with input as (
         userId: 'i.in_user',
         tolerance: '$2',
         tenant: 'i.in_tenant',
+        kid: 'i.in_kid',
       },
       't',
     )}
@@ -127,7 +128,7 @@ export function createRedeemBatcher(pool: pg.Pool, options: RedeemBatchOptions):
     try {
       const input = batch.map(({ values: v }, n) => ({
         in_n: n, in_id: v[0], in_scope: v[1], in_host: v[2], in_path: v[3], in_params: v[4], in_user: v[5], in_ip: v[6],
-        in_agent: v[7], in_tenant: v[11],
+        in_agent: v[7], in_tenant: v[11], in_kid: v[12],
       }));
       // The clock tolerance (REDEEM_SQL's $9) is configuration: the same for all.
       ({ rows } = await pool.query({

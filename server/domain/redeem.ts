@@ -11,8 +11,9 @@ import type { RedeemBatcher } from './redeem-batch.js';
 import type { RefusalLog } from './refusal-log.js';
 import { MAX_SCOPE_LENGTH, TOKEN_COLUMNS, tokenFromRow, type TokenRecord } from './tokens.js';
 import { tenantOf, type Caller } from './api-keys.js';
+import { DEFAULT_KID } from './signing-keys.js';
 import { storedClientIp } from './privacy.js';
-import { parseId } from './ids.js';
+import { isDatabaseId } from './ids.js';
 
 export interface RedeemInput {
   jwt: string;
@@ -62,12 +63,23 @@ export interface RedemptionValues {
   tolerance: string;
   /** bigint, may be null (an admin key: every client) */
   tenant: string;
+  /** text: the kid of the key that verified the JWT ('default' for a JWT without one) */
+  kid: string;
 }
+
+/**
+ * Every query parameter a target binds carries exactly the target's values in the requested URL, in order: a repeated
+ * parameter (`?list=daily&list=weekly` for `?list=weekly`) does not match, since the application may read either.
+ * Parameters the target does not name are free. Its reference is urlMatches (target-url.ts).
+ */
+const boundParamsSql = (target: string, requested: string) =>
+  `not exists (select from jsonb_each(${target}) bound where ${requested} -> bound.key is distinct from bound.value)`;
 
 /**
  * When a redemption consumes a use: the token is in scope, not revoked, inside its time window (with the clock
  * tolerance), bound to the requested URL if bound at all, issued to this user if to anyone, has uses left and belongs
- * to the caller's client. Over request_token's columns (prefixed by `table`); every statement that consumes a use
+ * to the caller's client, and the JWT was signed by the key the token was issued with (another key's signature over the
+ * same claims is no proof: retiring a key must kill its tokens). Over request_token's columns (prefixed by `table`); every statement that consumes a use
  * takes its conditions from here (REDEEM_SQL, and the micro-batch statements of redeem-batch.ts).
  */
 export const redeemableSql = (v: RedemptionValues, table = '') => {
@@ -76,10 +88,11 @@ export const redeemableSql = (v: RedemptionValues, table = '') => {
       and (${c}not_before is null or ${c}not_before <= now() + make_interval(secs => ${v.tolerance}))
       and (${c}expires_at is null or ${c}expires_at > now() - make_interval(secs => ${v.tolerance}))
       and (${c}target_host is null
-        or (${c}target_host = ${v.host} and ${c}target_path = ${v.path} and ${c}target_params <@ ${v.params}))
+        or (${c}target_host = ${v.host} and ${c}target_path = ${v.path} and ${boundParamsSql(`${c}target_params`, v.params)}))
       and (${v.userId} is null or ${c}user_id is null or ${c}user_id = ${v.userId})
       and ${c}used_to_date < ${c}max_uses
-      and (${v.tenant} is null or ${c}client_id = ${v.tenant})`;
+      and (${v.tenant} is null or ${c}client_id = ${v.tenant})
+      and coalesce(${c}kid, '${DEFAULT_KID}') = ${v.kid}`;
 };
 
 /**
@@ -100,6 +113,7 @@ export const redeemSql = ({ skipLocked }: { skipLocked: boolean }) => `with ${
       userId: '$6::text',
       tolerance: '$9',
       tenant: '$12::bigint',
+      kid: '$13::text',
     })}
     returning ${TOKEN_COLUMNS}
   ), log as (
@@ -119,12 +133,13 @@ export const REDEEM_SQL = redeemSql({ skipLocked: false });
 export const VERDICT_CTE = `verdict as (
     select t.id, coalesce(t.client_id, $10::bigint) as client_id, case
       when t.id is null then 'TOKEN_NOT_FOUND'
+      when coalesce(t.kid, '${DEFAULT_KID}') <> $11::text then 'TOKEN_SIGNATURE_INVALID'
       when t.revoked_at is not null then 'TOKEN_REVOKED'
       when t.not_before > now() + make_interval(secs => $9) then 'TOKEN_NOT_YET_VALID'
       when t.expires_at <= now() - make_interval(secs => $9) then 'TOKEN_EXPIRED'
       when t.scope <> $2 then 'SCOPE_MISMATCH'
       when t.target_host is not null and not coalesce(
-        t.target_host = $3 and t.target_path = $4 and t.target_params <@ $5::jsonb, false) then 'TARGET_URL_MISMATCH'
+        t.target_host = $3 and t.target_path = $4 and ${boundParamsSql('t.target_params', '$5::jsonb')}, false) then 'TARGET_URL_MISMATCH'
       when $6::text is not null and t.user_id is not null and t.user_id <> $6 then 'AUDIENCE_MISMATCH'
       when t.used_to_date >= t.max_uses then 'MAX_USES_EXCEEDED'
     end as code
@@ -181,7 +196,7 @@ export async function redeemToken(deps: RedeemDeps, input: RedeemInput): Promise
     return new TokenRejection(verified.code, null, logId);
   }
 
-  const tokenId = parseId(verified.claims.jti) ?? '0';
+  const tokenId = isDatabaseId(verified.claims.jti) ? verified.claims.jti : '0';
   const key = input.idempotencyKey ?? null;
   const expected =
     key === null ? null : fingerprint({ scope: input.scope, url: input.url ?? null, userId, clientIp, userAgent });
@@ -204,6 +219,7 @@ export async function redeemToken(deps: RedeemDeps, input: RedeemInput): Promise
     key,
     expected,
     tenant,
+    verified.kid,
   ];
   for (let attempt = 0; attempt < 3; attempt++) {
     let used: Record<string, any> | null;
@@ -228,7 +244,7 @@ export async function redeemToken(deps: RedeemDeps, input: RedeemInput): Promise
     // The use may have gone to a concurrent redemption with this very key: that one is our answer, not a refusal.
     const original = await replay();
     if (original) return original;
-    const refused = await deps.pool.query({ name: 'refuse', text: REFUSE_SQL, values: [...values.slice(0, 9), tenant] });
+    const refused = await deps.pool.query({ name: 'refuse', text: REFUSE_SQL, values: [...values.slice(0, 9), tenant, verified.kid] });
     if (refused.rows[0]) {
       const { id, token_id, error_code } = refused.rows[0];
       return new TokenRejection(error_code as RejectionCode, token_id === null ? null : String(token_id), String(id));

@@ -50,6 +50,12 @@ export interface KeyRing {
   lookup(kid: string): Promise<RingKey | undefined>;
   /** Known keys, synchronously. */
   get(kid: string): RingKey | undefined;
+  /**
+   * Keys besides the default one that a JWT without a kid may be signed with: HS256 keys that only verify. An HS256
+   * key we made only ever signed with its kid in the header; one added with `signing-keys add` (django-request-token's
+   * SECRET_KEY) signed links that carry none.
+   */
+  kidless(): RingKey[];
   /** Re-reads the ring from the database (after a rotation in this or another process). */
   refresh(): Promise<void>;
   /** Public keys of asymmetric keys that still verify, as a JWK Set. */
@@ -128,6 +134,7 @@ export async function staticKeyRing(secret: string): Promise<KeyRing> {
   return {
     active: () => key,
     get: (kid) => (kid === DEFAULT_KID ? key : undefined),
+    kidless: () => [],
     lookup: async (kid) => (kid === DEFAULT_KID ? key : undefined),
     refresh: async () => {},
     jwks: () => ({ keys: [] }),
@@ -151,6 +158,7 @@ export interface KeyRingOptions {
 export async function loadKeyRing(options: KeyRingOptions): Promise<KeyRing> {
   const kek = keyEncryptionKey(options.encryptionKey);
   let keys = new Map<string, RingKey>();
+  let kidless: RingKey[] = [];
   let active: RingKey | null = null;
   let lastRefresh = 0;
   let refreshing: Promise<void> | null = null;
@@ -168,6 +176,7 @@ export async function loadKeyRing(options: KeyRingOptions): Promise<KeyRing> {
     const nextActive = [...next.values()].find((k) => k.state === 'active');
     if (!nextActive) throw new Error('the signing-key ring has no active key');
     keys = next;
+    kidless = [...next.values()].filter((k) => k.kid !== DEFAULT_KID && k.alg === 'HS256' && k.state === 'verify');
     active = nextActive;
     lastRefresh = Date.now();
   };
@@ -180,6 +189,7 @@ export async function loadKeyRing(options: KeyRingOptions): Promise<KeyRing> {
   return {
     active: () => active!,
     get: (kid) => keys.get(kid),
+    kidless: () => kidless,
     async lookup(kid) {
       const known = keys.get(kid);
       if (known || Date.now() - lastRefresh < 1_000) return known;
@@ -273,6 +283,35 @@ export async function rotateSigningKey(
     client.release();
     plain.fill(0);
   }
+}
+
+/**
+ * Adds an existing HS256 secret to the ring as a key that only verifies, e.g. django-request-token's SECRET_KEY: links
+ * it signed (no kid in their header) keep redeeming while the service signs new ones with its own key. Stored
+ * encrypted like every other key; retire it once its links have expired.
+ */
+export async function addVerifyingKey(
+  pool: pg.Pool,
+  encryptionKey: string,
+  input: { kid: string; algorithm?: string | null; secret: Buffer },
+): Promise<SigningKeyRecord> {
+  const algorithm = input.algorithm ?? 'HS256';
+  const issues = new Issues();
+  if (!KID_PATTERN.test(input.kid)) issues.add(['kid'], 'must be 1–64 letters, digits, _ or -');
+  else if (input.kid === DEFAULT_KID) issues.add(['kid'], `"${DEFAULT_KID}" is REQUEST_TOKEN_SECRET itself`);
+  if (algorithm !== 'HS256') issues.add(['algorithm'], 'only HS256 secrets can be added (asymmetric keys come from rotate)');
+  if (input.secret.length === 0) issues.add(['secret'], 'is empty');
+  issues.throwIfAny();
+  const { rows } = await pool.query(
+    `insert into signing_key (kid, algorithm, state, encrypted_key) values ($1, 'HS256', 'verify', $2)
+     on conflict (kid) do nothing returning kid, algorithm, state, created_at, retired_at`,
+    [input.kid, encryptKeyMaterial(keyEncryptionKey(encryptionKey), input.kid, input.secret)],
+  );
+  if (!rows[0]) {
+    issues.add(['kid'], 'is taken by a key of the ring');
+    issues.throwIfAny();
+  }
+  return keyFromRow(rows[0]);
 }
 
 /** Stops a key from verifying: every token signed with it is refused from then on. The active key cannot retire. */

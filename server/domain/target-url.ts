@@ -39,14 +39,16 @@ export function urlParts(url: URL): UrlParts {
 
 /**
  * Whether a requested URL matches a target: same host and path, and every query parameter of the target present with
- * the same values. The scheme, the token parameter and any extra parameters (utm_* and the like) are ignored.
- * Redemption does the same test in SQL (`target_params <@ requested params`); this is its reference.
+ * exactly the target's values, in order (a repeated parameter does not match: the application may read either value).
+ * The scheme, the token parameter and any extra parameters (utm_* and the like) are ignored. Redemption does the same
+ * test in SQL (`boundParamsSql` in redeem.ts); this is its reference.
  */
 export function urlMatches(target: UrlParts, requested: UrlParts): boolean {
   if (target.host !== requested.host || target.path !== requested.path) return false;
-  return Object.entries(target.params).every(([name, values]) =>
-    values.every((v) => requested.params[name]?.includes(v)),
-  );
+  return Object.entries(target.params).every(([name, values]) => {
+    const given = requested.params[name];
+    return given !== undefined && given.length === values.length && values.every((v, i) => given[i] === v);
+  });
 }
 
 /** Adds the JWT to a URL as the `rt` query parameter, keeping existing parameters and the fragment. */

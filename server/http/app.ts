@@ -2,7 +2,7 @@ import { createRequire } from 'node:module';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { EnvelopArmor } from '@escape.tech/graphql-armor';
-import { GraphQLError, NoSchemaIntrospectionCustomRule } from 'graphql';
+import { GraphQLError, NoSchemaIntrospectionCustomRule, type DocumentNode, type ValidationContext } from 'graphql';
 import { createYoga, type Plugin } from 'graphql-yoga';
 import { schema } from '../../schema/index.js';
 import { createAuthorizer } from './authorization.js';
@@ -13,6 +13,8 @@ import { graphiqlTabs } from './graphiql-dashboard-tabs.js';
 import { graphiqlExample } from './graphiql-example.js';
 import { createRateLimiter } from './rate-limit.js';
 import { createFastPath } from './graphql-fast-path.js';
+import { createCostCheck } from './query-cost.js';
+import { createConnectionCap } from './connection-cap.js';
 
 const require = createRequire(import.meta.url);
 const loadGraphiQL = () => require('@graphql-yoga/render-graphiql') as typeof import('@graphql-yoga/render-graphiql');
@@ -30,32 +32,41 @@ function unauthenticated(message: string): GraphQLError {
   return new GraphQLError(message, { extensions: { code: 'UNAUTHENTICATED', http: { status: 401 } } });
 }
 
+/** A refusal of the edge's limits: a clear message, a code, and HTTP 400 whatever the Accept header. */
+function limitError(code: string, message: string): GraphQLError {
+  // spec: false, or Yoga would answer a validation error 200 to application/json clients.
+  return new GraphQLError(message, { extensions: { code, http: { status: 400, spec: false } } });
+}
+
 /**
- * The GraphQL edge's own protections. graphql-armor limits depth, aliases, directives, tokens and cost (fragments
- * flattened, so they cannot hide depth) and removes field suggestions; introspection is off unless configured; every
- * selected field is checked against the caller's permissions (server/http/authorization.ts) before anything executes.
+ * graphql-armor's limits, answering with a code of their own. Its rules throw "Syntax Error: …" (answered 200 to
+ * application/json clients); here each refusal is reported as a validation error, or thrown by the parser (tokens).
  */
-function edgePlugins(services: Services, authorize: ReturnType<typeof createAuthorizer>): Plugin<Context>[] {
+function armorPlugins(): Plugin<Context>[] {
+  const report = (code: string) => ({
+    propagateOnRejection: false,
+    onReject: [
+      (ctx: ValidationContext | null, error: GraphQLError) => {
+        const refusal = limitError(code, error.message.replace(/^Syntax Error: /, ''));
+        if (!ctx) throw refusal;
+        ctx.reportError(refusal);
+      },
+    ],
+  });
   const armor = new EnvelopArmor({
-    maxDepth: { n: 10, flattenFragments: true, ignoreIntrospection: true },
-    maxAliases: { n: 10 },
-    maxDirectives: { n: 10 },
-    maxTokens: { n: 2000 },
-    costLimit: { maxCost: 5000, flattenFragments: true, ignoreIntrospection: true },
+    maxDepth: { n: 10, flattenFragments: true, ignoreIntrospection: true, ...report('DEPTH_LIMIT_EXCEEDED') },
+    maxAliases: { n: 10, ...report('ALIAS_LIMIT_EXCEEDED') },
+    maxDirectives: { n: 10, ...report('DIRECTIVE_LIMIT_EXCEEDED') },
+    maxTokens: { n: 2000, ...report('TOKEN_LIMIT_EXCEEDED') },
+    // The cost limit needs the request's variables: createCostCheck, before execution.
+    costLimit: { enabled: false },
     blockFieldSuggestion: { enabled: true },
   });
-  const plugins: Plugin<Context>[] = [...(armor.protect().plugins as Plugin<Context>[])];
-  if (!services.config.introspection) {
-    plugins.push({ onValidate: ({ addValidationRule }) => addValidationRule(NoSchemaIntrospectionCustomRule) });
-  }
-  plugins.push({
-    onExecute({ args, setResultAndStopExecution }) {
-      const error = authorize(args.schema, args.document, (args.contextValue as Context).caller);
-      if (error) setResultAndStopExecution({ errors: [error] });
-    },
-  });
-  return plugins;
+  return armor.protect().plugins as Plugin<Context>[];
 }
+
+/** The one path GraphQL is served at. */
+const GRAPHQL_PATH = '/graphql';
 
 function refuse(res: ServerResponse, status: number, code: string, message: string): void {
   res.writeHead(status, { 'content-type': 'application/json', connection: 'close' });
@@ -106,14 +117,61 @@ export function createApp(services: Services): App {
     return createContext(services, caller);
   };
   const authorize = createAuthorizer();
+  const checkCost = createCostCheck(schema, config.maxQueryCost);
+  /**
+   * What every operation must pass before it runs, on every path: each selected field allowed to the caller (403),
+   * then the cost limit with the request's variables (400).
+   */
+  const admit = (document: DocumentNode, context: Context, variables?: Record<string, unknown> | null, operationName?: string | null) =>
+    authorize(schema, document, context.caller) ?? checkCost(document, variables, operationName, context);
+
+  // The caller is known before the document is parsed or validated (onParams), so that a request without a valid key
+  // learns nothing from validation messages about the schema: 401 first.
+  const callers = new WeakMap<Request, Context>();
+  const plugins: Plugin<Context>[] = [
+    {
+      async onParams({ request }) {
+        const header = request.headers.get('authorization');
+        if (!header) throw unauthenticated('Missing API key: send "Authorization: Bearer <api key>".');
+        if (!/^Bearer\s+\S+$/i.test(header)) {
+          throw unauthenticated('The Authorization header must read "Bearer <api key>" (the word Bearer, a space, the key).');
+        }
+        const context = await contextFor(header);
+        if (!context) throw unauthenticated('Invalid, expired or revoked API key.');
+        callers.set(request, context);
+      },
+    },
+    ...armorPlugins(),
+  ];
+  const corsOrigins = new Set(config.corsOrigins);
+  if (corsOrigins.size) {
+    plugins.push({ onResponse: ({ response }) => response.headers.append('vary', 'Origin') });
+  }
+  if (!config.introspection) {
+    plugins.push({ onValidate: ({ addValidationRule }) => addValidationRule(NoSchemaIntrospectionCustomRule) });
+  }
+  plugins.push({
+    onExecute({ args, setResultAndStopExecution }) {
+      const error = admit(args.document, args.contextValue as Context, args.variableValues, args.operationName);
+      if (error) setResultAndStopExecution({ errors: [error] });
+    },
+  });
 
   const yoga = createYoga<{ req: IncomingMessage; res: ServerResponse }, Context>({
     schema,
-    graphqlEndpoint: '/graphql',
+    graphqlEndpoint: GRAPHQL_PATH,
     landingPage: false,
     logging: false,
     batching: false,
-    plugins: edgePlugins(services, authorize),
+    // Server-to-server callers need no CORS and the dashboard is same-origin: off unless origins are configured, and
+    // never with credentials (the API key travels in a header the page sets, not in a cookie).
+    // An origin not listed gets no CORS header at all (Yoga's own list answers "null", which a sandboxed page matches).
+    cors: (request) => {
+      const origin = request.headers.get('origin');
+      if (origin === null || !corsOrigins.has(origin)) return false;
+      return { origin: [origin], credentials: false, methods: ['GET', 'POST'], allowedHeaders: ['authorization', 'content-type'], maxAge: 600 };
+    },
+    plugins,
     // GraphiQL needs introspection: it is offered where introspection is. Its page and assets are inlined from the
     // package (no CDN), so it works offline like the dashboard. The package holds the whole GraphiQL bundle as
     // strings (several MB of heap): it is loaded on the first page view, not at start-up.
@@ -125,11 +183,9 @@ export function createApp(services: Services): App {
       headers: JSON.stringify({ Authorization: 'Bearer <your API key: see DATA_DIR/admin-api-key>' }, null, 2),
     },
     maskedErrors: { maskError },
-    context: async ({ request }) => {
-      const header = request.headers.get('authorization');
-      if (!header) throw unauthenticated('Missing API key: send "Authorization: Bearer <api key>".');
-      const context = await contextFor(header);
-      if (!context) throw unauthenticated('Invalid, expired or revoked API key.');
+    context: ({ request }) => {
+      const context = callers.get(request);
+      if (!context) throw unauthenticated('Missing API key: send "Authorization: Bearer <api key>".');
       return context;
     },
   });
@@ -153,48 +209,62 @@ export function createApp(services: Services): App {
             const document = enveloped.parse(query);
             return { document, errors: enveloped.validate(enveloped.schema, document) };
           },
-          authorize: (document, context) => authorize(schema, document, context.caller),
+          authorize: admit,
         });
 
   const inFlight = new Set<ServerResponse>();
-  const server = createServer((req, res) => {
-    inFlight.add(res);
-    res.on('close', () => inFlight.delete(res));
-    if (stopping) res.setHeader('connection', 'close');
-    const path = req.url?.split('?')[0];
-    if (path === '/healthz') {
-      void health(services, stopping).then(({ status, body }) => {
-        res.writeHead(status, { 'content-type': 'application/json', 'cache-control': 'no-store' });
-        res.end(JSON.stringify(body));
-      });
-      return;
-    }
-    if (path === '/.well-known/jwks.json' && (req.method === 'GET' || req.method === 'HEAD')) {
-      // Public keys only (asymmetric keys that still verify), so client backends can check signatures offline.
-      res.writeHead(200, { 'content-type': 'application/jwk-set+json', 'cache-control': 'public, max-age=300' });
-      res.end(req.method === 'HEAD' ? undefined : JSON.stringify(services.codec.ring.jwks()));
-      return;
-    }
-    if (path === '/graphql' && req.method !== 'GET' && req.method !== 'HEAD' && req.method !== 'OPTIONS') {
-      const length = req.headers['content-length'];
-      if (length === undefined) {
-        if (req.headers['transfer-encoding']) return refuse(res, 411, 'LENGTH_REQUIRED', 'Send a Content-Length.');
-      } else if (!/^\d+$/.test(length) || Number(length) > config.maxBodyBytes) {
-        return refuse(res, 413, 'PAYLOAD_TOO_LARGE', `Request bodies are limited to ${config.maxBodyBytes} bytes.`);
+  const server = createServer(
+    {
+      // An API's requests are small: a client that takes longer to send its headers, or its request, is dropped
+      // (Node's defaults, 60 s and 300 s, let one slow client hold a connection for minutes). Checked this often.
+      headersTimeout: config.httpHeadersTimeoutMs,
+      requestTimeout: config.httpRequestTimeoutMs,
+      connectionsCheckingInterval: Math.min(1_000, Math.ceil(config.httpHeadersTimeoutMs / 4)),
+    },
+    (req, res) => {
+      if (cap.refused(req.socket)) return;
+      inFlight.add(res);
+      res.on('close', () => inFlight.delete(res));
+      if (stopping) res.setHeader('connection', 'close');
+      const path = req.url?.split('?')[0];
+      if (path === '/healthz') {
+        void health(services, stopping).then(({ status, body }) => {
+          res.writeHead(status, { 'content-type': 'application/json', 'cache-control': 'no-store' });
+          res.end(JSON.stringify(body));
+        });
+        return;
       }
-      if (SIMPLE_CONTENT_TYPES.test(req.headers['content-type'] ?? 'text/plain')) {
-        return refuse(res, 415, 'UNSUPPORTED_MEDIA_TYPE', 'Send GraphQL requests as application/json.');
+      if (path === '/.well-known/jwks.json' && (req.method === 'GET' || req.method === 'HEAD')) {
+        // Public keys only (asymmetric keys that still verify), so client backends can check signatures offline.
+        res.writeHead(200, { 'content-type': 'application/jwk-set+json', 'cache-control': 'public, max-age=300' });
+        res.end(req.method === 'HEAD' ? undefined : JSON.stringify(services.codec.ring.jwks()));
+        return;
       }
-    }
-    if (path && handleDashboard(req, res, path)) return;
-    if (path === '/' && req.method === 'GET') {
-      res.writeHead(302, { location: '/graphql' });
-      res.end();
-      return;
-    }
-    if (fastPath && path === '/graphql') fastPath.handle(req, res);
-    else yogaHandler(req, res);
-  });
+      if (path && handleDashboard(req, res, path)) return;
+      if (path === '/' && req.method === 'GET') {
+        res.writeHead(302, { location: GRAPHQL_PATH });
+        res.end();
+        return;
+      }
+      // GraphQL at exactly one path: anything else (/graphql/, /x/graphql, which Yoga would serve) is refused before
+      // its body is read, so the guards below cannot be walked around.
+      if (path !== GRAPHQL_PATH) return refuse(res, 404, 'NOT_FOUND', `Not found. The GraphQL endpoint is ${GRAPHQL_PATH}.`);
+      if (req.method !== 'GET' && req.method !== 'HEAD' && req.method !== 'OPTIONS') {
+        const length = req.headers['content-length'];
+        if (length === undefined) {
+          if (req.headers['transfer-encoding']) return refuse(res, 411, 'LENGTH_REQUIRED', 'Send a Content-Length.');
+        } else if (!/^\d+$/.test(length) || Number(length) > config.maxBodyBytes) {
+          return refuse(res, 413, 'PAYLOAD_TOO_LARGE', `Request bodies are limited to ${config.maxBodyBytes} bytes.`);
+        }
+        if (SIMPLE_CONTENT_TYPES.test(req.headers['content-type'] ?? 'text/plain')) {
+          return refuse(res, 415, 'UNSUPPORTED_MEDIA_TYPE', 'Send GraphQL requests as application/json.');
+        }
+      }
+      if (fastPath) fastPath.handle(req, res);
+      else yogaHandler(req, res);
+    },
+  );
+  const cap = createConnectionCap(server, config.maxConnectionsPerClient);
   server.keepAliveTimeout = 5_000;
 
   const app: App = {

@@ -43,8 +43,16 @@ export interface FastPathOptions<TContext> {
   jit?: boolean;
   /** Parses and validates as Yoga does (its plugins' rules included); throws on a syntax error. */
   parseAndValidate?: (query: string) => { document: DocumentNode; errors: readonly GraphQLError[] };
-  /** Yoga's per-request check before execution: an error stops the operation, as `setResultAndStopExecution`. */
-  authorize?: (document: DocumentNode, context: TContext) => GraphQLError | null;
+  /**
+   * Yoga's per-request check before execution (permissions, cost with the variables): an error stops the operation,
+   * as `setResultAndStopExecution`.
+   */
+  authorize?: (
+    document: DocumentNode,
+    context: TContext,
+    variables: Record<string, unknown> | null,
+    operationName: string | undefined,
+  ) => GraphQLError | null;
 }
 
 const MASKED_MESSAGE = 'Unexpected error.';
@@ -197,7 +205,8 @@ export function createFastPath<TContext>(options: FastPathOptions<TContext>) {
     if (contextValue === null) return handOver(req, res, body);
 
     const name = (operationName as string | null) ?? undefined;
-    const refused = options.authorize?.(cached.document, contextValue) ?? null;
+    const refused =
+      options.authorize?.(cached.document, contextValue, (variables as Record<string, unknown> | null) ?? null, name) ?? null;
     let compiled = cached.compiled.get(name);
     if (compiled === undefined && options.jit) {
       const attempt = compileQuery(schema, cached.document, name);

@@ -1,5 +1,5 @@
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { rm } from 'node:fs/promises';
+import { clusterTempDir } from '../support/temp-dir.js';
 import { join } from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -30,7 +30,7 @@ beforeAll(async () => {
   admin.on('error', () => {});
   const port = await freePort();
   base = `http://127.0.0.1:${port}`;
-  dataDir = await mkdtemp(join(tmpdir(), 'rt-fault-svc-'));
+  dataDir = await clusterTempDir('rt-fault-svc-');
   service = startService({
     DATABASE_URL: url.toString(),
     PORT: String(port),

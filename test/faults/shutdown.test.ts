@@ -1,4 +1,4 @@
-import { mkdtemp, rm } from 'node:fs/promises';
+import { rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
@@ -6,6 +6,8 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { generateApiKey } from '../../server/domain/api-keys.js';
 import { createTestDatabase, TEST_SECRET } from '../support/harness.js';
 import { freePort } from '../support/ports.js';
+import { clusterTempDir } from '../support/temp-dir.js';
+import { embeddedDatabaseUrl } from '../../server/database/embedded-db.js';
 import { startService, waitForHealthy, type ServiceProcess } from '../support/process.js';
 import { portOpen, sleep } from './support/cluster.js';
 import { gql, issueTokens } from './support/load.js';
@@ -30,7 +32,7 @@ async function ready(base: string): Promise<boolean> {
 
 describe('graceful shutdown on SIGTERM', () => {
   it('fails readiness at once, completes in-flight requests, closes the pool and the embedded PostgreSQL, exits 0', async () => {
-    const dataDir = await mkdtemp(join(tmpdir(), 'rt-drain-'));
+    const dataDir = await clusterTempDir('rt-drain-');
     dirs.push(dataDir);
     const port = await freePort();
     const pgPort = await freePort();
@@ -51,7 +53,7 @@ describe('graceful shutdown on SIGTERM', () => {
     const [token] = await issueTokens(base, apiKey, 1, 3, 'drain');
 
     // Hold the token's row so that three redemptions are in flight, waiting on it, when SIGTERM arrives.
-    const locker = new pg.Client({ connectionString: `postgres://postgres:request-token@127.0.0.1:${pgPort}/postgres` });
+    const locker = new pg.Client({ connectionString: await embeddedDatabaseUrl(join(dataDir, 'pg'), pgPort) });
     await locker.connect();
     await locker.query('begin');
     await locker.query('select 1 from request_token where id = $1 for update', [token.id]);

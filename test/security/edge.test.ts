@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CREATE, RECORD, REDEEM } from '../support/operations.js';
 import { startTestServer, type TestServer } from '../support/harness.js';
+import { rawRequest } from '../support/raw-http.js';
 import { keyFor, withoutConsumption } from './support.js';
 
 let server: TestServer;
@@ -103,10 +104,19 @@ describe('query limits (graphql-armor)', () => {
 
 describe('transport', () => {
   it('answers 413 to a body over the limit, consuming nothing', async () => {
+    // The token is valid and has uses left: a server that read the body would redeem it (and the check would fail).
     const res = await withoutConsumption(server, () =>
-      post(JSON.stringify({ query: REDEEM, variables: { input: { jwt: token.jwt, scope: 's', pad: 'x'.repeat(300 * 1024) } } })),
-    ).catch(() => ({ status: 413 }));
+      rawRequest(server.graphqlUrl, {
+        headers: { 'content-type': 'application/json', authorization: `Bearer ${server.apiKey}` },
+        body: JSON.stringify({
+          query: REDEEM,
+          variables: { input: { jwt: token.jwt, scope: 's', url: 'https://ok.example/page' } },
+          extensions: { pad: 'x'.repeat(300 * 1024) },
+        }),
+      }),
+    );
     expect(res.status).toBe(413);
+    expect(JSON.parse(res.text).errors[0].extensions.code).toBe('PAYLOAD_TOO_LARGE');
   });
 
   it.each(['text/plain', 'application/x-www-form-urlencoded', 'multipart/form-data; boundary=x'])(

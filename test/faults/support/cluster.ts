@@ -1,7 +1,6 @@
 import { readFile, readdir, rm } from 'node:fs/promises';
-import { mkdtemp } from 'node:fs/promises';
+import { clusterTempDir } from '../../support/temp-dir.js';
 import { connect } from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startEmbeddedDatabase, type EmbeddedDatabase } from '../../../server/database/embedded-db.js';
 import { freePort } from '../../support/ports.js';
@@ -23,10 +22,10 @@ export interface Cluster {
 }
 
 export async function startCluster(): Promise<Cluster> {
-  const root = await mkdtemp(join(tmpdir(), 'rt-fault-pg-'));
+  const root = await clusterTempDir('rt-fault-pg-');
   const dir = join(root, 'data');
   const port = await freePort();
-  let db: EmbeddedDatabase | null = await startEmbeddedDatabase({ dir, port, persistent: true });
+  let db: EmbeddedDatabase | null = await startEmbeddedDatabase({ dir, port, persistent: true, serviceRoleCreatesDatabases: true });
   const url = db.url;
 
   const postmasterPid = async () => Number((await readFile(join(dir, 'postmaster.pid'), 'utf8')).split('\n')[0]);
