@@ -7,7 +7,7 @@
 // The database is DATABASE_URL when set (its pending migrations are applied first, as `npm start` would), else a
 // throwaway embedded PostgreSQL in a temporary folder: the comparison is always against exactly what the migrations
 // build, whatever a development database holds.
-import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -65,6 +65,8 @@ async function main() {
   let url = process.env.DATABASE_URL;
   if (!url) {
     tempDir = await mkdtemp(join(tmpdir(), 'rt-migration-'));
+    // Run as root, PostgreSQL runs as the postgres user, which must enter the folder this script made (0711: no listing).
+    await chmod(tempDir, 0o711);
     embedded = await startEmbeddedDatabase({ dir: join(tempDir, 'pg'), port: await freePort(), persistent: false });
     url = embedded.url;
   }
