@@ -72,7 +72,7 @@ describe.skipIf(skip)('GraphiQL at /graphql', () => {
     await expect.poll(() => page.locator('.graphiql-response').innerText()).toContain('CreateRequestTokenSuccess');
     await selectTab('UsageStats');
     await page.locator('.graphiql-execute-button').click();
-    await expect.poll(() => graphqlRequests.length).toBe(3);
+    await expect.poll(() => graphqlRequests.length, { timeout: 10_000 }).toBe(3);
     await expect.poll(() => page.locator('.graphiql-response').innerText()).toContain('"usageStats"');
     expect(graphqlRequests.every((r) => r.auth === `Bearer ${server.apiKey}` && r.status === 200)).toBe(true);
     expect(await page.locator('#rt-key').innerText()).toContain('is sent from every tab');
