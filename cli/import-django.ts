@@ -1,6 +1,5 @@
-import { parseArgs } from 'node:util';
 import pg from 'pg';
-import type { Command } from './commands.js';
+import { parseOwnOptions, type Command } from './command.js';
 import { loadCliConfig } from './connect.js';
 import { openServiceDatabase } from './database.js';
 import { DEFAULT_IMPORT_BATCH, DjangoImportError, importDjango, type DjangoImportResult } from './django-import.js';
@@ -54,42 +53,22 @@ export const importDjangoCommand: Command = {
   name: 'import django',
   summary: "import django-request-token's tokens and logs: --from postgres://… [--client NAME] [--dry-run]",
   async run(args) {
-    let parsed: {
-      from?: string;
-      schema?: string;
-      client?: string;
-      kid?: string;
-      'dry-run'?: boolean;
-      'batch-size'?: string;
-      'reserve-ids'?: string;
-      'target-origin'?: string;
-      help?: boolean;
-    };
-    try {
-      parsed = parseArgs({
-        args,
-        options: {
-          from: { type: 'string' },
-          schema: { type: 'string' },
-          client: { type: 'string' },
-          kid: { type: 'string' },
-          'dry-run': { type: 'boolean', default: false },
-          'batch-size': { type: 'string' },
-          'reserve-ids': { type: 'string' },
-          'target-origin': { type: 'string' },
-          help: { type: 'boolean', short: 'h', default: false },
-        },
-        strict: true,
-        allowPositionals: false,
-      }).values;
-    } catch (error) {
-      process.stderr.write(`${(error as Error).message}\n\n${USAGE}`);
-      return 2;
-    }
-    if (parsed.help) {
-      process.stdout.write(USAGE);
-      return 0;
-    }
+    const options = parseOwnOptions(
+      args,
+      {
+        from: { type: 'string' },
+        schema: { type: 'string' },
+        client: { type: 'string' },
+        kid: { type: 'string' },
+        'dry-run': { type: 'boolean', default: false },
+        'batch-size': { type: 'string' },
+        'reserve-ids': { type: 'string' },
+        'target-origin': { type: 'string' },
+      },
+      USAGE,
+    );
+    if ('exit' in options) return options.exit;
+    const parsed = options.values;
     const batchSize = wholeNumber('batch-size', parsed['batch-size'], 1);
     const reserveIds = wholeNumber('reserve-ids', parsed['reserve-ids'], 0);
     const origin = parsed['target-origin'];

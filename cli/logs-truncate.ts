@@ -1,8 +1,7 @@
-import { parseArgs } from 'node:util';
 import { loadCliConfig } from './connect.js';
 import { ValidationError } from '../server/domain/errors.js';
 import { truncateLogs, validateRetentionPolicy, type DoomedRows } from '../server/domain/log-retention.js';
-import type { Command } from './command.js';
+import { parseOwnOptions, type Command } from './command.js';
 import { count } from './service.js';
 import { LOGS_TRUNCATE_USAGE as USAGE } from './usage.js';
 import { openServiceDatabase } from './database.js';
@@ -18,29 +17,19 @@ function wholeNumber(name: string, raw: string | undefined): number | null | str
 
 export const logsTruncate: Pick<Command, 'run'> = {
   async run(args) {
-    let parsed: { 'max-count'?: string; 'max-days'?: string; 'batch-size'?: string; 'dry-run'?: boolean; all?: boolean; help?: boolean };
-    try {
-      parsed = parseArgs({
-        args,
-        options: {
-          'max-count': { type: 'string' },
-          'max-days': { type: 'string' },
-          'batch-size': { type: 'string' },
-          'dry-run': { type: 'boolean', default: false },
-          all: { type: 'boolean', default: false },
-          help: { type: 'boolean', short: 'h', default: false },
-        },
-        strict: true,
-        allowPositionals: false,
-      }).values;
-    } catch (error) {
-      process.stderr.write(`${(error as Error).message}\n\n${USAGE}`);
-      return 2;
-    }
-    if (parsed.help) {
-      process.stdout.write(USAGE);
-      return 0;
-    }
+    const options = parseOwnOptions(
+      args,
+      {
+        'max-count': { type: 'string' },
+        'max-days': { type: 'string' },
+        'batch-size': { type: 'string' },
+        'dry-run': { type: 'boolean', default: false },
+        all: { type: 'boolean', default: false },
+      },
+      USAGE,
+    );
+    if ('exit' in options) return options.exit;
+    const parsed = options.values;
     const numbers = {
       maxCount: wholeNumber('max-count', parsed['max-count']),
       maxDays: wholeNumber('max-days', parsed['max-days']),

@@ -1,6 +1,5 @@
 import { readFileSync } from 'node:fs';
-import { parseArgs } from 'node:util';
-import type { Command } from './commands.js';
+import { parseOwnOptions, type Command } from './command.js';
 import { withDatabase } from './connect.js';
 import { resolveSecret } from '../server/domain/bootstrap.js';
 import { addVerifyingKey } from '../server/domain/signing-keys.js';
@@ -18,28 +17,18 @@ export const signingKeysAdd: Command = {
   name: 'signing-keys add',
   summary: 'add an existing HS256 secret as a verify-only key: --kid KID --secret-file FILE --verify-only',
   async run(args) {
-    let parsed: { kid?: string; algorithm?: string; 'secret-file'?: string; 'verify-only'?: boolean; help?: boolean };
-    try {
-      parsed = parseArgs({
-        args,
-        options: {
-          kid: { type: 'string' },
-          algorithm: { type: 'string', default: 'HS256' },
-          'secret-file': { type: 'string' },
-          'verify-only': { type: 'boolean', default: false },
-          help: { type: 'boolean', short: 'h', default: false },
-        },
-        strict: true,
-        allowPositionals: false,
-      }).values;
-    } catch (error) {
-      process.stderr.write(`${(error as Error).message}\n\n${USAGE}`);
-      return 2;
-    }
-    if (parsed.help) {
-      process.stdout.write(USAGE);
-      return 0;
-    }
+    const options = parseOwnOptions(
+      args,
+      {
+        kid: { type: 'string' },
+        algorithm: { type: 'string', default: 'HS256' },
+        'secret-file': { type: 'string' },
+        'verify-only': { type: 'boolean', default: false },
+      },
+      USAGE,
+    );
+    if ('exit' in options) return options.exit;
+    const parsed = options.values;
     const missing = [
       !parsed.kid && '--kid is required',
       !parsed['secret-file'] && '--secret-file is required',
