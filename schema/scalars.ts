@@ -3,12 +3,20 @@ import { builder } from './builder.js';
 
 const ISO_WITH_ZONE = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}:\d{2})$/;
 
+const FIRST_DATE = new Date('0001-01-01T00:00:00Z');
+const LAST_DATE = new Date('9999-12-31T23:59:59.999Z');
+
 function parseDateTime(value: unknown): Date {
   if (typeof value !== 'string' || !ISO_WITH_ZONE.test(value)) {
     throw new GraphQLError('DateTime must be an ISO-8601 string with a time zone, e.g. 2026-01-31T12:00:00Z');
   }
   const date = new Date(value);
   if (Number.isNaN(date.getTime())) throw new GraphQLError(`Invalid DateTime: ${value}`);
+  // JavaScript takes year 0 and years past 9999 (also when an offset carries a time there); PostgreSQL stores neither
+  // as written, so they would fail in the database rather than here.
+  if (date < FIRST_DATE || date > LAST_DATE) {
+    throw new GraphQLError(`DateTime must be between 0001-01-01 and 9999-12-31 (UTC), got ${value}`);
+  }
   return date;
 }
 
