@@ -7,6 +7,7 @@ import { createYoga, type Plugin } from 'graphql-yoga';
 import { schema } from '../../schema/index.js';
 import { createAuthorizer } from './authorization.js';
 import { createContext, type Context, type Services } from '../context.js';
+import type { Caller } from '../domain/api-keys.js';
 import { TRANSIENT_MESSAGES, transientReason } from '../database/db-errors.js';
 import { handleDashboard } from './dashboard.js';
 import { graphiqlTabs } from './graphiql-dashboard-tabs.js';
@@ -111,13 +112,8 @@ export function createApp(services: Services, options: AppOptions = {}): App {
     log.error('unexpected error while serving a request', original ?? error);
     return new GraphQLError(message, { extensions: { code: 'INTERNAL_SERVER_ERROR' } });
   };
-  /**
-   * The caller's context, or null when the Authorization header holds no valid API key. Throws the 429 of a caller
-   * over its rate limit.
-   */
-  const contextFor = async (header: string | null | undefined): Promise<Context | null> => {
-    const match = header ? /^Bearer\s+(\S+)$/i.exec(header) : null;
-    const caller = match ? await services.authenticator.authenticate(() => services.orm.em.fork(), match[1]) : null;
+  /** The context of an authenticated caller, or null. Throws the 429 of a caller over its rate limit. */
+  const contextOf = (caller: Caller | null): Context | null => {
     if (!caller) return null;
     const retryAfter = limiter.take(caller.keyId, caller.rateLimitPerMinute ?? config.rateLimitPerMinute);
     if (retryAfter !== null) {
@@ -126,6 +122,18 @@ export function createApp(services: Services, options: AppOptions = {}): App {
       });
     }
     return createContext(services, caller);
+  };
+  /**
+   * The caller's context, or null when the Authorization header holds no valid API key; a promise only when the key is
+   * not in the authenticator's cache (a known key is settled without one, so Yoga's hooks stay synchronous). Throws
+   * the 429 of a caller over its rate limit.
+   */
+  const contextFor = (header: string): Context | null | Promise<Context | null> => {
+    const match = /^Bearer\s+(\S+)$/i.exec(header);
+    if (!match) return null;
+    const known = services.authenticator.cached(match[1]);
+    if (known !== undefined) return contextOf(known);
+    return services.authenticator.authenticate(() => services.orm.em.fork(), match[1]).then(contextOf);
   };
   const authorize = createAuthorizer();
   const checkCost = createCostCheck(schema, config.maxQueryCost);
@@ -141,7 +149,7 @@ export function createApp(services: Services, options: AppOptions = {}): App {
   const callers = new WeakMap<Request, Context>();
   const plugins: Plugin<Context>[] = [
     {
-      async onParams({ request, context: serverContext }) {
+      onParams({ request, context: serverContext }) {
         // The node request's header when there is one (both transports pass `{ req, res }`): no Headers object needed.
         const req = (serverContext as { req?: IncomingMessage } | undefined)?.req;
         const header = req ? (req.headers.authorization ?? null) : request.headers.get('authorization');
@@ -149,9 +157,13 @@ export function createApp(services: Services, options: AppOptions = {}): App {
         if (!/^Bearer\s+\S+$/i.test(header)) {
           throw unauthenticated('The Authorization header must read "Bearer <api key>" (the word Bearer, a space, the key).');
         }
-        const context = await contextFor(header);
-        if (!context) throw unauthenticated('Invalid, expired or revoked API key.');
-        callers.set(request, context);
+        const admitted = (context: Context | null) => {
+          if (!context) throw unauthenticated('Invalid, expired or revoked API key.');
+          callers.set(request, context);
+        };
+        const context = contextFor(header);
+        if (context instanceof Promise) return context.then(admitted);
+        admitted(context);
       },
     },
     ...armorPlugins(),
