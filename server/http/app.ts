@@ -72,6 +72,10 @@ function armorPlugins(): Plugin<Context>[] {
   return armor.protect().plugins as Plugin<Context>[];
 }
 
+/** Where onParams leaves the caller's context for the context factory. */
+const CALLER_CONTEXT = Symbol('caller context');
+type CallerHolder = { [CALLER_CONTEXT]?: Context };
+
 /** The one path GraphQL is served at. */
 const GRAPHQL_PATH = '/graphql';
 
@@ -146,7 +150,14 @@ export function createApp(services: Services, options: AppOptions = {}): App {
 
   // The caller is known before the document is parsed or validated (onParams), so that a request without a valid key
   // learns nothing from validation messages about the schema: 401 first.
+  // Handed to the context factory on the server context object both transports pass (no WeakMap entry per request),
+  // or keyed by the request when there is none.
   const callers = new WeakMap<Request, Context>();
+  const holdContext = (request: Request, serverContext: object | undefined, context: Context | null) => {
+    if (!context) throw unauthenticated('Invalid, expired or revoked API key.');
+    if (serverContext) (serverContext as CallerHolder)[CALLER_CONTEXT] = context;
+    else callers.set(request, context);
+  };
   const plugins: Plugin<Context>[] = [
     {
       onParams({ request, context: serverContext }) {
@@ -157,13 +168,9 @@ export function createApp(services: Services, options: AppOptions = {}): App {
         if (!/^Bearer\s+\S+$/i.test(header)) {
           throw unauthenticated('The Authorization header must read "Bearer <api key>" (the word Bearer, a space, the key).');
         }
-        const admitted = (context: Context | null) => {
-          if (!context) throw unauthenticated('Invalid, expired or revoked API key.');
-          callers.set(request, context);
-        };
         const context = contextFor(header);
-        if (context instanceof Promise) return context.then(admitted);
-        admitted(context);
+        if (context instanceof Promise) return context.then((settled) => holdContext(request, serverContext, settled));
+        holdContext(request, serverContext, context);
       },
     },
     ...armorPlugins(),
@@ -215,8 +222,8 @@ export function createApp(services: Services, options: AppOptions = {}): App {
       defaultTabs: graphiqlTabs,
     },
     maskedErrors: { maskError },
-    context: ({ request }) => {
-      const context = callers.get(request);
+    context: (initial) => {
+      const context = (initial as CallerHolder)[CALLER_CONTEXT] ?? callers.get(initial.request);
       if (!context) throw unauthenticated('Missing API key: send "Authorization: Bearer <api key>".');
       return context;
     },
@@ -228,7 +235,6 @@ export function createApp(services: Services, options: AppOptions = {}): App {
       ? null
       : createFastPath({ yoga, fallback: yogaHandler, onError: (message, error) => log.error(message, error) });
 
-  const inFlight = new Set<ServerResponse>();
   const server = createServer(
     {
       // An API's requests are small: a client that takes longer to send its headers, or its request, is dropped
@@ -239,8 +245,6 @@ export function createApp(services: Services, options: AppOptions = {}): App {
     },
     (req, res) => {
       if (cap.refused(req.socket)) return;
-      inFlight.add(res);
-      res.on('close', () => inFlight.delete(res));
       if (stopping) res.setHeader('connection', 'close');
       const path = req.url?.split('?')[0];
       if (path === '/healthz') {
