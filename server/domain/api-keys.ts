@@ -77,6 +77,15 @@ export function createAuthenticator(options: { ttlMs?: number } = {}) {
   const touched = new Map<string, number>();
 
   return {
+    /**
+     * The cached answer for `key` without a promise: the caller, null (refused), or undefined when the cache does not
+     * know (then `authenticate`). The hot path settles a known key synchronously with it.
+     */
+    cached(key: string, now = Date.now()): Caller | null | undefined {
+      const hit = cache.get(key);
+      if (!hit || hit.until <= now) return undefined;
+      return hit.expiresAt !== null && hit.expiresAt <= now ? null : hit.caller;
+    },
     /** `em` may be a factory, so that a cache hit costs no EntityManager fork. */
     async authenticate(emOrFork: EntityManager | (() => EntityManager), key: string, now = Date.now()): Promise<Caller | null> {
       const hit = cache.get(key);

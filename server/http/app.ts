@@ -7,6 +7,7 @@ import { createYoga, type Plugin } from 'graphql-yoga';
 import { schema } from '../../schema/index.js';
 import { createAuthorizer } from './authorization.js';
 import { createContext, type Context, type Services } from '../context.js';
+import type { Caller } from '../domain/api-keys.js';
 import { TRANSIENT_MESSAGES, transientReason } from '../database/db-errors.js';
 import { handleDashboard } from './dashboard.js';
 import { graphiqlTabs } from './graphiql-dashboard-tabs.js';
@@ -71,6 +72,10 @@ function armorPlugins(): Plugin<Context>[] {
   return armor.protect().plugins as Plugin<Context>[];
 }
 
+/** Where onParams leaves the caller's context for the context factory. */
+const CALLER_CONTEXT = Symbol('caller context');
+type CallerHolder = { [CALLER_CONTEXT]?: Context };
+
 /** The one path GraphQL is served at. */
 const GRAPHQL_PATH = '/graphql';
 
@@ -111,13 +116,8 @@ export function createApp(services: Services, options: AppOptions = {}): App {
     log.error('unexpected error while serving a request', original ?? error);
     return new GraphQLError(message, { extensions: { code: 'INTERNAL_SERVER_ERROR' } });
   };
-  /**
-   * The caller's context, or null when the Authorization header holds no valid API key. Throws the 429 of a caller
-   * over its rate limit.
-   */
-  const contextFor = async (header: string | null | undefined): Promise<Context | null> => {
-    const match = header ? /^Bearer\s+(\S+)$/i.exec(header) : null;
-    const caller = match ? await services.authenticator.authenticate(() => services.orm.em.fork(), match[1]) : null;
+  /** The context of an authenticated caller, or null. Throws the 429 of a caller over its rate limit. */
+  const contextOf = (caller: Caller | null): Context | null => {
     if (!caller) return null;
     const retryAfter = limiter.take(caller.keyId, caller.rateLimitPerMinute ?? config.rateLimitPerMinute);
     if (retryAfter !== null) {
@@ -126,6 +126,18 @@ export function createApp(services: Services, options: AppOptions = {}): App {
       });
     }
     return createContext(services, caller);
+  };
+  /**
+   * The caller's context, or null when the Authorization header holds no valid API key; a promise only when the key is
+   * not in the authenticator's cache (a known key is settled without one, so Yoga's hooks stay synchronous). Throws
+   * the 429 of a caller over its rate limit.
+   */
+  const contextFor = (header: string): Context | null | Promise<Context | null> => {
+    const match = /^Bearer\s+(\S+)$/i.exec(header);
+    if (!match) return null;
+    const known = services.authenticator.cached(match[1]);
+    if (known !== undefined) return contextOf(known);
+    return services.authenticator.authenticate(() => services.orm.em.fork(), match[1]).then(contextOf);
   };
   const authorize = createAuthorizer();
   const checkCost = createCostCheck(schema, config.maxQueryCost);
@@ -138,10 +150,17 @@ export function createApp(services: Services, options: AppOptions = {}): App {
 
   // The caller is known before the document is parsed or validated (onParams), so that a request without a valid key
   // learns nothing from validation messages about the schema: 401 first.
+  // Handed to the context factory on the server context object both transports pass (no WeakMap entry per request),
+  // or keyed by the request when there is none.
   const callers = new WeakMap<Request, Context>();
+  const holdContext = (request: Request, serverContext: object | undefined, context: Context | null) => {
+    if (!context) throw unauthenticated('Invalid, expired or revoked API key.');
+    if (serverContext) (serverContext as CallerHolder)[CALLER_CONTEXT] = context;
+    else callers.set(request, context);
+  };
   const plugins: Plugin<Context>[] = [
     {
-      async onParams({ request, context: serverContext }) {
+      onParams({ request, context: serverContext }) {
         // The node request's header when there is one (both transports pass `{ req, res }`): no Headers object needed.
         const req = (serverContext as { req?: IncomingMessage } | undefined)?.req;
         const header = req ? (req.headers.authorization ?? null) : request.headers.get('authorization');
@@ -149,9 +168,9 @@ export function createApp(services: Services, options: AppOptions = {}): App {
         if (!/^Bearer\s+\S+$/i.test(header)) {
           throw unauthenticated('The Authorization header must read "Bearer <api key>" (the word Bearer, a space, the key).');
         }
-        const context = await contextFor(header);
-        if (!context) throw unauthenticated('Invalid, expired or revoked API key.');
-        callers.set(request, context);
+        const context = contextFor(header);
+        if (context instanceof Promise) return context.then((settled) => holdContext(request, serverContext, settled));
+        holdContext(request, serverContext, context);
       },
     },
     ...armorPlugins(),
@@ -203,8 +222,8 @@ export function createApp(services: Services, options: AppOptions = {}): App {
       defaultTabs: graphiqlTabs,
     },
     maskedErrors: { maskError },
-    context: ({ request }) => {
-      const context = callers.get(request);
+    context: (initial) => {
+      const context = (initial as CallerHolder)[CALLER_CONTEXT] ?? callers.get(initial.request);
       if (!context) throw unauthenticated('Missing API key: send "Authorization: Bearer <api key>".');
       return context;
     },
@@ -216,7 +235,6 @@ export function createApp(services: Services, options: AppOptions = {}): App {
       ? null
       : createFastPath({ yoga, fallback: yogaHandler, onError: (message, error) => log.error(message, error) });
 
-  const inFlight = new Set<ServerResponse>();
   const server = createServer(
     {
       // An API's requests are small: a client that takes longer to send its headers, or its request, is dropped
@@ -227,8 +245,6 @@ export function createApp(services: Services, options: AppOptions = {}): App {
     },
     (req, res) => {
       if (cap.refused(req.socket)) return;
-      inFlight.add(res);
-      res.on('close', () => inFlight.delete(res));
       if (stopping) res.setHeader('connection', 'close');
       const path = req.url?.split('?')[0];
       if (path === '/healthz') {

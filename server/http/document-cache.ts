@@ -14,10 +14,34 @@ export function useDocumentCache(options: { max?: number } = {}): Plugin {
   const max = options.max ?? 1000;
   const parsed = new Map<string, DocumentNode | Error>();
   const validated = new WeakMap<DocumentNode, Map<string, readonly GraphQLError[]>>();
-  const rulesKey = (rules: readonly { name?: string }[] | undefined) => {
-    let key = '';
-    if (rules) for (const rule of rules) key += `${rule.name ?? ''},`;
-    return key;
+  // The rules array is new on every request, and the rules plugins add are new closures on every request too; the
+  // specified rules are the same functions every time. So the last list is kept: a rule that is the same function, or
+  // has the same name, as the one at its place in it leaves the key as it was (no name getter for the ~30 stable
+  // rules, no string built), and only a list that differs builds its key again.
+  type Rule = { name?: string };
+  let lastRules: readonly Rule[] = [];
+  let lastNames: string[] = [];
+  let lastKey = '';
+  const rulesKey = (rules: readonly Rule[] | undefined) => {
+    if (!rules) return '';
+    if (rules.length === lastRules.length) {
+      let same = true;
+      for (let i = 0; i < rules.length; i++) {
+        if (rules[i] !== lastRules[i] && (rules[i].name ?? '') !== lastNames[i]) {
+          same = false;
+          break;
+        }
+      }
+      if (same) {
+        lastRules = rules;
+        return lastKey;
+      }
+    }
+    const names = rules.map((rule) => rule.name ?? '');
+    lastRules = rules;
+    lastNames = names;
+    lastKey = names.join(',');
+    return lastKey;
   };
   const remember = (source: string, result: DocumentNode | Error) => {
     if (parsed.size >= max) parsed.delete(parsed.keys().next().value!);

@@ -128,10 +128,13 @@ export function createFastPath({ yoga, fallback, onError }: FastPathOptions) {
       return handOver(req, res, body);
     }
     if (typeof params !== 'object' || params === null || Array.isArray(params)) return handOver(req, res, body);
-    const { query, variables, operationName, ...rest } = params as Record<string, unknown>;
+    // Any other member (extensions, …) goes to Yoga; checked without a rest object and its key array per request.
+    for (const name in params) {
+      if (name !== 'query' && name !== 'variables' && name !== 'operationName') return handOver(req, res, body);
+    }
+    const { query, variables, operationName } = params as Record<string, unknown>;
     if (
       typeof query !== 'string' ||
-      Object.keys(rest).length > 0 ||
       (variables != null && (typeof variables !== 'object' || Array.isArray(variables))) ||
       (operationName != null && typeof operationName !== 'string')
     ) {
