@@ -1,12 +1,11 @@
-import { mkdir, mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { chromium, type BrowserContext, type Page } from 'playwright-core';
+import type { BrowserContext, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createApiKey } from '../server/domain/api-keys.js';
 import { startTestServer, type TestServer } from './support/harness.js';
 import { issue, redeem, RECORD } from './support/operations.js';
-import { CHROMIUM, skipWithoutChromium } from './support/browser.js';
+import { launchChromium, skipWithoutChromium, type Browser } from './support/browser.js';
 import { ROOT } from './support/process.js';
 
 const skip = skipWithoutChromium('the dashboard page in Chromium (test/dashboard-page.test.ts)');
@@ -16,9 +15,9 @@ export const SCREENSHOT = join(ARTIFACTS, 'dashboard.png');
 let server: TestServer;
 let context: BrowserContext;
 let page: Page;
-let profile: string;
-const problems: string[] = [];
-const foreignRequests: string[] = [];
+let browser: Browser;
+let problems: string[] = [];
+let foreignRequests: string[] = [];
 const seeded = { exhaustedJwt: '', exhaustedId: '', weekRedemptions: 0, weekRefusals: 0, weekIssued: 0 };
 
 // A realistic week: a few tokens issued and redeemed through the API today (so refusals, statuses and history are the
@@ -96,47 +95,19 @@ async function seed() {
   seeded.weekRefusals += 4;
 }
 
-const CHROMIUM_FLAGS = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-quic',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-];
 
 beforeAll(async () => {
   if (skip) return;
   server = await startTestServer();
   await seed();
-  profile = await mkdtemp(join(tmpdir(), 'rt-chromium-'));
-  context = await chromium.launchPersistentContext(profile, {
-    executablePath: CHROMIUM,
-    headless: true,
-    args: CHROMIUM_FLAGS,
-    viewport: { width: 1440, height: 900 },
-    deviceScaleFactor: 1,
-  });
-  // The page must work offline: record (and refuse) anything that is not this server.
-  await context.route('**/*', (route) => {
-    const url = route.request().url();
-    if (url.startsWith(server.url)) return route.continue();
-    foreignRequests.push(url);
-    return route.abort();
-  });
-  page = context.pages()[0] ?? (await context.newPage());
-  page.on('console', (message) => {
-    if (message.type() === 'error' || message.type() === 'warning') problems.push(`${message.type()}: ${message.text()}`);
-  });
-  page.on('pageerror', (error) => problems.push(`pageerror: ${error.message}`));
+  // The page must work offline: anything that is not this server is refused and recorded (browser.foreign).
+  browser = await launchChromium([server.url], { width: 1440, height: 900 });
+  ({ context, page, problems, foreign: foreignRequests } = browser);
   page.on('dialog', (dialog) => void dialog.accept());
 }, 120_000);
 
 afterAll(async () => {
-  await context?.close();
-  if (profile) await rm(profile, { recursive: true, force: true });
+  await browser?.close();
   await server?.close();
 });
 

@@ -42,7 +42,10 @@ export interface Browser {
 }
 
 /** A fresh headless Chromium profile that may load only `origins` and records what goes wrong on its pages. */
-export async function launchChromium(origins: string[]): Promise<Browser> {
+export async function launchChromium(
+  origins: string[],
+  viewport: { width: number; height: number } = { width: 1280, height: 860 },
+): Promise<Browser> {
   if (!existsSync(CHROMIUM)) {
     throw new Error(`no Chromium at ${CHROMIUM}: run \`apt-get install -y chromium\` (or set CHROMIUM_PATH)`);
   }
@@ -51,7 +54,7 @@ export async function launchChromium(origins: string[]): Promise<Browser> {
     executablePath: CHROMIUM,
     headless: true,
     args: FLAGS,
-    viewport: { width: 1280, height: 860 },
+    viewport,
     deviceScaleFactor: 1,
   });
   const problems: string[] = [];
