@@ -296,20 +296,29 @@ const NOT_VALID: [string, string] = [
 /** The default refusal page for browsers: the reason in plain words, the code for whoever helps the reader. */
 export function defaultRejectionPage(rejection: Pick<Rejection, 'code'>): string {
   const [headline, sentence] = REFUSALS[rejection.code] ?? NOT_VALID;
+  return htmlPage(
+    headline,
+    'body{font-family:system-ui,sans-serif;max-width:32rem;margin:4rem auto;padding:0 1rem;line-height:1.5}small{color:#666}',
+    `<h1>${escapeHtml(headline)}</h1>
+<p>${escapeHtml(sentence)}</p>
+<p><small>Reason: ${escapeHtml(rejection.code)}</small></p>`,
+  );
+}
+
+/** A page of the middleware's own: no script, not indexed, one inline style sheet. */
+function htmlPage(title: string, style: string, main: string): string {
   return `<!doctype html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <meta name="robots" content="noindex">
-<title>${escapeHtml(headline)}</title>
-<style>body{font-family:system-ui,sans-serif;max-width:32rem;margin:4rem auto;padding:0 1rem;line-height:1.5}small{color:#666}</style>
+<title>${escapeHtml(title)}</title>
+<style>${style}</style>
 </head>
 <body>
 <main>
-<h1>${escapeHtml(headline)}</h1>
-<p>${escapeHtml(sentence)}</p>
-<p><small>Reason: ${escapeHtml(rejection.code)}</small></p>
+${main}
 </main>
 </body>
 </html>
@@ -336,27 +345,16 @@ const escapeHtml = (text: string) =>
 export function defaultConfirmationPage({ action, inspection }: ConfirmationView): string {
   const left = inspection.usesRemaining;
   const note = left === null || left === undefined ? '' : `<p>This link can be used ${left} more time${left === 1 ? '' : 's'}.</p>`;
-  return `<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<meta name="robots" content="noindex">
-<title>Please confirm</title>
-<style>body{font-family:system-ui,sans-serif;max-width:32rem;margin:4rem auto;padding:0 1rem}button{font-size:1.1rem;padding:.6rem 1.4rem}</style>
-</head>
-<body>
-<main>
-<h1>Please confirm</h1>
+  return htmlPage(
+    'Please confirm',
+    'body{font-family:system-ui,sans-serif;max-width:32rem;margin:4rem auto;padding:0 1rem}button{font-size:1.1rem;padding:.6rem 1.4rem}',
+    `<h1>Please confirm</h1>
 <p>Press the button to continue.</p>
 ${note}
 <form method="post" action="${escapeHtml(action)}">
 <button type="submit">Continue</button>
-</form>
-</main>
-</body>
-</html>
-`;
+</form>`,
+  );
 }
 
 /** The first value of a possibly repeated, comma-separated header. */
