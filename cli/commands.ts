@@ -1,5 +1,5 @@
 import type { Command } from './command.js';
-import { ISSUE_USAGE, LOGS_TRUNCATE_USAGE, SERVICE_OPTIONS } from './usage.js';
+import { ISSUE_USAGE, LOGS_TRUNCATE_USAGE, PARTITIONS_ENSURE_USAGE, SERVICE_OPTIONS } from './usage.js';
 
 export type { Command } from './command.js';
 
@@ -83,6 +83,12 @@ export const commands: Command[] = [
     summary: 'delete old redemption log rows, in batches (needs the database)',
     help: LOGS_TRUNCATE_USAGE,
     run: lazy(() => import('./logs-truncate.js'), 'logsTruncate'),
+  },
+  {
+    name: 'partitions ensure',
+    summary: "create the redemption log's coming monthly partitions, for cron (needs the database)",
+    help: PARTITIONS_ENSURE_USAGE,
+    run: lazy(() => import('./partitions.js'), 'partitionsEnsure'),
   },
   {
     name: 'issue',

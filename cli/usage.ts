@@ -44,3 +44,14 @@ Needs the database directly (the service need not run): DATABASE_URL, else the e
 (default ./.data), the running one or started for the command. Through the API instead: the truncateRequestTokenLogs
 mutation.
 `;
+
+export const PARTITIONS_ENSURE_USAGE = `usage: request-token partitions ensure [--months N]
+
+Creates the redemption log's monthly partitions that are missing, from the current month (UTC, on the database's
+clock) through N months ahead (default: $LOG_PARTITIONS_AHEAD, else 3), then lists every partition with its rows
+(estimated). Safe to run at any time and from several places at once: it creates only what is missing. The service
+does the same at start-up and every hour; run this from cron where the service may be down across a month's start.
+
+Needs the database directly (the service need not run): DATABASE_URL, else the embedded PostgreSQL under DATA_DIR
+(default ./.data), the running one or started for the command.
+`;
