@@ -1,5 +1,6 @@
 import type pg from 'pg';
 import { Issues } from './errors.js';
+import { markStaleSql } from './usage-rollups.js';
 
 export interface RetentionPolicy {
   /** Keep at most this many log rows, the newest (by id). */
@@ -129,6 +130,9 @@ export async function truncateLogs(
          delete from request_token_log
          where id = any(array(select id from request_token_log where ${condition} order by id limit ${limit}))
          returning id, timestamp
+       ), marked as (
+         -- The usage rollups of the hours these rows leave must be rebuilt (server/domain/usage-rollups.ts).
+         ${markStaleSql('deleted', 'timestamp')}
        )
        select count(*)::int as n, min(id) as first_id, max(id) as last_id, min(timestamp) as oldest,
          max(timestamp) as newest
