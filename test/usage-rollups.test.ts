@@ -155,7 +155,7 @@ async function writeHistory(origin: number, history: History) {
     const token = l.token === null ? null : tokens[l.token % tokens.length];
     const code = token === null ? UNTIED[(l.status ?? 0) % UNTIED.length] : l.code;
     return {
-      token_id: token?.id ?? null,
+      token_id: token?.id ?? '0',
       client_id: token ? token.client_id : clientOf(l.client),
       error_code: code,
       status_code: l.status,
@@ -185,7 +185,7 @@ async function writeLater(origin: number, later: Later, check: () => Promise<voi
   await check();
 
   const logs = await server.sql<{ id: string; ok: boolean }>(
-    `select id::text, error_code is null and token_id is not null as ok from request_token_log order by id`,
+    `select id::text, error_code is null and token_id <> 0 as ok from request_token_log order by id`,
   );
   // Releases first, then plain statuses: each step is checked on its own, so that one kind of change cannot mark
   // (and so hide) the hours another one forgot.
@@ -219,7 +219,8 @@ async function writeLater(origin: number, later: Later, check: () => Promise<voi
     try {
       await client.query('begin');
       await client.query(
-        `insert into request_token_log (error_code, client_id, timestamp) select * from unnest($1::text[], $2::bigint[], $3::timestamptz[])`,
+        `insert into request_token_log (token_id, error_code, client_id, timestamp)
+         select 0, * from unnest($1::text[], $2::bigint[], $3::timestamptz[])`,
         [later.byHand.rows.map((r) => r.code), later.byHand.rows.map(() => other), later.byHand.rows.map((r) => new Date(hour + r.at))],
       );
       await markStaleRange(client, new Date(hour), new Date(hour + HOUR));
@@ -352,7 +353,7 @@ describe('usage statistics from rollups', () => {
     await open.connect();
     try {
       await open.query('begin');
-      await open.query(`insert into request_token_log (error_code) values ('TOKEN_MALFORMED')`);
+      await open.query(`insert into request_token_log (token_id, error_code) values (0, 'TOKEN_MALFORMED')`);
       expect(await compactRollups(pool(), { lagMs: -HOUR, maxWaitMs: 300 })).toMatchObject({ waitedOut: true, compactedUntil: null });
       await open.query('commit');
     } finally {
