@@ -14,7 +14,7 @@ import pg from 'pg';
 import { startEmbeddedDatabase, type EmbeddedDatabase } from '../server/database/embedded-db.js';
 import { generateApiKey } from '../server/domain/api-keys.js';
 import { ensureLogPartitions } from '../server/domain/log-partitions.js';
-import { compactRollups, markStaleRange } from '../server/domain/usage-rollups.js';
+import { rebuildRollups } from '../server/domain/usage-rollups.js';
 import { bundle } from '../scripts/build-service.js';
 import { freePort } from '../test/support/ports.js';
 
@@ -233,7 +233,10 @@ async function main() {
     );
     // The service compacted the usage rollups at start-up, before this history was written behind its back: the stats
     // day is rolled up again (what `request-token rollups rebuild` does), so that both sides read it from the rollups.
-    await rollUpAgain(databaseUrl, statsDay, new Date(statsDay.getTime() + 86_400_000));
+    const rollupPool = new pg.Pool({ connectionString: databaseUrl, max: 1 });
+    await rebuildRollups(rollupPool, { since: statsDay, until: new Date(statsDay.getTime() + 86_400_000) }).finally(() =>
+      rollupPool.end(),
+    );
     await db.query('analyze');
 
     const visitor = { clientIp: '198.51.100.23', userAgent: 'Mozilla/5.0 (X11; Linux x86_64) bench' };
@@ -471,17 +474,3 @@ main().catch((error) => {
   process.stderr.write(`bench: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
   process.exit(1);
 });
-
-/** Marks [since, until) stale and compacts, waiting for a compaction of the service's own to end first. */
-async function rollUpAgain(databaseUrl: string, since: Date, until: Date) {
-  const pool = new pg.Pool({ connectionString: databaseUrl, max: 1 });
-  try {
-    await markStaleRange(pool, since, until);
-    for (let attempt = 0; (await compactRollups(pool)).skipped; attempt++) {
-      if (attempt === 600) throw new Error('the usage rollups stayed locked by another compaction for a minute');
-      await new Promise((resolve) => setTimeout(resolve, 100));
-    }
-  } finally {
-    await pool.end();
-  }
-}

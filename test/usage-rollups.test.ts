@@ -373,6 +373,10 @@ describe('usage statistics from rollups', () => {
     const rebuilt = await runCli(['rollups', 'rebuild', '--since', new Date(Date.now() - 2 * 86_400_000).toISOString()], env);
     expect(rebuilt).toMatchObject({ code: 0, stderr: '' });
     expect(rebuilt.stdout).toMatch(/^marked (\d+) hours stale\nrolled up 0 hours, rebuilt \1 stale hours\n/);
+    // Without a range: every hour that holds something.
+    const everything = await runCli(['rollups', 'rebuild'], env);
+    expect(everything).toMatchObject({ code: 0, stderr: '' });
+    expect(everything.stdout).toMatch(/^marked (\d+) hours stale\nrolled up 0 hours, rebuilt \1 stale hours\n/);
     expect(await runCli(['rollups', 'rebuild', '--since', 'yesterday'], env)).toMatchObject({ code: 2 });
     await expectExact(5);
   });
