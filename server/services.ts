@@ -9,6 +9,7 @@ import { createRefusalLog } from './domain/refusal-log.js';
 import { ensureComingLogPartitions, startLogPartitionUpkeep, type LogPartitionUpkeep } from './domain/log-partitions.js';
 import { transientReason } from './database/db-errors.js';
 import { loadKeyRing } from './domain/signing-keys.js';
+import { createRollupCompactor, type RollupCompactor } from './domain/usage-rollups.js';
 
 export interface ServiceOptions {
   log: Logger;
@@ -23,6 +24,8 @@ export interface ServiceOptions {
 /** The services with what they hold open: the database, and `close` for all of it. */
 export interface RunningServices extends Services {
   db: Database;
+  /** The usage rollups' compaction: server/main.ts starts its timer (tests compact when they choose). */
+  compactor: RollupCompactor;
   /** Writes queued refusal log rows, stops the key ring's refresh and closes the database's connections. */
   close(): Promise<void>;
 }
@@ -66,6 +69,10 @@ export async function createServices(config: Config, options: ServiceOptions): P
     });
     await refusalLog.ready();
     const ring = codec.ring;
+    const compactor = createRollupCompactor(db.pool, {
+      intervalMs: config.statsCompactionIntervalSeconds * 1000,
+      onError: log.error,
+    });
     return {
       config,
       orm: db.orm,
@@ -77,8 +84,10 @@ export async function createServices(config: Config, options: ServiceOptions): P
       redeemBatcher: redeemBatcherFor(db, config),
       logPartitions: upkeep,
       db,
+      compactor,
       async close() {
         await upkeep.stop();
+        await compactor.stop();
         // Queued refusal log rows are written before the pool closes.
         await refusalLog.close();
         ring.close();
