@@ -13,7 +13,7 @@ import { SignJWT } from 'jose';
 import pg from 'pg';
 import { startEmbeddedDatabase, type EmbeddedDatabase } from '../server/database/embedded-db.js';
 import { generateApiKey } from '../server/domain/api-keys.js';
-import { bundle } from '../scripts/build-service.js';
+import { bundle, bundleCli } from '../scripts/build-service.js';
 import { freePort } from '../test/support/ports.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -131,6 +131,8 @@ async function main() {
   const admin = { client: null as pg.Client | null };
   try {
     for (const [entry, outfile] of Object.entries(BUNDLES)) await bundle(entry, join(ROOT, outfile));
+    // The bulk scenario runs the `request-token` command, which runs from its bundle (dist/cli): a fresh clone has none.
+    if (settings.scenarios.includes('bulk')) await bundleCli();
     let serverUrl = env.DATABASE_URL;
     if (!serverUrl) {
       log('starting an embedded PostgreSQL');
@@ -170,6 +172,8 @@ async function main() {
       ...(env.REFUSAL_LOG_FLUSH_MS ? { REFUSAL_LOG_FLUSH_MS: env.REFUSAL_LOG_FLUSH_MS } : {}),
       // REDEEM_BATCH_MAX=1 compares with micro-batching off.
       ...(env.REDEEM_BATCH_MAX ? { REDEEM_BATCH_MAX: env.REDEEM_BATCH_MAX } : {}),
+      // ISSUE_BATCH_MAX=1 compares with batched issuance off.
+      ...(env.ISSUE_BATCH_MAX ? { ISSUE_BATCH_MAX: env.ISSUE_BATCH_MAX } : {}),
       // HEAP_GROWING_PERCENT=0 compares with V8's own heap policy.
       ...(env.HEAP_GROWING_PERCENT ? { HEAP_GROWING_PERCENT: env.HEAP_GROWING_PERCENT } : {}),
     });
@@ -338,7 +342,7 @@ async function main() {
           const child =
             name === 'ours'
               ? spawn(process.execPath, ['bin/request-token.mjs', 'issue', '--scope', 'bulk', '--csv', csv,
-                  '--url', oursUrl, '--api-key', apiKey], { cwd: ROOT, stdio: ['ignore', out, 'ignore'] })
+                  '--url', oursUrl, '--api-key', apiKey], { cwd: ROOT, stdio: ['ignore', out, 'inherit'] })
               : node(['bench/bulk-baseline.ts', csv], { ...common, BULK_SCOPE: 'bulk' }, ['ignore', out, 'inherit']);
           const watched = name === 'ours' ? ours.pid! : child.pid!;
           await resetPeak(ours.pid!);

@@ -38,6 +38,8 @@ export interface Config {
   refusalLogFlushMs: number;
   /** Successful redemptions per statement at most while the pool is busy (micro-batching); 1: one statement each. */
   redeemBatchMax: number;
+  /** createRequestToken calls per shared INSERT at most (server/domain/issue-batch.ts); 1: one statement each. */
+  issueBatchMax: number;
   /**
    * How far V8 lets the heap grow past what survived the last full collection, in per cent (V8's
    * --heap-growing-percent); 0 leaves V8's own policy, which under load let the heap grow to 2-3 times what survived.
@@ -190,6 +192,7 @@ export function loadConfig(env: Env = process.env): Config {
     graphqlFastPath: oneOf(env, 'GRAPHQL_FAST_PATH', ['jit', 'on', 'off'] as const, 'jit'),
     refusalLogFlushMs: intVar(env, 'REFUSAL_LOG_FLUSH_MS', 250, 10, 600_000),
     redeemBatchMax: intVar(env, 'REDEEM_BATCH_MAX', 64, 1, 1000),
+    issueBatchMax: intVar(env, 'ISSUE_BATCH_MAX', 64, 1, 1000),
     heapGrowingPercent: intVar(env, 'HEAP_GROWING_PERCENT', 100, 0, 1000),
     keyEncryptionKey,
     clientIpStorage,

@@ -5,6 +5,7 @@ import { createAuthenticator } from './domain/api-keys.js';
 import { resolveSecret } from './domain/bootstrap.js';
 import { createJwtCodec } from './domain/jwt.js';
 import { redeemBatcherFor } from './domain/redeem-batch.js';
+import { issueBatcherFor } from './domain/issue-batch.js';
 import { createRefusalLog } from './domain/refusal-log.js';
 import { loadKeyRing } from './domain/signing-keys.js';
 
@@ -57,6 +58,7 @@ export async function createServices(config: Config, options: ServiceOptions): P
       log,
       refusalLog,
       redeemBatcher: redeemBatcherFor(db, config),
+      issueBatcher: issueBatcherFor(db, config),
       db,
       async close() {
         // Queued refusal log rows are written before the pool closes.
