@@ -5,7 +5,7 @@ import type { Config } from '../config.js';
 import { Issues, NotFoundError } from './errors.js';
 import { LOGIN_MODES, RequestToken, TOKEN_STATUSES, type LoginMode, type TokenStatus } from '../database/entities/request-token.js';
 import { requestEm, tenantQueryBuilder, type TenantDeps } from '../database/tenant.js';
-import { columnList, type RowOf } from '../database/rows.js';
+import { columnList, columnName, type RowOf } from '../database/rows.js';
 import { namedStatement } from './named-sql.js';
 import type { IssueBatcher } from './issue-batch.js';
 import { statusSql } from './redemption-rules.js';
@@ -59,6 +59,24 @@ export type TokenRow = RowOf<RequestToken, (typeof TOKEN_ROW_FIELDS)[number]> & 
  */
 export const tokenColumns = (t = 'request_token', tolerance = ':tolerance') =>
   `${columnList(t, TOKEN_ROW_FIELDS)}, ${t}.client_id, ${t}.kid, ${statusSql(t, tolerance)} as status`;
+
+/**
+ * A token's columns under prefixed names (`t_id`, `t_scope`, …, `t_status`), to read it in another table's query
+ * (a page of logs reads each row's token in the same statement); `tokenFromPrefixedRow` reads them back.
+ */
+export const prefixedTokenColumns = (t: string, tolerance: string, prefix = 't_') =>
+  [
+    ...[...TOKEN_ROW_FIELDS.map(columnName), 'client_id', 'kid'].map((c) => `${t}.${c} as ${prefix}${c}`),
+    `${statusSql(t, tolerance)} as ${prefix}status`,
+  ].join(', ');
+
+/** The token of `prefixedTokenColumns` in `row`, or null when the row had none (an outer join found no token). */
+export function tokenFromPrefixedRow(row: Record<string, unknown>, prefix = 't_'): TokenRecord | null {
+  if (row[`${prefix}id`] == null) return null;
+  const own: Record<string, unknown> = {};
+  for (const c of [...TOKEN_ROW_FIELDS.map(columnName), 'client_id', 'kid', 'status']) own[c] = row[`${prefix}${c}`];
+  return tokenFromRow(own as TokenRow);
+}
 
 export function tokenFromRow(row: TokenRow): TokenRecord {
   return {
