@@ -135,15 +135,20 @@ export interface LogFilter {
   until?: Date | null;
 }
 
+/** The joined token's select list, by clock tolerance (configuration: one or two entries per process). */
+const joinedTokenColumns = new Map<number, string>();
+
 /**
  * A page's rows with each row's token, read in the same statement (a left join on the token's primary key: a refusal
  * no token owns finds none), so that a page of logs with their tokens is one round trip, not two.
  */
 async function readLogsWithTokens(deps: TokenReadDeps, page: QueryBuilder<any, any>): Promise<LogRecord[]> {
-  const tolerance = String(Math.trunc(deps.config.clockToleranceSeconds));
+  const tolerance = Math.trunc(deps.config.clockToleranceSeconds);
+  let columns = joinedTokenColumns.get(tolerance);
   // With the join, MikroORM reads `l.token` as the joined token's id: the log's own token_id is read under a name of
   // its own (a refusal no token owns has no joined token, but its token_id, NO_TOKEN_ID).
-  page.leftJoin('l.token', 't').addSelect(raw(`l.token_id as l_token_id, ${prefixedTokenColumns('t', tolerance)}`));
+  if (!columns) joinedTokenColumns.set(tolerance, (columns = `l.token_id as l_token_id, ${prefixedTokenColumns('t', String(tolerance))}`));
+  page.leftJoin('l.token', 't').addSelect(raw(columns));
   const rows = (await page.execute('all', true)) as (LogRow & Record<string, unknown>)[];
   return rows.map((row) => ({ ...logFromEntity({ ...row, token: row.l_token_id } as never), token: tokenFromPrefixedRow(row) }));
 }
