@@ -3,6 +3,7 @@
 // runs the service's statement and answers its rows as they are.
 export { REDEEM_SQL, REFUSE_SQL } from '../server/domain/redeem.js';
 export { ISSUE_SQL, tokenFromRow } from '../server/domain/tokens.js';
+export { signHs256 } from '../server/domain/jwt.js';
 export { STATS_STATEMENT_TIMEOUT_MS, usageStatsQuery } from '../server/domain/usage-stats.js';
 
 export const LOG_COLUMNS = 'l.id, l.token_id, l.error_code, l.user_id, l.client_ip, l.user_agent, l.status_code, l.timestamp';

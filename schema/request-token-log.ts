@@ -1,26 +1,36 @@
 import { NotFoundError, ValidationError } from '../server/domain/errors.js';
 import { getTokens, type TokenRecord } from '../server/domain/tokens.js';
 import { listLogs, listLogsOfTokens, recordResponseStatus, type LogRecord } from '../server/domain/logs.js';
+import { createContextCache } from '@pothos/core';
+import DataLoader from 'dataloader';
+import type { Context } from '../server/context.js';
 import { builder } from './builder.js';
 import { ErrorCodeEnum } from './errors.js';
 import { connectionType, pageCost } from './paging.js';
 import { asQueryError, RequestTokenRef } from './request-token.js';
 import { DateTime } from './scalars.js';
 
+/** The request's tokens by id, loaded together (a dataloader per request context). */
+const tokenLoader = createContextCache(
+  (ctx: Context) =>
+    new DataLoader<string, TokenRecord | null>(async (ids) => {
+      const found = await getTokens(ctx, ids);
+      return ids.map((id) => found.get(id) ?? null);
+    }),
+);
+
 export const RequestTokenLogRef = builder.objectRef<LogRecord>('RequestTokenLog').implement({
   description: 'One attempt to redeem a token, successful or not.',
   fields: (t) => ({
     id: t.exposeID('id'),
-    token: t.loadable({
+    token: t.field({
       type: RequestTokenRef,
       nullable: true,
       description: 'Null when the JWT could not be tied to a stored token.',
-      // A page of logs names the same few tokens many times: one query per page, each token at most once.
-      load: async (ids: string[], ctx) => {
-        const found = await getTokens(ctx, ids);
-        return ids.map((id) => found.get(id) ?? null) as TokenRecord[];
-      },
-      resolve: (log) => log.tokenId,
+      // A page of requestTokenLogs read each row's token with it (logs.ts). Other log rows (nested pages, a recorded
+      // status) load theirs together: one query per request, each token at most once.
+      resolve: (log, _args, ctx) =>
+        log.token !== undefined ? log.token : log.tokenId === null ? null : tokenLoader(ctx).load(log.tokenId),
     }),
     errorCode: t.expose('errorCode', {
       type: ErrorCodeEnum,

@@ -42,6 +42,8 @@ export interface Config {
   statsCompactionIntervalSeconds: number;
   /** Successful redemptions per statement at most while the pool is busy (micro-batching); 1: one statement each. */
   redeemBatchMax: number;
+  /** createRequestToken calls per shared INSERT at most (server/domain/issue-batch.ts); 1: one statement each. */
+  issueBatchMax: number;
   /**
    * How far V8 lets the heap grow past what survived the last full collection, in per cent (V8's
    * --heap-growing-percent); 0 leaves V8's own policy, which under load let the heap grow to 2-3 times what survived.
@@ -196,6 +198,7 @@ export function loadConfig(env: Env = process.env): Config {
     logPartitionsAhead: intVar(env, 'LOG_PARTITIONS_AHEAD', 3, 1, 120),
     statsCompactionIntervalSeconds: intVar(env, 'STATS_COMPACTION_INTERVAL_SECONDS', 300, 0, 86_400),
     redeemBatchMax: intVar(env, 'REDEEM_BATCH_MAX', 64, 1, 1000),
+    issueBatchMax: intVar(env, 'ISSUE_BATCH_MAX', 64, 1, 1000),
     heapGrowingPercent: intVar(env, 'HEAP_GROWING_PERCENT', 100, 0, 1000),
     keyEncryptionKey,
     clientIpStorage,

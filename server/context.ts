@@ -2,6 +2,7 @@ import type { MikroORM } from '@mikro-orm/postgresql';
 import type pg from 'pg';
 import type { Config } from './config.js';
 import type { JwtCodec } from './domain/jwt.js';
+import type { IssueBatcher } from './domain/issue-batch.js';
 import type { RedeemBatcher } from './domain/redeem-batch.js';
 import type { LogPartitionUpkeep } from './domain/log-partitions.js';
 import type { RefusalLog } from './domain/refusal-log.js';
@@ -21,6 +22,8 @@ export interface Services {
   redeemBatcher: RedeemBatcher | null;
   /** Keeps the log's coming months' partitions created; absent where nothing writes the log. */
   logPartitions?: LogPartitionUpkeep;
+  /** Batches createRequestToken calls under load; null: one statement each (ISSUE_BATCH_MAX=1). */
+  issueBatcher: IssueBatcher | null;
 }
 
 export interface Logger {
@@ -37,6 +40,6 @@ export interface Context extends Services {
 
 export function createContext(services: Services, caller: Caller): Context {
   // Spelled out rather than spread: one per request, and the spread was a few per cent of a refusal's CPU time.
-  const { config, orm, pool, codec, authenticator, log, refusalLog, redeemBatcher } = services;
-  return { config, orm, pool, codec, authenticator, log, refusalLog, redeemBatcher, caller, tenant: tenantOf(caller) };
+  const { config, orm, pool, codec, authenticator, log, refusalLog, redeemBatcher, issueBatcher } = services;
+  return { config, orm, pool, codec, authenticator, log, refusalLog, redeemBatcher, issueBatcher, caller, tenant: tenantOf(caller) };
 }

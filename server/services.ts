@@ -5,6 +5,7 @@ import { createAuthenticator } from './domain/api-keys.js';
 import { resolveSecret } from './domain/bootstrap.js';
 import { createJwtCodec } from './domain/jwt.js';
 import { redeemBatcherFor } from './domain/redeem-batch.js';
+import { issueBatcherFor } from './domain/issue-batch.js';
 import { createRefusalLog } from './domain/refusal-log.js';
 import { ensureComingLogPartitions, startLogPartitionUpkeep, type LogPartitionUpkeep } from './domain/log-partitions.js';
 import { transientReason } from './database/db-errors.js';
@@ -83,6 +84,7 @@ export async function createServices(config: Config, options: ServiceOptions): P
       refusalLog,
       redeemBatcher: redeemBatcherFor(db, config),
       logPartitions: upkeep,
+      issueBatcher: issueBatcherFor(db, config),
       db,
       compactor,
       async close() {

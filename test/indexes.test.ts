@@ -1,8 +1,10 @@
-import type pg from 'pg';
+import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { revokeTokensStatement } from '../server/domain/bulk-revoke.js';
 import { truncateLogs } from '../server/domain/log-retention.js';
 import { usageStats } from '../server/domain/usage-stats.js';
+import { listTokens } from '../server/domain/tokens.js';
+import { forgetUser } from '../server/domain/forget-user.js';
 import { monthOfPartition } from '../server/domain/log-partitions.js';
 import { startTestServer, type TestServer } from './support/harness.js';
 
@@ -146,5 +148,89 @@ describe('indexes behind the dashboard operations (EXPLAIN on 300,000 log rows)'
       return month !== null && month > at(3) && month < new Date();
     });
     expect(kept).toEqual([]);
+  });
+});
+
+/**
+ * Runs `work` (which goes through MikroORM) and EXPLAINs every SELECT or UPDATE it sent, with the values it sent:
+ * the statements are recorded at the `pg` client all of them pass through. Writes are rolled back by EXPLAIN itself
+ * (plain EXPLAIN runs nothing).
+ */
+async function ormPlansOf(work: () => Promise<unknown>): Promise<{ text: string; plan: string }[]> {
+  const statements: { text: string; values: unknown[] }[] = [];
+  const query = pg.Client.prototype.query;
+  pg.Client.prototype.query = function (this: pg.Client, config: any, values?: any, callback?: any) {
+    const text = typeof config === 'string' ? config : config?.text;
+    if (typeof text === 'string' && /^\s*(select|update|delete)\b/i.test(text)) {
+      statements.push({ text, values: [...((typeof config === 'string' ? values : config.values) ?? [])] });
+    }
+    return (query as any).call(this, config, values, callback);
+  } as typeof query;
+  try {
+    await work();
+  } finally {
+    pg.Client.prototype.query = query;
+  }
+  const plans = [];
+  for (const { text, values } of statements) {
+    const { rows } = await server.db.pool.query(`explain (format json) ${text}`, values);
+    plans.push({ text, plan: JSON.stringify(rows[0]['QUERY PLAN']) });
+  }
+  return plans;
+}
+
+// Every secondary index of request_token is paid on every issue (one more B-tree insert, and its WAL): each one is
+// here because a query of the service reads through it. An index that no query needs goes (issue 14: `scope` alone was
+// covered by `(scope, issued_at)` and was dropped).
+describe('request_token: every secondary index earns its place', () => {
+  const tokenDeps = (tenant: string | null) => ({ orm: server.db.orm, tenant, config: { clockToleranceSeconds: 0 } });
+  let small: string;
+  beforeAll(async () => {
+    // A small second tenant, and a scope of few tokens (each of the 40 others has 500): where an index pays.
+    [{ id: small }] = await server.sql(`insert into api_client (name) values ('small tenant') returning id::text`);
+    await server.sql(
+      `insert into request_token (client_id, scope, max_uses, issued_at)
+       select $1, 'rare', 1, $2::timestamptz + i * interval '1 hour' from generate_series(1, 30) i`,
+      [small, BASE],
+    );
+    await server.sql('analyze request_token');
+  });
+
+  it('has exactly the indexes the queries below use, besides its primary key', async () => {
+    const rows = await server.sql<{ indexname: string }>(
+      `select indexname from pg_indexes where tablename = 'request_token' and indexname <> 'request_token_pkey' order by 1`,
+    );
+    expect(rows.map((r) => r.indexname)).toEqual([
+      'request_token_client_id_index',
+      'request_token_issued_at_index',
+      'request_token_scope_issued_at_index',
+      'request_token_user_id_index',
+    ]);
+  });
+
+  it('user_id: the tokens of one user (listing, forgetUser)', async () => {
+    const listed = await ormPlansOf(() => listTokens(tokenDeps(null), { userId: 'user-42' }, { first: 20 }));
+    expect(listed.length).toBeGreaterThan(0);
+    for (const { plan } of listed) expect(indexesIn(plan)).toContain('request_token_user_id_index');
+    // forgetUser runs for real (user-43's 4 tokens are revoked; no other test reads them), its statements EXPLAINed after.
+    const forgotten = await ormPlansOf(() => forgetUser({ orm: server.db.orm, tenant: null }, 'user-43'));
+    const revocation = forgotten.find(({ text }) => /^\s*update "request_token"/i.test(text));
+    expect(indexesIn(revocation!.plan)).toContain('request_token_user_id_index');
+  });
+
+  it('(scope, issued_at): the tokens of one scope, newest first, and their count', async () => {
+    // The page and its count; for a scope of many tokens the page walks the primary key backwards (newest first)
+    // and stops at 21 rows, and the count reads the index alone.
+    const rare = await ormPlansOf(() => listTokens(tokenDeps(null), { scope: 'rare' }, { first: 20 }));
+    expect(rare).toHaveLength(2);
+    for (const { plan } of rare) expect(indexesIn(plan)).toContain('request_token_scope_issued_at_index');
+    const [, count] = await ormPlansOf(() => listTokens(tokenDeps(null), { scope: 'scope-7' }, { first: 20 }));
+    expect(indexesIn(count.plan)).toEqual(['request_token_scope_issued_at_index']);
+  });
+
+  it('(client_id, id): a tenant\'s tokens, newest first', async () => {
+    const listed = await ormPlansOf(() => listTokens(tokenDeps(small), {}, { first: 20 }));
+    expect(listed).toHaveLength(2);
+    for (const { plan } of listed) expect(indexesIn(plan)).toContain('request_token_client_id_index');
   });
 });

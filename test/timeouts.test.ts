@@ -8,8 +8,10 @@ let server: TestServer;
 let locker: pg.Client;
 beforeAll(async () => {
   server = await startTestServer({
-    // The per-request path's own pool, both connections of it: no micro-batching (it would take one of the two).
+    // The per-request path's own pool, both connections of it: no micro-batching of redemptions or issues (either
+    // would take one of the two).
     REDEEM_BATCH_MAX: '1',
+    ISSUE_BATCH_MAX: '1',
     DB_POOL_SIZE: '2',
     DB_POOL_TIMEOUT_MS: '300',
     DB_LOCK_TIMEOUT_MS: '1000',

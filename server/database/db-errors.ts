@@ -48,8 +48,8 @@ function classifyOne(error: Record<string, any>): TransientReason | null {
   const message = typeof error.message === 'string' ? error.message : '';
   // pg-pool's connectionTimeoutMillis and knex's acquireConnectionTimeout.
   if (message === 'timeout exceeded when trying to connect' || error.name === 'KnexTimeoutError') return 'POOL_EXHAUSTED';
-  // A redemption that waited too long for a batch connection (server/domain/redeem-batch.ts).
-  if (error.name === 'RedeemQueueTimeout') return 'POOL_EXHAUSTED';
+  // A redemption or an issue that waited too long for a batch connection (redeem-batch.ts, issue-batch.ts).
+  if (error.name === 'RedeemQueueTimeout' || error.name === 'IssueQueueTimeout') return 'POOL_EXHAUSTED';
   if (/^Connection terminated|not queryable|Connection ended|ended unexpectedly/i.test(message)) {
     return 'DATABASE_UNAVAILABLE';
   }

@@ -8,23 +8,28 @@ export interface Database {
   /** Plain pg pool for the hot paths (issue, redeem): prepared statements, one round trip, no unit of work. */
   pool: pg.Pool;
   /**
-   * Micro-batched redemptions' own connections (server/domain/redeem-batch.ts), taken from DB_POOL_SIZE; null when
-   * batching is off. Their prepared statements always use a generic plan: the batch statement is costly to plan
+   * Micro-batched redemptions' and issues' own connections (server/domain/redeem-batch.ts, issue-batch.ts), taken
+   * from DB_POOL_SIZE; null when batching is off. Their prepared statements always use a generic plan: the batch statement is costly to plan
    * (about 0.5 ms, as much as running it) and PostgreSQL would otherwise plan it anew on every execution.
    */
   batchPool: pg.Pool | null;
   close(): Promise<void>;
 }
 
-/** Connections of DB_POOL_SIZE that micro-batched redemptions get: a third, when batching is on and the pool allows. */
-export const redeemBatchSlots = (config: { dbPoolSize: number; redeemBatchMax?: number }): number =>
-  (config.redeemBatchMax ?? 1) > 1 && config.dbPoolSize >= 2 ? Math.max(1, Math.round(config.dbPoolSize / 3)) : 0;
+/**
+ * Connections of DB_POOL_SIZE that micro-batched statements (redemptions, issues) get: a third, when batching of
+ * either is on and the pool allows.
+ */
+export const redeemBatchSlots = (config: { dbPoolSize: number; redeemBatchMax?: number; issueBatchMax?: number }): number =>
+  ((config.redeemBatchMax ?? 1) > 1 || (config.issueBatchMax ?? 1) > 1) && config.dbPoolSize >= 2
+    ? Math.max(1, Math.round(config.dbPoolSize / 3))
+    : 0;
 
 /** Connects, applies pending migrations and returns the ORM and the hot-path pool. */
 export async function initDatabase(
   url: string,
   config: Pick<Config, 'dbPoolSize' | 'dbPoolTimeoutMs' | 'dbStatementTimeoutMs' | 'dbLockTimeoutMs'> &
-    Partial<Pick<Config, 'redeemBatchMax'>>,
+    Partial<Pick<Config, 'redeemBatchMax' | 'issueBatchMax'>>,
   log: (line: string) => void = () => {},
 ): Promise<Database> {
   // Every connection, ORM or hot path, carries the timeouts: a slow or locked query ends with an error, never a hang.

@@ -203,7 +203,7 @@ export const redeemBatcherFor = (
   db: { batchPool: pg.Pool | null },
   config: { redeemBatchMax: number; dbPoolTimeoutMs: number },
 ): RedeemBatcher | null =>
-  db.batchPool
+  db.batchPool && config.redeemBatchMax > 1
     ? createRedeemBatcher(db.batchPool, {
         slots: db.batchPool.options.max,
         maxBatch: config.redeemBatchMax,

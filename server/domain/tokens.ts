@@ -5,8 +5,9 @@ import type { Config } from '../config.js';
 import { Issues, NotFoundError } from './errors.js';
 import { LOGIN_MODES, RequestToken, TOKEN_STATUSES, type LoginMode, type TokenStatus } from '../database/entities/request-token.js';
 import { requestEm, tenantQueryBuilder, type TenantDeps } from '../database/tenant.js';
-import { columnList, type RowOf } from '../database/rows.js';
+import { columnList, columnName, type RowOf } from '../database/rows.js';
 import { namedStatement } from './named-sql.js';
+import type { IssueBatcher } from './issue-batch.js';
 import { statusSql } from './redemption-rules.js';
 import { parseId, parseIds } from './ids.js';
 import { modeClaim, type JwtCodec, type TokenClaims } from './jwt.js';
@@ -59,6 +60,24 @@ export type TokenRow = RowOf<RequestToken, (typeof TOKEN_ROW_FIELDS)[number]> & 
 export const tokenColumns = (t = 'request_token', tolerance = ':tolerance') =>
   `${columnList(t, TOKEN_ROW_FIELDS)}, ${t}.client_id, ${t}.kid, ${statusSql(t, tolerance)} as status`;
 
+/**
+ * A token's columns under prefixed names (`t_id`, `t_scope`, …, `t_status`), to read it in another table's query
+ * (a page of logs reads each row's token in the same statement); `tokenFromPrefixedRow` reads them back.
+ */
+export const prefixedTokenColumns = (t: string, tolerance: string, prefix = 't_') =>
+  [
+    ...[...TOKEN_ROW_FIELDS.map(columnName), 'client_id', 'kid'].map((c) => `${t}.${c} as ${prefix}${c}`),
+    `${statusSql(t, tolerance)} as ${prefix}status`,
+  ].join(', ');
+
+/** The token of `prefixedTokenColumns` in `row`, or null when the row had none (an outer join found no token). */
+export function tokenFromPrefixedRow(row: Record<string, unknown>, prefix = 't_'): TokenRecord | null {
+  if (row[`${prefix}id`] == null) return null;
+  const own: Record<string, unknown> = {};
+  for (const c of [...TOKEN_ROW_FIELDS.map(columnName), 'client_id', 'kid', 'status']) own[c] = row[`${prefix}${c}`];
+  return tokenFromRow(own as TokenRow);
+}
+
 export function tokenFromRow(row: TokenRow): TokenRecord {
   return {
     id: String(row.id),
@@ -85,6 +104,8 @@ export interface TokenDeps {
   config: Pick<Config, 'defaultMaxUses' | 'sessionTokenExpiryMinutes' | 'clockToleranceSeconds'>;
   /** Tokens are issued into the caller's client (admin keys: `clientId` of the input, else the default client). */
   caller: Caller;
+  /** Shares INSERTs between concurrent issues under load (issue-batch.ts); absent or null: one statement each. */
+  issueBatcher?: IssueBatcher | null;
 }
 
 export interface IssueInput {
@@ -131,8 +152,16 @@ export function jwtClaims(token: TokenRecord): TokenClaims {
  */
 export const tokenJwt = (codec: JwtCodec, token: TokenRecord) => codec.sign(jwtClaims(token), token.kid);
 
+/** ISSUE_SQL's parameters and their types (issue-batch.ts stores several issues' worth with one statement). */
+export const ISSUE_PARAMS = {
+  scope: 'text', targetUrl: 'text', host: 'text', path: 'text', params: 'jsonb', userId: 'text', loginMode: 'text',
+  data: 'jsonb', maxUses: 'int', notBefore: 'timestamptz', expiresAt: 'timestamptz', sessionMinutes: 'int',
+  clientId: 'bigint', kid: 'text', tolerance: 'int',
+} as const;
+
 // The checks against the present (expiry in the future, not-before before a session's default expiry) are made here, on
 // the database clock, like every other time decision: servers whose clocks differ still agree. No row: a check failed.
+
 export const ISSUE_SQL = namedStatement(
   'issue-token',
   `insert into request_token
@@ -144,11 +173,7 @@ export const ISSUE_SQL = namedStatement(
     as expiry) e
   where (e.expiry is null or e.expiry > now()) and (:notBefore is null or e.expiry is null or :notBefore < e.expiry)
   returning ${tokenColumns()}`,
-  {
-    scope: 'text', targetUrl: 'text', host: 'text', path: 'text', params: 'jsonb', userId: 'text', loginMode: 'text',
-    data: 'jsonb', maxUses: 'int', notBefore: 'timestamptz', expiresAt: 'timestamptz', sessionMinutes: 'int',
-    clientId: 'bigint', kid: 'text', tolerance: 'int',
-  },
+  ISSUE_PARAMS,
 );
 
 /**
@@ -227,28 +252,29 @@ export async function issueToken(deps: TokenDeps, input: IssueInput): Promise<Is
   issues.throwIfAny();
 
   const target = input.targetUrl != null ? urlParts(parseHttpUrl(input.targetUrl) as URL) : null;
-  const { rows } = await deps.pool.query<TokenRow>({
-    name: ISSUE_SQL.name,
-    text: ISSUE_SQL.text,
-    values: ISSUE_SQL.values({
-      scope: input.scope,
-      targetUrl: input.targetUrl ?? null,
-      host: target?.host ?? null,
-      path: target?.path ?? null,
-      params: target?.params ?? null,
-      userId: input.userId ?? null,
-      loginMode: mode,
-      data: input.data ?? null,
-      maxUses: input.maxUses ?? deps.config.defaultMaxUses,
-      notBefore: input.notBefore ?? null,
-      expiresAt: input.expiresAt ?? null,
-      sessionMinutes: deps.config.sessionTokenExpiryMinutes,
-      clientId,
-      kid: deps.codec.activeKid(),
-      tolerance: deps.config.clockToleranceSeconds,
-    }),
-  });
-  if (!rows[0]) {
+  const values = {
+    scope: input.scope,
+    targetUrl: input.targetUrl ?? null,
+    host: target?.host ?? null,
+    path: target?.path ?? null,
+    params: target?.params ?? null,
+    userId: input.userId ?? null,
+    loginMode: mode,
+    data: input.data ?? null,
+    maxUses: input.maxUses ?? deps.config.defaultMaxUses,
+    notBefore: input.notBefore ?? null,
+    expiresAt: input.expiresAt ?? null,
+    sessionMinutes: deps.config.sessionTokenExpiryMinutes,
+    clientId,
+    kid: deps.codec.activeKid(),
+    tolerance: deps.config.clockToleranceSeconds,
+  };
+  // Under load, concurrent issues share one INSERT (issue-batch.ts); alone, or with batching off, ISSUE_SQL.
+  const row = deps.issueBatcher
+    ? await deps.issueBatcher.issue(values)
+    : ((await deps.pool.query<TokenRow>({ name: ISSUE_SQL.name, text: ISSUE_SQL.text, values: ISSUE_SQL.values(values) }))
+        .rows[0] ?? null);
+  if (!row) {
     // Rare: say which check failed, judged on the database clock.
     const { rows: clock } = await deps.pool.query('select now() as now');
     const issues = validateIssueInput(input, clock[0].now);
@@ -256,7 +282,7 @@ export async function issueToken(deps: TokenDeps, input: IssueInput): Promise<Is
     if (issues.list.length === 0) issues.add(['input', 'expiresAt'], 'must be in the future');
     issues.throwIfAny();
   }
-  const token = tokenFromRow(rows[0]);
+  const token = tokenFromRow(row!); // no row: the branch above threw
   const jwt = await tokenJwt(deps.codec, token);
   return { token, jwt, url: token.targetUrl ? tokeniseUrl(token.targetUrl, jwt) : null };
 }

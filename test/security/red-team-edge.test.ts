@@ -64,6 +64,15 @@ describe('the cost limit sees variables (item 4)', () => {
     }
   });
 
+  it('measures each page size on its own: a cost measured for small pages is not reused for large ones', async () => {
+    // The check keeps each document's cost per values of its page variables (server/http/query-cost.ts).
+    const small = `query Small($n: Int) ${NESTED_PAGES.slice('query Q($n: Int) '.length)}`;
+    expect((await ask('fast', small, { n: 2 })).status).toBe(200);
+    const large = await ask('fast', small, { n: 60 });
+    expect(large.json.errors?.[0].extensions?.code).toBe('COST_LIMIT_EXCEEDED');
+    expect((await ask('fast', small, { n: 2 })).status).toBe(200);
+  });
+
   it('still runs the same query with small pages, and a full page of tokens', async () => {
     expect((await ask('fast', NESTED_PAGES, { n: 3 })).json.data.requestTokenLogs.edges.length).toBeGreaterThan(0);
     const page = await ask('fast', 'query Q($n: Int) { requestTokens(first: $n) { edges { node { id scope userId data status logs(first: 5) { totalCount } } } } }', { n: 100 });
