@@ -72,6 +72,11 @@ export async function createServices(config: Config, options: ServiceOptions): P
     const compactor = createRollupCompactor(db.pool, {
       intervalMs: config.statsCompactionIntervalSeconds * 1000,
       onError: log.error,
+      onDone(result) {
+        if (result.waitedOut) {
+          log.info('usage rollups: transactions older than the seal still ran after 60 s; compacting again next time');
+        }
+      },
     });
     return {
       config,
