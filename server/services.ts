@@ -73,6 +73,11 @@ export async function createServices(config: Config, options: ServiceOptions): P
     const compactor = createRollupCompactor(db.pool, {
       intervalMs: config.statsCompactionIntervalSeconds * 1000,
       onError: log.error,
+      onDone(result) {
+        if (result.waitedOut) {
+          log.info('usage rollups: transactions older than the seal still ran after 60 s; compacting again next time');
+        }
+      },
     });
     return {
       config,
@@ -88,8 +93,8 @@ export async function createServices(config: Config, options: ServiceOptions): P
       db,
       compactor,
       async close() {
-        await upkeep.stop();
         await compactor.stop();
+        await upkeep.stop();
         // Queued refusal log rows are written before the pool closes.
         await refusalLog.close();
         ring.close();

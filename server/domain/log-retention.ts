@@ -1,7 +1,7 @@
 import type pg from 'pg';
-import { LOG_TABLE, listLogPartitions, UPKEEP_LOCK, type LogPartition } from './log-partitions.js';
+import { LOG_TABLE, listLogPartitions, type LogPartition } from './log-partitions.js';
 import { Issues } from './errors.js';
-import { markStaleRange } from './usage-rollups.js';
+import { markStaleRange, markStaleSql } from './usage-rollups.js';
 
 export interface RetentionPolicy {
   /** Keep at most this many log rows, the newest (by id). */
@@ -173,16 +173,9 @@ export async function truncateLogs(
   // else its doomed rows (if any) deleted in batches.
   const total = none();
   for (const partition of await listLogPartitions(pool)) {
-    const whole = await wholeMonthDoomed(pool, partition, { cutoffId, cutoffTime, now }).catch(goneIsFalse);
+    const whole = await wholeMonthDoomed(pool, partition, { cutoffId, cutoffTime, now });
     if (whole) {
       const removed = await inTransaction(pool, async (client) => {
-        // Months are created and dropped in turn, by every instance: another retention may have dropped this one.
-        await client.query('select pg_advisory_xact_lock($1)', [UPKEEP_LOCK]);
-        const { rows: still } = await client.query(
-          `select 1 from pg_inherits where inhrelid = to_regclass($1) and inhparent = '${LOG_TABLE}'::regclass`,
-          [`"${partition.name}"`],
-        );
-        if (still.length === 0) return 'gone' as const;
         // Counted under the detach's lock: nothing can be added between the count and the drop. A month doomed by the
         // count alone that got a newer row meanwhile (an import of old rows) stays, and is cut through below.
         await client.query(`alter table ${LOG_TABLE} detach partition "${partition.name}"`);
@@ -191,38 +184,42 @@ export async function truncateLogs(
         const byTime = cutoffTime !== null && partition.to <= cutoffTime;
         if (!byTime && span.lastId !== null && BigInt(span.lastId) > BigInt(cutoffId ?? 0)) return null;
         await client.query(`drop table "${partition.name}"`);
-        if (span.count > 0) await forgetInRollups(client, span, options);
+        if (span.count > 0) {
+          // The usage rollups of the hours the month held are rebuilt (server/domain/usage-rollups.ts): marked in this
+          // transaction, so statistics read them from the (now empty) log until the next compaction.
+          await markStaleRange(client, span.oldest, new Date(span.newest!.getTime() + 1));
+          await options.onRemoved?.(client, span);
+        }
         return span;
       }, (span) => span === null);
-      if (removed === 'gone') continue;
       if (removed) {
         if (removed.count > 0) options.onBatch?.(removed);
         add(total, removed);
         continue;
       }
     }
-    if (!(await mayHoldDoomed(pool, partition, { cutoffId, cutoffTime }).catch(goneIsFalse))) continue;
+    if (!(await mayHoldDoomed(pool, partition, { cutoffId, cutoffTime }))) continue;
     const limit = `$${values.length + 1}`;
     for (;;) {
       const batch = await inTransaction(pool, async (client) => {
-        const result = await client.query(
+        const { rows } = await client.query(
           // `id = any(array(…))` makes each batch an index lookup of the ids picked; a join with the picked ids would
           // let the planner hash-join against a scan of the whole partition on every batch.
           `with deleted as (
              delete from "${partition.name}"
              where id = any(array(select id from "${partition.name}" where ${condition} order by id limit ${limit}))
              returning id, timestamp
+           ), marked as (
+             -- The usage rollups of the hours these rows leave are rebuilt (server/domain/usage-rollups.ts).
+             ${markStaleSql('deleted', 'timestamp')}
            )
            select ${AGGREGATE} from deleted`,
           [...values, batchSize],
-        ).catch(goneIsNull);
-        if (result === null) return null;
-        const { rows } = result;
+        );
         const span: RemovedSpan = { ...rowsOf(rows[0]), droppedPartition: null };
-        if (span.count > 0) await forgetInRollups(client, span, options);
+        if (span.count > 0) await options.onRemoved?.(client, span);
         return span;
       });
-      if (batch === null) break; // the month was dropped meanwhile (another retention)
       if (batch.count > 0) {
         options.onBatch?.(batch);
         add(total, batch);
@@ -250,17 +247,6 @@ async function wholeMonthDoomed(
   return rows[0].m !== null && BigInt(rows[0].m) <= BigInt(cut.cutoffId);
 }
 
-/** A month that no longer exists (42P01, undefined_table: dropped by another retention meanwhile). */
-const isGone = (error: unknown) => (error as { code?: string } | null)?.code === '42P01';
-function goneIsNull(error: unknown): null {
-  if (isGone(error)) return null;
-  throw error;
-}
-function goneIsFalse(error: unknown): false {
-  if (isGone(error)) return false;
-  throw error;
-}
-
 /** Whether a month may hold doomed rows: it starts before the time limit, or its oldest id is within the count limit. */
 async function mayHoldDoomed(
   pool: pg.Pool,
@@ -271,13 +257,4 @@ async function mayHoldDoomed(
   if (cut.cutoffId === null) return false;
   const { rows } = await pool.query(`select min(id) as m from "${partition.name}"`);
   return rows[0].m !== null && BigInt(rows[0].m) <= BigInt(cut.cutoffId);
-}
-
-/**
- * Inside a removal's transaction: the sealed hours the removed rows leave are marked stale, so the usage rollups are
- * rebuilt from what remains (server/domain/usage-rollups.ts), then the caller's own seam runs.
- */
-async function forgetInRollups(client: pg.PoolClient, span: RemovedSpan, options: TruncateOptions): Promise<void> {
-  if (span.oldest && span.newest) await markStaleRange(client, span.oldest, new Date(span.newest.getTime() + 1));
-  await options.onRemoved?.(client, span);
 }
