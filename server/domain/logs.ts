@@ -157,7 +157,7 @@ export async function listLogs(deps: TenantDeps, filter: LogFilter, args: PageAr
   if (filter.failed === false) qb.andWhere({ errorCode: null });
   if (filter.since) qb.andWhere({ timestamp: { $gte: filter.since } });
   if (filter.until) qb.andWhere({ timestamp: { $lt: filter.until } });
-  return keysetPage(qb, 'l.id', limit, beforeId, readLogs);
+  return keysetPage(qb, 'l.id', limit, beforeId, readLogs, args.count ?? true);
 }
 
 /**
