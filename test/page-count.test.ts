@@ -24,7 +24,7 @@ beforeAll(async () => {
   const logger = server.db.orm.config.getLogger();
   const logQuery = logger.logQuery.bind(logger);
   logger.logQuery = (context) => {
-    if (/count\(\*\)/i.test(context.query)) counts++;
+    if (/count\(\*\)/i.test(context.query ?? '')) counts++;
     logQuery(context);
   };
 });
