@@ -47,7 +47,7 @@ const log = (line: string) => process.stderr.write(`bench:scale: ${line}\n`);
 // The SDK's documents (sdk/operations), each with the fragments it uses.
 
 const sdkDefinitions: DefinitionNode[] = [];
-for (const file of ['fragments', 'request-token-logs', 'request-tokens', 'usage-stats', 'redeem-request-token', 'truncate-request-token-logs']) {
+for (const file of ['viewer', 'fragments', 'request-token-logs', 'request-tokens', 'usage-stats', 'redeem-request-token', 'truncate-request-token-logs']) {
   sdkDefinitions.push(...parse(readFileSync(join(ROOT, 'sdk/operations', `${file}.graphql`), 'utf8')).definitions);
 }
 function sdkDocument(operation: string): string {
@@ -78,6 +78,7 @@ const DOCS = {
   tokens: sdkDocument('RequestTokens'),
   tokensPage: withoutTotal(sdkDocument('RequestTokens')),
   stats: sdkDocument('UsageStats'),
+  viewer: sdkDocument('Viewer'),
   redeem: sdkDocument('RedeemRequestToken'),
   truncate: sdkDocument('TruncateRequestTokenLogs'),
 };
@@ -337,6 +338,13 @@ async function main() {
       json[name] = t;
     };
 
+    // What any authenticated request costs on this machine at this moment (one small query): the floor under the rest.
+    {
+      const t = await timeRequest(() => gql(api, key, DOCS.viewer, {}));
+      log(`reference, viewer: p50 ${t.p50.toFixed(1)} ms, p99 ${t.p99.toFixed(1)} ms`);
+      figures.push({ name: 'reference: viewer (the smallest authenticated query)', value: `p50 ${t.p50.toFixed(1)} ms, p99 ${t.p99.toFixed(1)} ms`, target: '(reference)', met: null, detail: `${t.samples} requests` });
+      json.viewer = t;
+    }
     const heavyScope = TENANTS[0].scopes[0][0];
     const statsFilter = { since: since.toISOString(), until: until.toISOString() };
     await query('usageStats, 30 days by day', 50, 200, DOCS.stats, { filter: statsFilter, bucket: 'DAY' },
