@@ -12,6 +12,7 @@ import type { RefusalLog } from './refusal-log.js';
 import { MAX_SCOPE_LENGTH, tokenColumns, tokenFromRow, type TokenRecord, type TokenRow } from './tokens.js';
 import { tenantOf, type Caller, type Tenant } from './api-keys.js';
 import { namedStatement } from './named-sql.js';
+import { NO_TOKEN_ID } from '../database/entities/request-token-log.js';
 import { parseId } from './ids.js';
 import { REDEMPTION_PARAMS, redeemableSql, SHARED_PARAMS, verdictCte, type CheckParams } from './redemption-rules.js';
 import { storedClientIp } from './privacy.js';
@@ -88,10 +89,10 @@ const redeemSql = ({ skipLocked }: { skipLocked: boolean }) => `with ${
   ), log as (
     insert into request_token_log (token_id, user_id, client_ip, user_agent, client_id)
     select id, :userId, :clientIp, :userAgent, client_id from used
-    returning id
+    returning id, timestamp
   ), keyed as (
-    insert into request_token_idempotency (token_id, key, fingerprint, log_id)
-    select used.id, :key, :fingerprint, log.id from used cross join log where :key is not null
+    insert into request_token_idempotency (token_id, key, fingerprint, log_id, log_timestamp)
+    select used.id, :key, :fingerprint, log.id, log.timestamp from used cross join log where :key is not null
   )
   select used.*, log.id as log_id from used cross join log`;
 
@@ -115,8 +116,8 @@ export const REFUSE_SQL = namedStatement(
   'refuse',
   `with ${verdictCte()}
   insert into request_token_log (token_id, error_code, user_id, client_ip, user_agent, client_id)
-  select id, code, :userId, :clientIp, :userAgent, client_id from verdict where code is not null
-  returning id, token_id, error_code`,
+  select coalesce(id, ${NO_TOKEN_ID}), code, :userId, :clientIp, :userAgent, client_id from verdict where code is not null
+  returning id, nullif(token_id, ${NO_TOKEN_ID}) as token_id, error_code`,
   { ...PER_REDEMPTION_PARAMS, ...SHARED_PARAMS },
 );
 

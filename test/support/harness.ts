@@ -6,6 +6,7 @@ import { loadConfig, type Config } from '../../server/config.js';
 import type { Services } from '../../server/context.js';
 import type { Database } from '../../server/database/db.js';
 import { createApiKey } from '../../server/domain/api-keys.js';
+import { ensureLogPartitions } from '../../server/domain/log-partitions.js';
 import { createServices } from '../../server/services.js';
 
 export const TEST_SECRET = 'test-secret-test-secret-test-secret-0123456789';
@@ -57,6 +58,9 @@ export async function startTestServer(env: Record<string, string> = {}, appOptio
     log: { info: () => {}, error: (message, error) => errors.push(error ?? message) },
   });
   const { db } = services;
+  // The log has a partition per month (created ahead by the service): tests write history up to a year back.
+  const now = new Date();
+  await ensureLogPartitions(db.pool, { from: new Date(Date.UTC(now.getUTCFullYear() - 1, now.getUTCMonth(), 1)), to: now });
   const { key: apiKey } = await createApiKey(db.orm.em.fork(), { name: 'test admin', permissions: ['admin'] });
   const app = createApp(services, appOptions);
   const url = await app.listen(0, '127.0.0.1');
