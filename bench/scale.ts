@@ -15,6 +15,7 @@ import pg from 'pg';
 import { startEmbeddedDatabase, type EmbeddedDatabase } from '../server/database/embedded-db.js';
 import { initDatabase } from '../server/database/db.js';
 import { generateApiKey, hashApiKeySecret } from '../server/domain/api-keys.js';
+import { ensureLogPartitions } from '../server/domain/log-partitions.js';
 import { encodeCursor } from '../server/domain/paging.js';
 import { bundle } from '../scripts/build-service.js';
 import { clusterTempDir } from '../test/support/temp-dir.js';
@@ -266,6 +267,8 @@ async function main() {
       `select not attnotnull as nullable from pg_attribute where attrelid = 'request_token_log'::regclass and attname = 'token_id'`,
     );
     const now = Date.now();
+    // The log's months from the oldest seeded row's (the service keeps only the coming ones ahead).
+    await ensureLogPartitions(seeder, { from: new Date(now - size.days * 86_400_000), to: new Date(now) });
     const indexes = await secondaryIndexes(seeder, ['request_token', 'request_token_log']);
     await seeder.query(`set maintenance_work_mem = '512MB'`);
     await seeder.query('set session_replication_role = replica').catch(() => log('not a superuser: foreign keys checked row by row'));
