@@ -502,6 +502,14 @@ async function main() {
     json.figures = figures;
     json.machine = { cpus: cpus().length, model: cpus()[0]?.model, node: process.version, postgres: pgVersion, loadBefore, loadAfter };
     if (env.BENCH_JSON) await writeFile(env.BENCH_JSON, JSON.stringify(json, null, 2));
+    if (env.BENCH_SCALE_KEEP) {
+      // To look into a figure (EXPLAIN) on the seeded database before everything is removed.
+      log(`keeping the databases until SIGINT: large ${asSeeder}, small ${small.url}`);
+      await new Promise((resolve) => {
+        process.once('SIGINT', resolve);
+        process.once('SIGTERM', resolve);
+      });
+    }
   } finally {
     for (const client of clients) await client.end().catch(() => {});
     for (const child of children) {
