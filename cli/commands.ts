@@ -1,5 +1,5 @@
 import type { Command } from './command.js';
-import { ISSUE_USAGE, LOGS_TRUNCATE_USAGE, SERVICE_OPTIONS } from './usage.js';
+import { ISSUE_USAGE, LOGS_TRUNCATE_USAGE, ROLLUPS_COMPACT_USAGE, ROLLUPS_REBUILD_USAGE, SERVICE_OPTIONS } from './usage.js';
 
 export type { Command } from './command.js';
 
@@ -83,6 +83,18 @@ export const commands: Command[] = [
     summary: 'delete old redemption log rows, in batches (needs the database)',
     help: LOGS_TRUNCATE_USAGE,
     run: lazy(() => import('./logs-truncate.js'), 'logsTruncate'),
+  },
+  {
+    name: 'rollups compact',
+    summary: 'roll the usage statistics up to the last whole hour (needs the database; for cron)',
+    help: ROLLUPS_COMPACT_USAGE,
+    run: lazy(() => import('./rollups.js'), 'rollupsCompact'),
+  },
+  {
+    name: 'rollups rebuild',
+    summary: 'roll a range of hours up again from the log (needs the database)',
+    help: ROLLUPS_REBUILD_USAGE,
+    run: lazy(() => import('./rollups.js'), 'rollupsRebuild'),
   },
   {
     name: 'issue',

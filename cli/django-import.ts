@@ -10,6 +10,7 @@ import { ensureLogPartitions } from '../server/domain/log-partitions.js';
 import { DEFAULT_KID } from '../server/domain/signing-keys.js';
 import { parseHttpUrl, urlParts } from '../server/domain/target-url.js';
 import { MAX_SCOPE_LENGTH } from '../server/domain/tokens.js';
+import { markStaleSql } from '../server/domain/usage-rollups.js';
 import { MAX_USER_AGENT_LENGTH } from '../server/domain/validation.js';
 
 /**
@@ -428,6 +429,11 @@ export async function importDjango(options: DjangoImportOptions): Promise<Django
        from django_log s where not exists (select 1 from request_token_log l where l.id = s.id)`,
       [clientId],
     );
+    // Imported history lands in hours the usage rollups may have sealed: those are rebuilt by the next compaction
+    // and read from the log until then (server/domain/usage-rollups.ts). Marking every staged row's hour is a
+    // superset of what changed; rebuilding an unchanged hour gives the same rows.
+    await conn.query(markStaleSql('django_token', 'issued_at'));
+    await conn.query(markStaleSql('django_log', 'timestamp'));
     // New rows of the service take ids past every imported one (and past the reserve, for Django to go on issuing).
     const reserve = options.reserveIds ?? 0;
     await conn.query(

@@ -44,3 +44,24 @@ Needs the database directly (the service need not run): DATABASE_URL, else the e
 (default ./.data), the running one or started for the command. Through the API instead: the truncateRequestTokenLogs
 mutation.
 `;
+
+export const ROLLUPS_COMPACT_USAGE = `usage: request-token rollups compact
+
+Rolls the usage statistics up to the last whole hour that ended five minutes ago, and rebuilds the hours marked stale
+(rows written, changed or deleted there since). The service does this on its own every
+STATS_COMPACTION_INTERVAL_SECONDS (default 300); with 0 there, run this from cron instead. Safe beside running
+services: one compaction runs at a time, the others skip.
+
+Needs the database directly (the service need not run): DATABASE_URL, else the embedded PostgreSQL under DATA_DIR
+(default ./.data), the running one or started for the command.
+`;
+
+export const ROLLUPS_REBUILD_USAGE = `usage: request-token rollups rebuild [--since 2026-11-01T00:00:00Z] [--until 2026-12-01T00:00:00Z]
+
+Rolls the usage statistics of the hours in [since, until) (default: all of them) up again from the log and the tokens,
+then compacts. Needed only after rows were written or deleted behind the service's back (a restore, SQL by hand); the
+service, the Django import and retention keep the rollups exact on their own. Until the rebuild is done, statistics
+read those hours from the log.
+
+Needs the database directly, like \`rollups compact\`.
+`;

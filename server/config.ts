@@ -36,6 +36,8 @@ export interface Config {
   graphqlFastPath: 'jit' | 'on' | 'off';
   /** How often refusals that cannot be tied to a token are written, in batches, to the log. */
   refusalLogFlushMs: number;
+  /** How often the usage rollups are compacted (server/domain/usage-rollups.ts); 0: never by the service (use cron). */
+  statsCompactionIntervalSeconds: number;
   /** Successful redemptions per statement at most while the pool is busy (micro-batching); 1: one statement each. */
   redeemBatchMax: number;
   /**
@@ -189,6 +191,7 @@ export function loadConfig(env: Env = process.env): Config {
     logLevel: oneOf(env, 'LOG_LEVEL', ['debug', 'info', 'warn', 'error', 'silent'] as const, 'info'),
     graphqlFastPath: oneOf(env, 'GRAPHQL_FAST_PATH', ['jit', 'on', 'off'] as const, 'jit'),
     refusalLogFlushMs: intVar(env, 'REFUSAL_LOG_FLUSH_MS', 250, 10, 600_000),
+    statsCompactionIntervalSeconds: intVar(env, 'STATS_COMPACTION_INTERVAL_SECONDS', 300, 0, 86_400),
     redeemBatchMax: intVar(env, 'REDEEM_BATCH_MAX', 64, 1, 1000),
     heapGrowingPercent: intVar(env, 'HEAP_GROWING_PERCENT', 100, 0, 1000),
     keyEncryptionKey,

@@ -92,6 +92,9 @@ async function main(): Promise<void> {
       );
     }, 3_600_000);
     prune.unref();
+    // Usage rollups: compacted now (off the start-up path) and then every STATS_COMPACTION_INTERVAL_SECONDS; safe on
+    // every instance (one compacts, the others skip). Stopped by services.close().
+    services.compactor.start();
 
     let stopping = false;
     shutdown = async (signal: string) => {

@@ -7,6 +7,7 @@ import { createJwtCodec } from './domain/jwt.js';
 import { redeemBatcherFor } from './domain/redeem-batch.js';
 import { createRefusalLog } from './domain/refusal-log.js';
 import { loadKeyRing } from './domain/signing-keys.js';
+import { createRollupCompactor, type RollupCompactor } from './domain/usage-rollups.js';
 
 export interface ServiceOptions {
   log: Logger;
@@ -21,6 +22,8 @@ export interface ServiceOptions {
 /** The services with what they hold open: the database, and `close` for all of it. */
 export interface RunningServices extends Services {
   db: Database;
+  /** The usage rollups' compaction: server/main.ts starts its timer (tests compact when they choose). */
+  compactor: RollupCompactor;
   /** Writes queued refusal log rows, stops the key ring's refresh and closes the database's connections. */
   close(): Promise<void>;
 }
@@ -48,6 +51,10 @@ export async function createServices(config: Config, options: ServiceOptions): P
     const refusalLog = createRefusalLog(db.pool, { flushMs: config.refusalLogFlushMs, onError: log.error });
     await refusalLog.ready();
     const ring = codec.ring;
+    const compactor = createRollupCompactor(db.pool, {
+      intervalMs: config.statsCompactionIntervalSeconds * 1000,
+      onError: log.error,
+    });
     return {
       config,
       orm: db.orm,
@@ -58,7 +65,9 @@ export async function createServices(config: Config, options: ServiceOptions): P
       refusalLog,
       redeemBatcher: redeemBatcherFor(db, config),
       db,
+      compactor,
       async close() {
+        await compactor.stop();
         // Queued refusal log rows are written before the pool closes.
         await refusalLog.close();
         ring.close();

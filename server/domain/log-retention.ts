@@ -1,5 +1,6 @@
 import type pg from 'pg';
 import { Issues } from './errors.js';
+import { markStaleSql } from './usage-rollups.js';
 
 export interface RetentionPolicy {
   /** Keep at most this many log rows, the newest (by id). */
@@ -132,6 +133,9 @@ export async function truncateLogs(
        ), keys as (
          -- The idempotency keys of the rows deleted (no foreign key cascades to them any more).
          delete from request_token_idempotency k using deleted d where k.token_id = d.token_id and k.log_id = d.id
+       ), marked as (
+         -- The usage rollups of the hours these rows leave must be rebuilt (server/domain/usage-rollups.ts).
+         ${markStaleSql('deleted', 'timestamp')}
        )
        select count(*)::int as n, min(id) as first_id, max(id) as last_id, min(timestamp) as oldest,
          max(timestamp) as newest

@@ -9,6 +9,7 @@ import { parseId, parseIds } from './ids.js';
 import { Issues, NotFoundError } from './errors.js';
 import type { ErrorCode } from './errors.js';
 import { encodeCursor, keysetPage, pageWindow, type Page, type PageArgs } from './paging.js';
+import { markStaleSql } from './usage-rollups.js';
 
 export interface LogRecord {
   id: string;
@@ -83,12 +84,21 @@ export async function recordResponseStatus(
   // A refusal's row may still sit in the batched writer's queue.
   await deps.refusalLog?.settle(redemptionId);
   if (input.releaseUse) return releaseUse(deps, redemptionId, input.statusCode);
-  const em = requestEm(deps);
-  if (!(await em.nativeUpdate(RequestTokenLog, { id: redemptionId }, { statusCode: input.statusCode }))) {
-    throw new NotFoundError('Redemption');
-  }
+  const updated = await requestEm(deps).transactional(async (em) => {
+    const count = await em.nativeUpdate(RequestTokenLog, { id: redemptionId }, { statusCode: input.statusCode });
+    if (count) await markRowStale(em, redemptionId);
+    return count;
+  });
+  if (!updated) throw new NotFoundError('Redemption');
   return (await getLog(deps, redemptionId))!;
 }
+
+/**
+ * A status recorded (or a use released) after the row's hour was rolled up changes that hour's figures: the hour is
+ * marked stale in the same transaction (server/domain/usage-rollups.ts).
+ */
+const markRowStale = (em: EntityManager, id: string) =>
+  em.execute(markStaleSql('(select timestamp from request_token_log where id = ?) as r', 'r.timestamp'), [id], 'run');
 
 async function releaseUse(deps: TenantDeps, id: string, statusCode: number): Promise<LogRecord> {
   return requestEm(deps).transactional(async (em) => {
@@ -109,6 +119,7 @@ async function releaseUse(deps: TenantDeps, id: string, statusCode: number): Pro
       await em.nativeDelete(RequestTokenIdempotency, { tokenId: log.tokenId!, logId: id });
     }
     await em.nativeUpdate(RequestTokenLog, { id }, { statusCode, releasedAt: raw('coalesce(released_at, now())') });
+    await markRowStale(em, id);
     const [updated] = await readLogs(logQuery(deps, em).andWhere({ id }));
     return updated;
   });

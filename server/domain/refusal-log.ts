@@ -4,6 +4,7 @@ import type pg from 'pg';
 import { from as copyFrom } from 'pg-copy-streams';
 import type { RejectionCode } from './errors.js';
 import { NO_TOKEN_ID } from '../database/entities/request-token-log.js';
+import { markStaleSql, markStaleTimes } from './usage-rollups.js';
 
 /** One redemption attempt refused before it could be tied to a token (malformed JWT, bad signature). */
 export interface UntiedRefusal {
@@ -58,11 +59,16 @@ const COPY_SQL =
 const copyField = (v: string | null) =>
   v === null ? '\\N' : v.replace(/\\/g, '\\\\').replace(/\t/g, '\\t').replace(/\n/g, '\\n').replace(/\r/g, '\\r');
 
-const INSERT_SQL = `insert into request_token_log
-    (id, token_id, error_code, user_id, client_ip, user_agent, timestamp, client_id)
-  select coalesce(id, nextval(${SEQUENCE})), ${NO_TOKEN_ID}, code, user_id, client_ip, user_agent, at, client_id
-  from json_to_recordset($1::json)
-    as r(id bigint, code text, user_id text, client_ip text, user_agent text, at timestamptz, client_id bigint)`;
+// Rows carry the time of the attempt, not of the write: a row written after its hour was sealed for the usage rollups
+// (the database was away for a while) marks that hour stale, in the same statement (server/domain/usage-rollups.ts).
+const INSERT_SQL = `with logged as (
+    insert into request_token_log (id, token_id, error_code, user_id, client_ip, user_agent, timestamp, client_id)
+    select coalesce(id, nextval(${SEQUENCE})), ${NO_TOKEN_ID}, code, user_id, client_ip, user_agent, at, client_id
+    from json_to_recordset($1::json)
+      as r(id bigint, code text, user_id text, client_ip text, user_agent text, at timestamptz, client_id bigint)
+    returning timestamp
+  )
+  ${markStaleSql('logged', 'timestamp')}`;
 
 /**
  * Refusals that no token can be tied to are the cheapest attack on the service (anyone can send garbage), so they
@@ -112,9 +118,13 @@ export function createRefusalLog(pool: pg.Pool, options: RefusalLogOptions): Ref
       .join('\n');
     const client = await pool.connect();
     try {
+      await client.query('begin');
       await pipeline(Readable.from([`${text}\n`]), client.query(copyFrom(COPY_SQL)));
+      await markStaleTimes(client, rows.map((r) => r.at));
+      await client.query('commit');
       client.release();
     } catch (error) {
+      await client.query('rollback').catch(() => {});
       client.release(error as Error);
       throw error;
     }

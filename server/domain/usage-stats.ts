@@ -14,7 +14,8 @@ const BUCKET_MS: Record<StatsBucket, number> = { HOUR: 3_600_000, DAY: 86_400_00
 const DEFAULT_BUCKETS: Record<StatsBucket, number> = { HOUR: 48, DAY: 30 };
 export const MAX_STATS_BUCKETS = 1_000;
 /**
- * Statistics over a long window read every log row in it (about 2 s for 30 days of 670,000 attempts on a loaded
+ * Statistics read the log for what the rollups do not hold: the window's edges and the hours since the last
+ * compaction, but everything before the first one (scanning 30 days of 670,000 attempts took about 2 s on a loaded
  * 2-core machine), so they get more time than the pool's statement timeout allows the hot paths.
  */
 export const STATS_STATEMENT_TIMEOUT_MS = 60_000;
@@ -101,18 +102,18 @@ const emptyCounts = (): UsageCounts => ({
   responseStatuses: { status1xx: 0, status2xx: 0, status3xx: 0, status4xx: 0, status5xx: 0, unrecorded: 0 },
 });
 
-// Counting happens in PostgreSQL: one pass over the log rows in the window (timestamp index) and one over the tokens
-// issued in it (issued_at or scope + issued_at index), each grouped twice with GROUPING SETS: by bucket and by scope.
-// Each count is a filtered aggregate over those few groups (not a group of its own). The `offset 0` fences keep the
-// planner from estimating the buckets as distinct as the timestamps they are cut from (which made it sort every row
-// in the window, on disk, rather than hash a few dozen groups in memory). Node only copies the counts over.
-const STATUS_COLUMNS: [keyof ResponseStatusCounts, string][] = [
-  ['status1xx', 'a.status_code < 200'],
-  ['status2xx', 'a.status_code between 200 and 299'],
-  ['status3xx', 'a.status_code between 300 and 399'],
-  ['status4xx', 'a.status_code between 400 and 499'],
-  ['status5xx', 'a.status_code >= 500'],
-  ['unrecorded', 'a.status_code is null'],
+// Counting happens in PostgreSQL. Whole hours that the compaction has rolled up (server/domain/usage-rollups.ts) are
+// read from `usage_rollup`; everything else in the window (the partial hours at its edges, the hours after the
+// compaction's watermark, hours marked stale) from the log and the tokens, over the same snapshot. Both feed one list
+// of facts, grouped twice with GROUPING SETS: by bucket and by scope. Node only copies the counts over.
+/** Each status class: its condition on a log row (alias `a`) and its column in `usage_rollup`. */
+export const STATUS_COLUMNS: [keyof ResponseStatusCounts, string, string][] = [
+  ['status1xx', 'a.status_code < 200', 'status_1xx'],
+  ['status2xx', 'a.status_code between 200 and 299', 'status_2xx'],
+  ['status3xx', 'a.status_code between 300 and 399', 'status_3xx'],
+  ['status4xx', 'a.status_code between 400 and 499', 'status_4xx'],
+  ['status5xx', 'a.status_code >= 500', 'status_5xx'],
+  ['unrecorded', 'a.status_code is null', 'unrecorded'],
 ];
 /** A row of usageStatsQuery: one bucket, or one scope's totals (`per_scope`), with its counts. */
 type StatsRow = {
@@ -126,21 +127,109 @@ type StatsRow = {
 } & Record<keyof ResponseStatusCounts, number> &
   Record<`code_${(typeof ERROR_CODES)[number]}`, number>;
 
+const HOUR_MS = BUCKET_MS.HOUR;
+
+/**
+ * The whole UTC hours inside [since, until): [first, last). A window inside one hour has none (both are `since`), so
+ * that the statement reads all of it from the log.
+ */
+export function wholeHours(since: Date, until: Date): { first: Date; last: Date } {
+  const first = Math.ceil(since.getTime() / HOUR_MS) * HOUR_MS;
+  const last = Math.floor(until.getTime() / HOUR_MS) * HOUR_MS;
+  return first < last ? { first: new Date(first), last: new Date(last) } : { first: since, last: since };
+}
+
+/** The filters of the statements below, on the rollups (r), the log (l, its token t) and the tokens (t). */
+function statsFilters(values: unknown[], tenant: Tenant, scope: string | null) {
+  const param = (v: unknown) => `$${values.push(v)}`;
+  const rollup: string[] = [];
+  const log: string[] = [];
+  const token: string[] = [];
+  if (tenant !== null) {
+    const client = param(tenant);
+    rollup.push(`r.client_id = ${client}`);
+    log.push(`l.client_id = ${client}`);
+    token.push(`t.client_id = ${client}`);
+  }
+  if (scope !== null) {
+    const scopeParam = param(scope);
+    rollup.push(`r.scope = ${scopeParam}`);
+    log.push(`t.scope = ${scopeParam}`);
+    token.push(`t.scope = ${scopeParam}`);
+  }
+  const and = (conditions: string[]) => conditions.map((c) => ` and ${c}`).join('');
+  return { rollup: and(rollup), log: and(log), token: and(token) };
+}
+
+/**
+ * The statement behind usageStats: per bucket and per scope, the attempts in the window and the tokens issued in it,
+ * from the rollups where they hold whole hours and from the log and the tokens elsewhere. Gives exactly what
+ * usageStatsScanQuery gives (test/usage-rollups.test.ts). Exported for the bench's baseline, which runs the same SQL
+ * (bench/sql.ts).
+ */
+export function usageStatsQuery(bucket: StatsBucket, since: Date, until: Date, tenant: Tenant, scope: string | null) {
+  const { first, last } = wholeHours(since, until);
+  const values: unknown[] = [bucket.toLowerCase(), since, until, STATS_TIME_ZONE, first, last];
+  const where = statsFilters(values, tenant, scope);
+  const counts = [
+    'coalesce(sum(f.issued), 0)::int as issued',
+    'coalesce(sum(f.attempts) filter (where f.error_code is null), 0)::int as redemptions',
+    'coalesce(sum(f.released), 0)::int as released',
+    'coalesce(sum(f.attempts) filter (where f.error_code is not null), 0)::int as refusals',
+    ...STATUS_COLUMNS.map(([name, , column]) => `coalesce(sum(f.${column}), 0)::int as "${name}"`),
+    ...ERROR_CODES.map((code) => `coalesce(sum(f.attempts) filter (where f.error_code = '${code}'), 0)::int as "code_${code}"`),
+  ];
+  const statusColumns = STATUS_COLUMNS.map(([, , column]) => column);
+  const text = `with w as (
+         select coalesce((select compacted_until from usage_rollup_state where id = 1), '-infinity') as compacted
+       ), live as (
+         -- What the rollups do not answer: the partial hour at the start, everything from the last whole hour or the
+         -- compaction's watermark (whichever comes first) to the end, and the stale hours between.
+         select $2::timestamptz as lo, $5::timestamptz as hi where $2::timestamptz < $5::timestamptz
+         union all
+         select greatest($5::timestamptz, least($6::timestamptz, w.compacted)), $3::timestamptz from w
+         union all
+         select s.hour, s.hour + interval '1 hour' from usage_rollup_stale s, w
+         where s.hour >= $5::timestamptz and s.hour < least($6::timestamptz, w.compacted)
+       ), facts as (
+         select date_trunc($1, r.hour, $4) as bucket_start, nullif(r.scope, '') as scope,
+           nullif(r.error_code, '') as error_code, r.attempts, r.released, ${statusColumns.map((c) => `r.${c}`).join(', ')}, r.issued
+         from usage_rollup r, w
+         where r.hour >= $5::timestamptz and r.hour < least($6::timestamptz, w.compacted)
+           and not exists (select 1 from usage_rollup_stale s where s.hour = r.hour)${where.rollup}
+         union all
+         select date_trunc($1, l.timestamp, $4), t.scope, l.error_code, 1, (l.released_at is not null)::int,
+           ${STATUS_COLUMNS.map(([, condition]) => `(${condition.replace(/\ba\./g, 'l.')})::int`).join(', ')}, 0
+         from live v join request_token_log l on l.timestamp >= v.lo and l.timestamp < v.hi
+           left join request_token t on t.id = l.token_id
+         where true${where.log}
+         union all
+         select date_trunc($1, t.issued_at, $4), t.scope, null, 0, 0, ${statusColumns.map(() => '0').join(', ')}, 1
+         from live v join request_token t on t.issued_at >= v.lo and t.issued_at < v.hi
+         where true${where.token}
+       )
+       select grouping(f.bucket_start) = 1 as per_scope, f.bucket_start, f.scope, ${counts.join(', ')}
+       from facts f
+       group by grouping sets ((f.bucket_start), (f.scope))`;
+  return { text, values };
+}
+
 const ATTEMPT_COLUMNS: [string, string][] = [
   ['redemptions', 'a.error_code is null'],
   ['released', 'a.released_at is not null'],
   ['refusals', 'a.error_code is not null'],
-  ...STATUS_COLUMNS,
+  ...STATUS_COLUMNS.map(([name, condition]): [string, string] => [name, condition]),
   ...ERROR_CODES.map((code): [string, string] => [`code_${code}`, `a.error_code = '${code}'`]),
 ];
 const ATTEMPT_COUNTS_SQL = ATTEMPT_COLUMNS.map(([name, condition]) => `count(*) filter (where ${condition})::int as "${name}"`);
 const NO_ATTEMPTS_SQL = ATTEMPT_COLUMNS.map(([name]) => `0 as "${name}"`);
 
 /**
- * The statement behind usageStats: per bucket and per scope, the attempts in the window and the tokens issued in it.
- * Exported for the bench's baseline, which runs the same SQL (bench/sql.ts).
+ * The same figures as usageStatsQuery from every log row and token in the window, without the rollups: the statement
+ * usageStats ran before there were rollups, kept as the reference the rollups are tested against
+ * (test/usage-rollups.test.ts).
  */
-export function usageStatsQuery(bucket: StatsBucket, since: Date, until: Date, tenant: Tenant, scope: string | null) {
+export function usageStatsScanQuery(bucket: StatsBucket, since: Date, until: Date, tenant: Tenant, scope: string | null) {
   const values: unknown[] = [bucket.toLowerCase(), since, until, STATS_TIME_ZONE];
   const param = (v: unknown) => `$${values.push(v)}`;
   const tokenWhere = ['t.issued_at >= $2', 't.issued_at < $3'];
@@ -155,6 +244,8 @@ export function usageStatsQuery(bucket: StatsBucket, since: Date, until: Date, t
     tokenWhere.push(`t.scope = ${scopeParam}`);
     logWhere.push(`t.scope = ${scopeParam}`);
   }
+  // The `offset 0` fences keep the planner from estimating the buckets as distinct as the timestamps they are cut from
+  // (which made it sort every row in the window, on disk, rather than hash a few dozen groups in memory).
   const text = `select grouping(bucket_start) = 1 as per_scope, bucket_start, scope, 0 as issued, ${ATTEMPT_COUNTS_SQL.join(', ')}
        from (
          select date_trunc($1, l.timestamp, $4) as bucket_start, t.scope, l.error_code, l.status_code, l.released_at
@@ -175,12 +266,16 @@ export function usageStatsQuery(bucket: StatsBucket, since: Date, until: Date, t
   return { text, values };
 }
 
-/** Usage per time bucket and per scope: tokens issued, redemptions, refusals by code and recorded response statuses. */
+/**
+ * Usage per time bucket and per scope: tokens issued, redemptions, refusals by code and recorded response statuses.
+ * `statement` is usageStatsQuery; the tests pass usageStatsScanQuery to compare the two.
+ */
 export async function usageStats(
   deps: StatsDeps,
   filter: UsageFilter,
   bucket: StatsBucket,
   now = new Date(),
+  statement: typeof usageStatsQuery = usageStatsQuery,
 ): Promise<UsageStats> {
   if (!STATS_BUCKETS.includes(bucket)) throw new Error(`unknown bucket ${bucket}`);
   const issues = new Issues();
@@ -188,7 +283,7 @@ export async function usageStats(
   const { since, until, first, last, size } = statsWindow(filter, bucket, now, issues);
   issues.throwIfAny();
 
-  const { text, values } = usageStatsQuery(bucket, since, until, deps.tenant, filter.scope ?? null);
+  const { text, values } = statement(bucket, since, until, deps.tenant, filter.scope ?? null);
   const client = await deps.pool.connect();
   let rows: StatsRow[];
   try {

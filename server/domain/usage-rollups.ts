@@ -1,0 +1,318 @@
+import type pg from 'pg';
+import { STATS_STATEMENT_TIMEOUT_MS, STATUS_COLUMNS } from './usage-stats.js';
+
+// Usage statistics per UTC hour, client, scope and outcome (table usage_rollup), rolled up from the log and the tokens
+// by a compaction that runs off the request path (a timer in the service, `request-token rollups compact` for cron).
+// usageStats reads whole compacted hours from here and everything else from the log, in one snapshot
+// (server/domain/usage-stats.ts). Why the figures are exactly those of a full scan (docs/scaling.md, "Statistics"):
+//
+// - Two watermarks (usage_rollup_state): hours before `compacted_until` have their rollup rows; rows written, changed
+//   or deleted with a timestamp before `sealed_until` must mark their hour stale (usage_rollup_stale) in the same
+//   transaction. Statistics read stale hours from the log; the compaction rebuilds them.
+// - The compaction raises `sealed_until` to an hour boundary at least ROLLUP_LAG_MS in the past (and commits), then
+//   waits until every transaction that began before that commit has ended. Only then does it roll hours up to it. A
+//   redemption, refusal or issue stamps its row with its transaction's start (now()): if that transaction began before
+//   the seal, the compaction waited for it and sees its row; if after, its timestamp is past the new watermark.
+// - Writers of rows with times of their own (the batched refusal log, the Django import, retention, late status
+//   updates) mark the hours they touch when those are sealed. A transaction that began after the seal sees it; one that
+//   began before was waited for, so its rows are in the compaction's snapshot.
+// - Rebuilding a stale hour deletes its mark, then (in later statements of the same transaction) reads the hour again.
+//   A writer whose mark was deleted had committed before the delete's snapshot; a writer marking the hour meanwhile
+//   waits on the deleted mark's row lock and inserts its mark again after the rebuild commits.
+
+/** An hour is rolled up once it ended this long ago (database clock), so that refusals flushed late rarely mark it. */
+export const ROLLUP_LAG_MS = 5 * 60_000;
+/** Hours rolled up per transaction. */
+const CHUNK_HOURS = 24;
+/** Stale hours rebuilt per transaction. */
+const STALE_BATCH = 168;
+/** The session advisory lock that keeps compactions of several instances (or the CLI) from running at once. */
+export const COMPACTION_LOCK = 7_204_917_311;
+const HOUR_MS = 3_600_000;
+
+/** Anything that runs a statement: a pool, a pool's client or a client. */
+export interface Queryable {
+  query<R extends pg.QueryResultRow = any>(text: string, values?: unknown[]): Promise<pg.QueryResult<R>>;
+}
+
+/**
+ * An INSERT (usable as a data-modifying CTE) marking stale the sealed hours of the timestamps in `column` of
+ * `relation`: for statements that write, change or delete log rows or tokens with times of their own.
+ * E.g. `with deleted as (delete from request_token_log … returning timestamp), marked as (${markStaleSql('deleted',
+ * 'timestamp')}) select …`.
+ */
+export const markStaleSql = (relation: string, column: string) =>
+  `insert into usage_rollup_stale (hour)
+     select distinct date_trunc('hour', ${column}, 'UTC') from ${relation}
+     where ${column} < (select sealed_until from usage_rollup_state where id = 1)
+     on conflict do nothing`;
+
+/** Marks stale the sealed hours these times fall in (already written rows; same transaction as the write). */
+export async function markStaleTimes(db: Queryable, times: Date[]): Promise<void> {
+  if (times.length === 0) return;
+  const hours = [...new Set(times.map((t) => Math.floor(t.getTime() / HOUR_MS) * HOUR_MS))].map((h) => new Date(h));
+  await db.query(`${markStaleSql('unnest($1::timestamptz[]) as t(at)', 't.at')}`, [hours]);
+}
+
+/**
+ * Marks stale every sealed hour that overlaps [since, until) and may hold rows or rollups: for whole ranges written
+ * or removed at once (a dropped partition, an import), in the transaction that does it. `rollups rebuild` uses it too.
+ */
+export async function markStaleRange(db: Queryable, since: Date, until: Date): Promise<number> {
+  const { rowCount } = await db.query(
+    `with bounds as (
+       select date_trunc('hour', greatest($1::timestamptz, least(
+           (select min(hour) from usage_rollup),
+           (select min(timestamp) from request_token_log),
+           (select min(issued_at) from request_token))), 'UTC') as lo,
+         least($2::timestamptz, s.sealed_until) as hi,
+         least((select min(hour) from usage_rollup), (select min(timestamp) from request_token_log),
+           (select min(issued_at) from request_token)) as oldest
+       from usage_rollup_state s where s.id = 1 and s.sealed_until is not null
+     )
+     insert into usage_rollup_stale (hour)
+     select h from bounds b, generate_series(b.lo, b.hi - interval '1 microsecond', interval '1 hour') as h
+     where b.oldest is not null and b.lo < b.hi
+     on conflict do nothing`,
+    [since, until],
+  );
+  return rowCount ?? 0;
+}
+
+/** Ranges of time as two arrays (lower bounds, upper bounds) for the statements below. */
+type Ranges = [Date[], Date[]];
+
+const ROLLUP_COUNTS = [
+  ['attempts', 'true'],
+  ['released', 'a.released_at is not null'],
+  ...STATUS_COLUMNS.map(([, condition, column]) => [column, condition]),
+] as const;
+
+/** Rolls up the log rows and tokens of the ranges (whole hours whose rollup rows were deleted first). */
+const ROLLUP_INSERT_SQL = `insert into usage_rollup
+     (hour, client_id, scope, error_code, ${ROLLUP_COUNTS.map(([column]) => column).join(', ')}, issued)
+   select hour, client_id, scope, error_code, ${ROLLUP_COUNTS.map(([column]) => `sum(${column})::int`).join(', ')},
+     sum(issued)::int
+   from (
+     select date_trunc('hour', a.timestamp, 'UTC') as hour, coalesce(a.client_id, 0) as client_id,
+       coalesce(a.scope, '') as scope, coalesce(a.error_code, '') as error_code,
+       ${ROLLUP_COUNTS.map(([column, condition]) => `count(*) filter (where ${condition}) as ${column}`).join(', ')},
+       0 as issued
+     from (
+       select l.timestamp, l.client_id, t.scope, l.error_code, l.status_code, l.released_at
+       from unnest($1::timestamptz[], $2::timestamptz[]) as v(lo, hi)
+         join request_token_log l on l.timestamp >= v.lo and l.timestamp < v.hi
+         left join request_token t on t.id = l.token_id
+       offset 0
+     ) a
+     group by 1, 2, 3, 4
+     union all
+     select date_trunc('hour', t.issued_at, 'UTC'), t.client_id, t.scope, '', ${ROLLUP_COUNTS.map(() => '0').join(', ')},
+       count(*)
+     from unnest($1::timestamptz[], $2::timestamptz[]) as v(lo, hi)
+       join request_token t on t.issued_at >= v.lo and t.issued_at < v.hi
+     group by 1, 2, 3
+   ) x
+   group by 1, 2, 3, 4`;
+
+async function rollUp(client: pg.PoolClient, ranges: Ranges): Promise<void> {
+  await client.query(
+    `delete from usage_rollup r using unnest($1::timestamptz[], $2::timestamptz[]) as v(lo, hi)
+     where r.hour >= v.lo and r.hour < v.hi`,
+    ranges,
+  );
+  await client.query(ROLLUP_INSERT_SQL, ranges);
+}
+
+export interface CompactionOptions {
+  /** How long ago an hour must have ended to be rolled up; default ROLLUP_LAG_MS. (Tests pass less, even < 0.) */
+  lagMs?: number;
+  /** How long to wait for transactions older than the seal; past it the watermark stays (default 60 s). */
+  maxWaitMs?: number;
+  /** Statement timeout inside the compaction's transactions (default STATS_STATEMENT_TIMEOUT_MS). */
+  statementTimeoutMs?: number;
+  /** Stops between steps (shutdown). */
+  signal?: AbortSignal;
+}
+
+export interface CompactionResult {
+  /** Another instance (or the CLI) was compacting: nothing was done. */
+  skipped: boolean;
+  /** Hours rolled up past the old watermark (empty ones included). */
+  hours: number;
+  /** Stale hours rebuilt. */
+  rebuilt: number;
+  /** The watermark afterwards (null: nothing rolled up yet). */
+  compactedUntil: Date | null;
+  /** Transactions older than the seal were still running after maxWaitMs: the watermark did not move this time. */
+  waitedOut: boolean;
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms).unref());
+
+/**
+ * One compaction: seals, waits for older transactions, rolls the newly sealed hours up (a day per transaction) and
+ * rebuilds the stale ones. Safe to run from several processes at once: all but one skip (advisory lock).
+ */
+export async function compactRollups(pool: pg.Pool, options: CompactionOptions = {}): Promise<CompactionResult> {
+  const lagMs = options.lagMs ?? ROLLUP_LAG_MS;
+  const maxWaitMs = options.maxWaitMs ?? 60_000;
+  const timeout = Math.round(options.statementTimeoutMs ?? STATS_STATEMENT_TIMEOUT_MS);
+  const result: CompactionResult = { skipped: false, hours: 0, rebuilt: 0, compactedUntil: null, waitedOut: false };
+  const client = await pool.connect();
+  let locked = false;
+  const inTransaction = async <T>(work: () => Promise<T>): Promise<T> => {
+    await client.query('begin');
+    try {
+      await client.query(`set local statement_timeout = ${timeout}`);
+      const value = await work();
+      await client.query('commit');
+      return value;
+    } catch (error) {
+      await client.query('rollback').catch(() => {});
+      throw error;
+    }
+  };
+  try {
+    ({ rows: [{ locked }] } = await client.query('select pg_try_advisory_lock($1) as locked', [COMPACTION_LOCK]));
+    if (!locked) return { ...result, skipped: true };
+
+    // The seal, committed on its own: from here on, writers of older rows mark their hours.
+    const { rows: [sealed] } = await client.query<{ target: Date; compacted_until: Date | null }>(
+      `update usage_rollup_state
+       set sealed_until = greatest(sealed_until, date_trunc('hour', now() - $1 * interval '1 millisecond', 'UTC'))
+       where id = 1
+       returning date_trunc('hour', now() - $1 * interval '1 millisecond', 'UTC') as target, compacted_until`,
+      [lagMs],
+    );
+    const target = sealed.target;
+    result.compactedUntil = sealed.compacted_until;
+
+    if (sealed.compacted_until === null || sealed.compacted_until < target) {
+      // Every transaction that began before the seal was committed must end first: it may still write rows stamped
+      // before the new watermark (its now()), or rows of its own times without having seen the seal.
+      const { rows: [{ sealedAt }] } = await client.query(`select clock_timestamp()::text as "sealedAt"`);
+      const deadline = Date.now() + maxWaitMs;
+      for (;;) {
+        const { rows: [{ older }] } = await client.query(
+          `select count(*)::int as older from pg_stat_activity
+           where datname = current_database() and backend_type = 'client backend' and pid <> pg_backend_pid()
+             and xact_start < $1::timestamptz`,
+          [sealedAt],
+        );
+        if (older === 0) break;
+        if (Date.now() >= deadline || options.signal?.aborted) {
+          result.waitedOut = true;
+          break;
+        }
+        await sleep(100);
+      }
+
+      while (!result.waitedOut && !options.signal?.aborted) {
+        const step = await inTransaction(async () => {
+          const { rows: [state] } = await client.query<{ compacted_until: Date | null; next: Date | null }>(
+            // The first hour at or after the watermark that holds anything: empty stretches are skipped at once.
+            `select s.compacted_until, date_trunc('hour', least(
+                 (select min(timestamp) from request_token_log where timestamp >= coalesce(s.compacted_until, '-infinity')),
+                 (select min(issued_at) from request_token where issued_at >= coalesce(s.compacted_until, '-infinity'))
+               ), 'UTC') as next
+             from usage_rollup_state s where s.id = 1 for update`,
+          );
+          if (state.compacted_until !== null && state.compacted_until >= target) return null;
+          const next = state.next === null || state.next > target ? target : state.next;
+          const from = state.compacted_until ?? next;
+          const until = new Date(Math.min(next.getTime() + CHUNK_HOURS * HOUR_MS, target.getTime()));
+          // [from, next) holds nothing: it is rolled up (to no rows) in the same step.
+          if (from < until) await rollUp(client, [[from], [until]]);
+          await client.query('update usage_rollup_state set compacted_until = $1 where id = 1', [until]);
+          return { from, until };
+        });
+        if (step === null) break;
+        result.hours += (step.until.getTime() - step.from.getTime()) / HOUR_MS;
+        result.compactedUntil = step.until;
+      }
+    }
+
+    while (!options.signal?.aborted) {
+      const hours = await inTransaction(async () => {
+        const { rows } = await client.query<{ hour: Date }>(
+          `delete from usage_rollup_stale where hour in (
+             select hour from usage_rollup_stale
+             where hour < (select coalesce(compacted_until, '-infinity') from usage_rollup_state where id = 1)
+             order by hour limit $1)
+           returning hour`,
+          [STALE_BATCH],
+        );
+        const marked = rows.map((r) => r.hour);
+        if (marked.length > 0) await rollUp(client, [marked, marked.map((h) => new Date(h.getTime() + HOUR_MS))]);
+        return marked;
+      });
+      result.rebuilt += hours.length;
+      if (hours.length < STALE_BATCH) break;
+    }
+    return result;
+  } finally {
+    if (locked) await client.query('select pg_advisory_unlock($1)', [COMPACTION_LOCK]).catch(() => {});
+    client.release();
+  }
+}
+
+/**
+ * Rolls [since, until) up again from the log and the tokens (both default to everything): marks its sealed hours
+ * stale and compacts. For rows written behind the service's back (a restore, a hand-made import).
+ */
+export async function rebuildRollups(
+  pool: pg.Pool,
+  range: { since?: Date | null; until?: Date | null },
+  options: CompactionOptions = {},
+): Promise<CompactionResult & { marked: number }> {
+  const marked = await markStaleRange(pool, range.since ?? new Date(-8.64e15), range.until ?? new Date(8.64e15));
+  return { ...(await compactRollups(pool, options)), marked };
+}
+
+export interface RollupCompactor {
+  /** Compacts now and then every `intervalMs` (an unref'd timer). */
+  start(): void;
+  /** Runs one compaction now, or joins the one running. */
+  run(): Promise<CompactionResult | null>;
+  /** Stops the timer and waits for a running compaction (told to stop between steps). */
+  stop(): Promise<void>;
+}
+
+/** The service's compaction timer: `intervalMs` 0 never starts one (compact from cron with the CLI instead). */
+export function createRollupCompactor(
+  pool: pg.Pool,
+  options: { intervalMs: number; onError(message: string, error?: unknown): void; onDone?(result: CompactionResult): void },
+): RollupCompactor {
+  let timer: NodeJS.Timeout | null = null;
+  let running: Promise<CompactionResult | null> | null = null;
+  const abort = new AbortController();
+  const run = () =>
+    (running ??= compactRollups(pool, { signal: abort.signal })
+      .then((result) => {
+        options.onDone?.(result);
+        return result;
+      })
+      .catch((error) => {
+        options.onError('compacting the usage rollups failed', error);
+        return null;
+      })
+      .finally(() => {
+        running = null;
+      }));
+  return {
+    start() {
+      if (timer || options.intervalMs <= 0 || abort.signal.aborted) return;
+      void run();
+      timer = setInterval(() => void run(), options.intervalMs);
+      timer.unref();
+    },
+    run,
+    async stop() {
+      if (timer) clearInterval(timer);
+      timer = null;
+      abort.abort();
+      await running;
+    },
+  };
+}

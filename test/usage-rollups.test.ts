@@ -1,0 +1,379 @@
+import fc from 'fast-check';
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { importDjango } from '../cli/django-import.js';
+import { ERROR_CODES, type RejectionCode } from '../server/domain/errors.js';
+import { truncateLogs } from '../server/domain/log-retention.js';
+import { recordResponseStatus } from '../server/domain/logs.js';
+import { compactRollups, markStaleRange, rebuildRollups, ROLLUP_LAG_MS } from '../server/domain/usage-rollups.js';
+import { STATS_BUCKETS, usageStats, usageStatsScanQuery, type StatsBucket } from '../server/domain/usage-stats.js';
+import { djangoTablesSql, insertDjangoTokens, runCli } from './support/django.js';
+import { startTestServer, TEST_SECRET, type TestServer } from './support/harness.js';
+import { issue, redeem } from './support/operations.js';
+
+/**
+ * usageStats reads whole compacted hours from the rollups and the rest from the log (server/domain/usage-rollups.ts).
+ * Here it must give exactly what the full scan of the log (usageStatsScanQuery, the statement it replaced) gives, on
+ * random data across hour boundaries, two tenants and several scopes, over random windows and both buckets: before
+ * and after compactions, after status updates and releases of rolled-up rows, refusals written late with old times,
+ * retention, an import of old history and rows written by hand with markStaleRange. ROLLUP_RUNS sets the number of
+ * random histories (default 3); fast-check prints the seed of a failing one.
+ */
+
+const HOUR = 3_600_000;
+const RUNS = Number(process.env.ROLLUP_RUNS ?? 3);
+/** The history spans this many hours back from the start of the current one, and the current hour so far. */
+const SPAN_HOURS = 50;
+const SCOPES = ['newsletter', 'login', 'invite'];
+const REFUSALS = ERROR_CODES.filter((c): c is RejectionCode => c !== 'VALIDATION_FAILED' && c !== 'NOT_FOUND');
+const UNTIED: RejectionCode[] = ['TOKEN_MALFORMED', 'TOKEN_SIGNATURE_INVALID', 'TOKEN_NOT_FOUND'];
+
+let server: TestServer;
+/** The second tenant's client id (the first is the default client, 1). */
+let other: string;
+
+beforeAll(async () => {
+  server = await startTestServer();
+  [{ id: other }] = await server.sql(`insert into api_client (name) values ('other') returning id::text as id`);
+});
+afterAll(() => server?.close());
+
+const pool = () => server.db.pool;
+
+async function reset() {
+  await server.services.refusalLog.flush();
+  await server.sql(`truncate request_token_log, request_token_idempotency, request_token, usage_rollup, usage_rollup_stale`);
+  await server.sql(`update usage_rollup_state set sealed_until = null, compacted_until = null`);
+  await server.sql(`drop schema if exists django cascade`);
+}
+
+/** The time span of the data: from `origin` (SPAN_HOURS before the current hour) to now. */
+function span() {
+  const now = Date.now();
+  const origin = Math.floor(now / HOUR) * HOUR - SPAN_HOURS * HOUR;
+  return { now, origin, length: now - origin };
+}
+
+/** Any time of the span, a third of them on an hour boundary. */
+const instant = (length: number) =>
+  fc.oneof(
+    fc.integer({ min: 0, max: Math.floor(length / HOUR) }).map((h) => h * HOUR),
+    fc.integer({ min: 0, max: length }),
+  );
+
+/** usageStats from the rollups equals the full scan, over random windows, buckets, tenants and scopes. */
+async function expectExact(numRuns = 20) {
+  const { origin, length } = span();
+  const windows = fc.record({
+    start: instant(length),
+    size: fc.oneof(instant(length), fc.integer({ min: 1, max: 2 * HOUR })),
+    bucket: fc.constantFrom<StatsBucket>(...STATS_BUCKETS),
+    tenant: fc.constantFrom<string | null>(null, '1', other),
+    scope: fc.constantFrom<string | null>(null, ...SCOPES),
+  });
+  await fc.assert(
+    fc.asyncProperty(windows, async ({ start, size, bucket, tenant, scope }) => {
+      const since = new Date(origin + start);
+      // Past now too: the current hour, and hours that have nothing yet.
+      const until = new Date(since.getTime() + Math.max(1, size));
+      await expectSame({ since, until, scope }, bucket, tenant);
+    }),
+    { numRuns, endOnFailure: true },
+  );
+  // The windows the dashboard asks for by default: the last 48 hours and 30 days, the current hour included.
+  for (const bucket of STATS_BUCKETS) await expectSame({}, bucket, null);
+}
+
+async function expectSame(filter: { since?: Date; until?: Date; scope?: string | null }, bucket: StatsBucket, tenant: string | null) {
+  const deps = { pool: pool(), tenant };
+  const now = new Date();
+  const fromRollups = await usageStats(deps, filter, bucket, now);
+  const fromScan = await usageStats(deps, filter, bucket, now, usageStatsScanQuery);
+  expect(fromRollups, `${bucket} ${JSON.stringify(filter)} tenant ${tenant}`).toEqual(fromScan);
+}
+
+const historyArb = (length: number) =>
+  fc.record({
+    tokens: fc.array(
+      fc.record({ client: fc.constantFrom('1', 'other'), scope: fc.constantFrom(...SCOPES), at: instant(length) }),
+      { minLength: 3, maxLength: 30 },
+    ),
+    logs: fc.array(
+      fc.record({
+        token: fc.option(fc.nat(), { nil: null, freq: 5 }),
+        client: fc.constantFrom<string | null>(null, '1', 'other'),
+        code: fc.option(fc.constantFrom(...REFUSALS), { nil: null, freq: 2 }),
+        status: fc.option(fc.integer({ min: 100, max: 599 }), { nil: null }),
+        released: fc.boolean(),
+        at: instant(length),
+      }),
+      { maxLength: 250 },
+    ),
+  });
+
+const laterArb = (length: number) =>
+  fc.record({
+    /** Refusals queued with their attempt's (old) time and written late by the batched writer. */
+    lateRefusals: fc.array(
+      fc.record({ code: fc.constantFrom(...UNTIED), client: fc.constantFrom<string | null>(null, '1', 'other'), at: instant(length) }),
+      { maxLength: 15 },
+    ),
+    /** Statuses recorded (some with the use released) on random rows, long after. */
+    statuses: fc.array(fc.record({ row: fc.nat(), status: fc.integer({ min: 100, max: 599 }), release: fc.boolean() }), {
+      maxLength: 15,
+    }),
+    /** Log rows retention deletes (the oldest by id). */
+    retention: fc.nat({ max: 40 }),
+    /** Django history: tokens and their log rows with old times. */
+    imported: fc.array(
+      fc.record({ scope: fc.constantFrom(...SCOPES), at: instant(length), uses: fc.array(instant(length), { maxLength: 4 }) }),
+      { maxLength: 6 },
+    ),
+    /** Rows written by hand into one old hour, marked with markStaleRange in the same transaction. */
+    byHand: fc.record({
+      hour: fc.integer({ min: 0, max: SPAN_HOURS - 1 }),
+      rows: fc.array(fc.record({ at: fc.integer({ min: 0, max: HOUR - 1 }), code: fc.constantFrom(...REFUSALS) }), { maxLength: 5 }),
+    }),
+    /** Redemptions and refusals through the API, now. */
+    live: fc.nat({ max: 3 }),
+  });
+
+type History = ReturnType<typeof historyArb> extends fc.Arbitrary<infer T> ? T : never;
+type Later = ReturnType<typeof laterArb> extends fc.Arbitrary<infer T> ? T : never;
+
+const clientOf = (c: string | null) => (c === 'other' ? other : c);
+
+/** Writes the history straight into the tables (before any compaction, as a database migrated with data). */
+async function writeHistory(origin: number, history: History) {
+  const tokens = await server.sql<{ id: string; client_id: string }>(
+    `insert into request_token (client_id, scope, max_uses, issued_at)
+     select client_id, scope, 1000, at from json_to_recordset($1::json) as r(client_id bigint, scope text, at timestamptz)
+     returning id::text, client_id::text`,
+    [JSON.stringify(history.tokens.map((t) => ({ client_id: clientOf(t.client), scope: t.scope, at: new Date(origin + t.at) })))],
+  );
+  const rows = history.logs.map((l) => {
+    const token = l.token === null ? null : tokens[l.token % tokens.length];
+    const code = token === null ? UNTIED[(l.status ?? 0) % UNTIED.length] : l.code;
+    return {
+      token_id: token?.id ?? '0',
+      client_id: token ? token.client_id : clientOf(l.client),
+      error_code: code,
+      status_code: l.status,
+      released_at: code === null && token && l.released ? new Date(origin + l.at + 1000) : null,
+      timestamp: new Date(origin + l.at),
+    };
+  });
+  await server.sql(
+    `insert into request_token_log (token_id, client_id, error_code, status_code, released_at, timestamp)
+     select * from json_to_recordset($1::json)
+       as r(token_id bigint, client_id bigint, error_code text, status_code smallint, released_at timestamptz, timestamp timestamptz)`,
+    [JSON.stringify(rows)],
+  );
+}
+
+/** Everything that changes rolled-up hours afterwards, each through the code that does it in the service. */
+async function writeLater(origin: number, later: Later, check: () => Promise<void>) {
+  const old = (at: number) => new Date(Math.min(origin + at, Date.now() - ROLLUP_LAG_MS - 60_000));
+
+  for (const r of later.lateRefusals) {
+    server.services.refusalLog.record(
+      { code: r.code, userId: null, clientIp: null, userAgent: null, clientId: clientOf(r.client) },
+      old(r.at),
+    );
+  }
+  await server.services.refusalLog.flush();
+  await check();
+
+  const logs = await server.sql<{ id: string; ok: boolean }>(
+    `select id::text, error_code is null and token_id <> 0 as ok from request_token_log order by id`,
+  );
+  // Releases first, then plain statuses: each step is checked on its own, so that one kind of change cannot mark
+  // (and so hide) the hours another one forgot.
+  const redemptions = logs.filter((l) => l.ok);
+  for (const release of [true, false]) {
+    for (const s of later.statuses.filter((s) => s.release === release)) {
+      const among = release ? redemptions : logs;
+      if (among.length === 0) break;
+      const row = among[s.row % among.length];
+      await recordResponseStatus(
+        { orm: server.db.orm, tenant: null, refusalLog: server.services.refusalLog },
+        { redemptionId: row.id, statusCode: release ? 500 + (s.status % 100) : s.status, releaseUse: release },
+      );
+    }
+    await check();
+  }
+
+  if (later.retention > 0 && logs.length > later.retention) {
+    await truncateLogs(pool(), { maxCount: logs.length - later.retention, batchSize: 7 });
+    await check();
+  }
+
+  if (later.imported.length > 0) {
+    await importHistory(origin, later);
+    await check();
+  }
+
+  if (later.byHand.rows.length > 0) {
+    const hour = origin + later.byHand.hour * HOUR;
+    const client = await pool().connect();
+    try {
+      await client.query('begin');
+      await client.query(
+        `insert into request_token_log (token_id, error_code, client_id, timestamp)
+         select 0, * from unnest($1::text[], $2::bigint[], $3::timestamptz[])`,
+        [later.byHand.rows.map((r) => r.code), later.byHand.rows.map(() => other), later.byHand.rows.map((r) => new Date(hour + r.at))],
+      );
+      await markStaleRange(client, new Date(hour), new Date(hour + HOUR));
+      await client.query('commit');
+    } finally {
+      client.release();
+    }
+  }
+
+  for (let i = 0; i < later.live; i++) {
+    const { jwt } = await issue(server, { scope: SCOPES[i % SCOPES.length], maxUses: 1 });
+    await redeem(server, { jwt, scope: SCOPES[i % SCOPES.length] });
+    await redeem(server, { jwt, scope: SCOPES[i % SCOPES.length] }); // MAX_USES_EXCEEDED
+    await redeem(server, { jwt: 'not-a-jwt', scope: 'login' });
+  }
+  await server.services.refusalLog.flush();
+}
+
+let imports = 0;
+/** The Django import (cli/django-import.ts) of tokens and log rows with old times, from a schema of this database. */
+async function importHistory(origin: number, later: Later) {
+  const base = 500_000 + 1_000 * imports++;
+  const source = new pg.Client({ connectionString: server.databaseUrl });
+  await source.connect();
+  try {
+    await source.query(`drop schema if exists django cascade; ${djangoTablesSql('django')}`);
+    const tokens = later.imported.map((t, i) => ({
+      id: base + i, login_mode: 'None' as const, user_id: null, scope: t.scope, expiration_time: null, not_before_time: null,
+      data: null, issued_at: new Date(origin + t.at), max_uses: 10, used_to_date: t.uses.length,
+    }));
+    await insertDjangoTokens(source, 'django', tokens);
+    let id = base;
+    for (const [i, t] of later.imported.entries()) {
+      for (const at of t.uses) {
+        await source.query(
+          `insert into django.request_token_requesttokenlog (id, token_id, user_agent, status_code, timestamp) values ($1, $2, 'ua', 200, $3)`,
+          [id++, base + i, new Date(origin + at)],
+        );
+      }
+    }
+    await importDjango({ source, target: pool(), schema: 'django', config: server.config });
+  } finally {
+    await source.end();
+  }
+}
+
+describe('usage statistics from rollups', () => {
+  it('equal the full scan of the log on random histories, before and after compactions and late changes', async () => {
+    const { length } = span();
+    await fc.assert(
+      fc.asyncProperty(historyArb(length), laterArb(length), async (history, later) => {
+        await reset();
+        const { origin } = span();
+        await writeHistory(origin, history);
+        await expectExact();
+
+        const first = await compactRollups(pool());
+        expect(first).toMatchObject({ skipped: false, waitedOut: false });
+        const sealed = Math.floor((Date.now() - ROLLUP_LAG_MS) / HOUR) * HOUR;
+        // The race with the clock at an hour's turn: compacted to the seal of either side of it.
+        expect([sealed, sealed - HOUR]).toContain(first.compactedUntil?.getTime());
+        await expectExact();
+
+        // After each kind of change, not compacted again yet: the changed hours are read from the log.
+        await writeLater(origin, later, () => expectExact(10));
+        await expectExact();
+        const second = await compactRollups(pool());
+        expect(second.skipped).toBe(false);
+        expect(await server.sql('select hour from usage_rollup_stale')).toEqual([]);
+        await expectExact();
+      }),
+      { numRuns: RUNS, endOnFailure: true },
+    );
+    // Not vacuous: the rollups hold the compacted hours.
+    expect((await server.sql('select count(*)::int as n from usage_rollup'))[0].n).toBeGreaterThan(0);
+  });
+
+  it('miss a row written behind their back (no stale mark) until the range is rebuilt', async () => {
+    await reset();
+    const [token] = await server.sql(`insert into request_token (client_id, scope, max_uses, issued_at)
+      values (1, 'newsletter', 5, now() - interval '3 hours') returning id`);
+    await compactRollups(pool());
+    const at = new Date(Date.now() - 3 * HOUR);
+    await server.sql(`insert into request_token_log (token_id, client_id, timestamp) values ($1, 1, $2)`, [token.id, at]);
+    const window = { since: new Date(at.getTime() - 2 * HOUR), until: new Date() };
+    const deps = { pool: pool(), tenant: null };
+    const fromRollups = await usageStats(deps, window, 'HOUR');
+    const fromScan = await usageStats(deps, window, 'HOUR', new Date(), usageStatsScanQuery);
+    expect(fromScan.totals.redemptions).toBe(1);
+    expect(fromRollups.totals.redemptions).toBe(0);
+
+    const rebuilt = await rebuildRollups(pool(), { since: new Date(at.getTime() - 1), until: new Date(at.getTime() + 1) });
+    expect(rebuilt).toMatchObject({ marked: 1, rebuilt: 1 });
+    expect((await usageStats(deps, window, 'HOUR')).totals.redemptions).toBe(1);
+  });
+
+  it('wait, when compacting, for every transaction that began before the seal', async () => {
+    await reset();
+    const [token] = await server.sql(`insert into request_token (client_id, scope, max_uses) values (1, 'login', 5) returning id`);
+    // A redemption whose transaction began now and commits only after the compaction sealed the current hour (the
+    // tests' negative lag seals up to the next hour boundary): its row is stamped before the new watermark.
+    const late = new pg.Client({ connectionString: server.databaseUrl });
+    await late.connect();
+    let second: unknown;
+    let done: Awaited<ReturnType<typeof compactRollups>>;
+    try {
+      await late.query('begin');
+      await late.query(`insert into request_token_log (token_id, client_id) values ($1, 1)`, [token.id]);
+      const compaction = compactRollups(pool(), { lagMs: -HOUR, maxWaitMs: 30_000 });
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      // Meanwhile another instance's compaction skips: one runs at a time.
+      second = await compactRollups(pool(), { lagMs: -HOUR });
+      await late.query('commit');
+      done = await compaction;
+    } finally {
+      await late.end();
+    }
+    const stats = await usageStats({ pool: pool(), tenant: '1' }, { since: new Date(Date.now() - 2 * HOUR), until: new Date(Date.now() + HOUR) }, 'HOUR');
+    expect(stats.totals).toMatchObject({ issued: 1, redemptions: 1 });
+    await expectExact(10);
+    expect(second).toMatchObject({ skipped: true });
+    expect(done).toMatchObject({ skipped: false, waitedOut: false });
+    expect(done.compactedUntil!.getTime()).toBe(Math.ceil(Date.now() / HOUR) * HOUR);
+    await reset();
+  });
+
+  it('give up waiting after maxWaitMs, leaving the watermark where it was', async () => {
+    await reset();
+    const open = new pg.Client({ connectionString: server.databaseUrl });
+    await open.connect();
+    try {
+      await open.query('begin');
+      await open.query(`insert into request_token_log (token_id, error_code) values (0, 'TOKEN_MALFORMED')`);
+      expect(await compactRollups(pool(), { lagMs: -HOUR, maxWaitMs: 300 })).toMatchObject({ waitedOut: true, compactedUntil: null });
+      await open.query('commit');
+    } finally {
+      await open.end();
+    }
+    await expectExact(5);
+    await reset();
+  });
+
+  it('are compacted and rebuilt by the CLI', async () => {
+    await reset();
+    await server.sql(`insert into request_token (client_id, scope, max_uses, issued_at) values (1, 'invite', 5, now() - interval '1 day')`);
+    const env = { DATABASE_URL: server.databaseUrl, REQUEST_TOKEN_SECRET: TEST_SECRET };
+    const compacted = await runCli(['rollups', 'compact'], env);
+    expect(compacted).toMatchObject({ code: 0, stderr: '' });
+    expect(compacted.stdout).toMatch(/^rolled up \d+ hours, rebuilt 0 stale hours\ncompacted until \S+Z\n$/);
+    const rebuilt = await runCli(['rollups', 'rebuild', '--since', new Date(Date.now() - 2 * 86_400_000).toISOString()], env);
+    expect(rebuilt).toMatchObject({ code: 0, stderr: '' });
+    expect(rebuilt.stdout).toMatch(/^marked (\d+) hours stale\nrolled up 0 hours, rebuilt \1 stale hours\n/);
+    expect(await runCli(['rollups', 'rebuild', '--since', 'yesterday'], env)).toMatchObject({ code: 2 });
+    await expectExact(5);
+  });
+});
