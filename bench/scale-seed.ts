@@ -124,7 +124,8 @@ export function planTokens(size: SeedSize, now: number) {
     state.tenant[i] = tenant;
     scope[i] = s;
     state.user[i] = personal ? Math.floor(USERS_PER_TENANT * random() ** 2) : -1;
-    state.maxUses[i] = s === 'login' || s === 'password-reset' ? 1 : s === 'download' ? 5 : s.startsWith('newsletter') ? 10 : 3;
+    state.maxUses[i] =
+      s === 'login' || s === 'password-reset' ? 1 : s.startsWith('newsletter') ? 50 : s === 'download' ? 20 : s === 'order-status' ? 10 : 5;
     const life = s === 'login' ? 900_000 : s === 'password-reset' ? 3_600_000 : s.startsWith('newsletter') ? 30 * 86_400_000 : random() < 0.5 ? 7 * 86_400_000 : 0;
     state.expiresAt[i] = life ? issuedAt[i] + life : 0;
     state.revokedAt[i] = random() < 0.01 ? issuedAt[i] + random() * 3 * 86_400_000 : 0;
@@ -153,7 +154,7 @@ interface LogRow {
  * unknown id). One row object is reused: read it before the next. The token state (uses) changes as the service's
  * would.
  */
-function* walkLog(plan: Plan, size: SeedSize): Generator<LogRow> {
+export function* walkLog(plan: Plan, size: SeedSize): Generator<LogRow> {
   const { state, issuedAt, start, span } = plan;
   const n = size.tokens;
   const random = rng(2);
@@ -180,6 +181,10 @@ function* walkLog(plan: Plan, size: SeedSize): Generator<LogRow> {
     const latest = Math.min(n - 1, Math.floor(((at - start) / span) * n));
     let i = latest - Math.floor(random() ** 3 * week);
     if (i < 0) i = 0;
+    // Short-lived links (a login, a password reset) are mostly followed at once: the attempt is then on a fresh one.
+    // Short-lived or single-use links (a login, a password reset) are mostly followed once, at once: most attempts
+    // that would find one expired or used up are on a fresh one instead.
+    if (((state.expiresAt[i] && state.expiresAt[i] < at) || state.used[i] >= state.maxUses[i]) && random() < 0.9) i = latest;
     while (i > 0 && issuedAt[i] > at) i--;
     row.tokenIndex = i;
     row.tenant = state.tenant[i];
