@@ -14,6 +14,7 @@ import pg from 'pg';
 import { startEmbeddedDatabase, type EmbeddedDatabase } from '../server/database/embedded-db.js';
 import { generateApiKey } from '../server/domain/api-keys.js';
 import { ensureLogPartitions } from '../server/domain/log-partitions.js';
+import { rebuildRollups } from '../server/domain/usage-rollups.js';
 import { bundle } from '../scripts/build-service.js';
 import { freePort } from '../test/support/ports.js';
 
@@ -229,6 +230,12 @@ async function main() {
          'Mozilla/5.0 (bench)', case n % 3 when 0 then 200 when 1 then 404 end, $1::timestamptz + n * interval '4 seconds', 1
        from generate_series(0, 19999) as n`,
       [statsDay, statsTokens.map((r) => r.id)],
+    );
+    // The service compacted the usage rollups at start-up, before this history was written behind its back: the stats
+    // day is rolled up again (what `request-token rollups rebuild` does), so that both sides read it from the rollups.
+    const rollupPool = new pg.Pool({ connectionString: databaseUrl, max: 1 });
+    await rebuildRollups(rollupPool, { since: statsDay, until: new Date(statsDay.getTime() + 86_400_000) }).finally(() =>
+      rollupPool.end(),
     );
     await db.query('analyze');
 

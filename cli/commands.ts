@@ -1,5 +1,12 @@
 import type { Command } from './command.js';
-import { ISSUE_USAGE, LOGS_TRUNCATE_USAGE, ROLLUPS_COMPACT_USAGE, ROLLUPS_REBUILD_USAGE, SERVICE_OPTIONS } from './usage.js';
+import {
+  ISSUE_USAGE,
+  LOGS_TRUNCATE_USAGE,
+  PARTITIONS_ENSURE_USAGE,
+  ROLLUPS_COMPACT_USAGE,
+  ROLLUPS_REBUILD_USAGE,
+  SERVICE_OPTIONS,
+} from './usage.js';
 
 export type { Command } from './command.js';
 
@@ -95,6 +102,12 @@ export const commands: Command[] = [
     summary: 'roll a range of hours up again from the log (needs the database)',
     help: ROLLUPS_REBUILD_USAGE,
     run: lazy(() => import('./rollups.js'), 'rollupsRebuild'),
+  },
+  {
+    name: 'partitions ensure',
+    summary: "create the redemption log's coming monthly partitions, for cron (needs the database)",
+    help: PARTITIONS_ENSURE_USAGE,
+    run: lazy(() => import('./partitions.js'), 'partitionsEnsure'),
   },
   {
     name: 'issue',

@@ -56,6 +56,17 @@ Needs the database directly (the service need not run): DATABASE_URL, else the e
 (default ./.data), the running one or started for the command.
 `;
 
+export const PARTITIONS_ENSURE_USAGE = `usage: request-token partitions ensure [--months N]
+
+Creates the redemption log's monthly partitions that are missing, from the current month (UTC, on the database's
+clock) through N months ahead (default: $LOG_PARTITIONS_AHEAD, else 3), then lists every partition with its rows
+(estimated). Safe to run at any time and from several places at once: it creates only what is missing. The service
+does the same at start-up and every hour; run this from cron where the service may be down across a month's start.
+
+Needs the database directly (the service need not run): DATABASE_URL, else the embedded PostgreSQL under DATA_DIR
+(default ./.data), the running one or started for the command.
+`;
+
 export const ROLLUPS_REBUILD_USAGE = `usage: request-token rollups rebuild [--since 2026-11-01T00:00:00Z] [--until 2026-12-01T00:00:00Z]
 
 Rolls the usage statistics of the hours in [since, until) (default: all of them) up again from the log and the tokens,

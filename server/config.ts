@@ -38,6 +38,8 @@ export interface Config {
   refusalLogFlushMs: number;
   /** How often the usage rollups are compacted (server/domain/usage-rollups.ts); 0: never by the service (use cron). */
   statsCompactionIntervalSeconds: number;
+  /** The log's monthly partitions are kept created this many months past the current one. */
+  logPartitionsAhead: number;
   /** Successful redemptions per statement at most while the pool is busy (micro-batching); 1: one statement each. */
   redeemBatchMax: number;
   /**
@@ -192,6 +194,7 @@ export function loadConfig(env: Env = process.env): Config {
     graphqlFastPath: oneOf(env, 'GRAPHQL_FAST_PATH', ['jit', 'on', 'off'] as const, 'jit'),
     refusalLogFlushMs: intVar(env, 'REFUSAL_LOG_FLUSH_MS', 250, 10, 600_000),
     statsCompactionIntervalSeconds: intVar(env, 'STATS_COMPACTION_INTERVAL_SECONDS', 300, 0, 86_400),
+    logPartitionsAhead: intVar(env, 'LOG_PARTITIONS_AHEAD', 3, 1, 120),
     redeemBatchMax: intVar(env, 'REDEEM_BATCH_MAX', 64, 1, 1000),
     heapGrowingPercent: intVar(env, 'HEAP_GROWING_PERCENT', 100, 0, 1000),
     keyEncryptionKey,

@@ -3,6 +3,7 @@ import type pg from 'pg';
 import type { Config } from './config.js';
 import type { JwtCodec } from './domain/jwt.js';
 import type { RedeemBatcher } from './domain/redeem-batch.js';
+import type { LogPartitionUpkeep } from './domain/log-partitions.js';
 import type { RefusalLog } from './domain/refusal-log.js';
 import { tenantOf, type Authenticator, type Caller, type Tenant } from './domain/api-keys.js';
 
@@ -18,6 +19,8 @@ export interface Services {
   refusalLog: RefusalLog;
   /** Batches successful redemptions under load; null: one statement each (REDEEM_BATCH_MAX=1). */
   redeemBatcher: RedeemBatcher | null;
+  /** Keeps the log's coming months' partitions created; absent where nothing writes the log. */
+  logPartitions?: LogPartitionUpkeep;
 }
 
 export interface Logger {

@@ -6,6 +6,8 @@ import { resolveSecret } from './domain/bootstrap.js';
 import { createJwtCodec } from './domain/jwt.js';
 import { redeemBatcherFor } from './domain/redeem-batch.js';
 import { createRefusalLog } from './domain/refusal-log.js';
+import { ensureComingLogPartitions, startLogPartitionUpkeep, type LogPartitionUpkeep } from './domain/log-partitions.js';
+import { transientReason } from './database/db-errors.js';
 import { loadKeyRing } from './domain/signing-keys.js';
 import { createRollupCompactor, type RollupCompactor } from './domain/usage-rollups.js';
 
@@ -29,7 +31,7 @@ export interface RunningServices extends Services {
 }
 
 /**
- * The one wiring of the service: config → database (migrated) → signing-key ring and codec → API-key authenticator,
+ * The one wiring of the service: config → database (migrated, the log's coming months created) → signing-key ring and codec → API-key authenticator,
  * refusal log writer and redemption batcher. server/main.ts and the test harness both build their services here; the
  * HTTP app is then `createApp(services)` (server/http/app.ts, which builds the GraphQL schema into it).
  */
@@ -41,19 +43,40 @@ export async function createServices(config: Config, options: ServiceOptions): P
     throw options.explainDatabaseError ? options.explainDatabaseError(error) : error;
   });
   let codec: Services['codec'] | null = null;
+  let logPartitions: LogPartitionUpkeep | null = null;
   try {
+    // The log's coming months exist before the first request (and a timer keeps them ahead: server/domain/log-partitions.ts).
+    const created = await ensureComingLogPartitions(db.pool, config.logPartitionsAhead);
+    if (created.length) log.info(`created log partitions ${created.join(', ')}`);
+    logPartitions = startLogPartitionUpkeep(db.pool, {
+      monthsAhead: config.logPartitionsAhead,
+      onCreated: (names) => log.info(`created log partitions ${names.join(', ')}`),
+      onError: log.error,
+    });
+    const upkeep = logPartitions;
     const secret = await resolveSecret(config, log.info).catch((error) => {
       throw options.explainSecretError ? options.explainSecretError(error) : error;
     });
     codec = await createJwtCodec(
       await loadKeyRing({ pool: db.pool, secret, encryptionKey: config.keyEncryptionKey ?? secret }),
     );
-    const refusalLog = createRefusalLog(db.pool, { flushMs: config.refusalLogFlushMs, onError: log.error });
+    const refusalLog = createRefusalLog(db.pool, {
+      flushMs: config.refusalLogFlushMs,
+      onError(message, error) {
+        log.error(message, error);
+        if (transientReason(error) === 'LOG_PARTITION_MISSING') upkeep.nudge();
+      },
+    });
     await refusalLog.ready();
     const ring = codec.ring;
     const compactor = createRollupCompactor(db.pool, {
       intervalMs: config.statsCompactionIntervalSeconds * 1000,
       onError: log.error,
+      onDone(result) {
+        if (result.waitedOut) {
+          log.info('usage rollups: transactions older than the seal still ran after 60 s; compacting again next time');
+        }
+      },
     });
     return {
       config,
@@ -64,10 +87,12 @@ export async function createServices(config: Config, options: ServiceOptions): P
       log,
       refusalLog,
       redeemBatcher: redeemBatcherFor(db, config),
+      logPartitions: upkeep,
       db,
       compactor,
       async close() {
         await compactor.stop();
+        await upkeep.stop();
         // Queued refusal log rows are written before the pool closes.
         await refusalLog.close();
         ring.close();
@@ -75,6 +100,7 @@ export async function createServices(config: Config, options: ServiceOptions): P
       },
     };
   } catch (error) {
+    await logPartitions?.stop();
     codec?.ring.close();
     await db.close();
     throw error;

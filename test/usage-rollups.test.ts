@@ -5,7 +5,13 @@ import { importDjango } from '../cli/django-import.js';
 import { ERROR_CODES, type RejectionCode } from '../server/domain/errors.js';
 import { truncateLogs } from '../server/domain/log-retention.js';
 import { recordResponseStatus } from '../server/domain/logs.js';
-import { compactRollups, markStaleRange, rebuildRollups, ROLLUP_LAG_MS } from '../server/domain/usage-rollups.js';
+import {
+  compactRollups,
+  createRollupCompactor,
+  markStaleRange,
+  rebuildRollups,
+  ROLLUP_LAG_MS,
+} from '../server/domain/usage-rollups.js';
 import { STATS_BUCKETS, usageStats, usageStatsScanQuery, type StatsBucket } from '../server/domain/usage-stats.js';
 import { djangoTablesSql, insertDjangoTokens, runCli } from './support/django.js';
 import { startTestServer, TEST_SECRET, type TestServer } from './support/harness.js';
@@ -363,6 +369,26 @@ describe('usage statistics from rollups', () => {
     await reset();
   });
 
+  it("are compacted at once and on a timer by the service's compactor, which stops on close", async () => {
+    await reset();
+    await server.sql(`insert into request_token (client_id, scope, max_uses, issued_at) values (1, 'invite', 5, now() - interval '3 hours')`);
+    const runs: unknown[] = [];
+    const errors: unknown[] = [];
+    const compactor = createRollupCompactor(pool(), { intervalMs: 50, onError: (m, e) => errors.push(e ?? m), onDone: (r) => runs.push(r) });
+    compactor.start();
+    for (let i = 0; i < 100 && runs.length < 3; i++) await new Promise((resolve) => setTimeout(resolve, 50));
+    await compactor.stop();
+    const stopped = runs.length;
+    expect(stopped).toBeGreaterThanOrEqual(3);
+    expect(errors).toEqual([]);
+    const [state] = await server.sql('select compacted_until from usage_rollup_state');
+    const sealed = Math.floor((Date.now() - ROLLUP_LAG_MS) / HOUR) * HOUR;
+    expect([sealed, sealed - HOUR]).toContain(state.compacted_until.getTime());
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    expect(runs.length).toBe(stopped);
+    await expectExact(5);
+  });
+
   it('are compacted and rebuilt by the CLI', async () => {
     await reset();
     await server.sql(`insert into request_token (client_id, scope, max_uses, issued_at) values (1, 'invite', 5, now() - interval '1 day')`);
@@ -373,6 +399,10 @@ describe('usage statistics from rollups', () => {
     const rebuilt = await runCli(['rollups', 'rebuild', '--since', new Date(Date.now() - 2 * 86_400_000).toISOString()], env);
     expect(rebuilt).toMatchObject({ code: 0, stderr: '' });
     expect(rebuilt.stdout).toMatch(/^marked (\d+) hours stale\nrolled up 0 hours, rebuilt \1 stale hours\n/);
+    // Without a range: every hour that holds something.
+    const everything = await runCli(['rollups', 'rebuild'], env);
+    expect(everything).toMatchObject({ code: 0, stderr: '' });
+    expect(everything.stdout).toMatch(/^marked (\d+) hours stale\nrolled up 0 hours, rebuilt \1 stale hours\n/);
     expect(await runCli(['rollups', 'rebuild', '--since', 'yesterday'], env)).toMatchObject({ code: 2 });
     await expectExact(5);
   });

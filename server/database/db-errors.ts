@@ -3,7 +3,13 @@
  * error with `extensions.code: "SERVICE_UNAVAILABLE"`, a `reason`, `retryable: true` and HTTP 503 with Retry-After,
  * instead of an opaque internal error. A retried redemption is safe with an idempotency key.
  */
-export type TransientReason = 'POOL_EXHAUSTED' | 'LOCK_TIMEOUT' | 'STATEMENT_TIMEOUT' | 'CONFLICT' | 'DATABASE_UNAVAILABLE';
+export type TransientReason =
+  | 'POOL_EXHAUSTED'
+  | 'LOCK_TIMEOUT'
+  | 'STATEMENT_TIMEOUT'
+  | 'CONFLICT'
+  | 'DATABASE_UNAVAILABLE'
+  | 'LOG_PARTITION_MISSING';
 
 export const TRANSIENT_MESSAGES: Record<TransientReason, string> = {
   POOL_EXHAUSTED: 'The service is busy: no database connection came free in time. Retry shortly.',
@@ -11,6 +17,8 @@ export const TRANSIENT_MESSAGES: Record<TransientReason, string> = {
   STATEMENT_TIMEOUT: 'The database took too long to answer. Retry shortly.',
   CONFLICT: 'A concurrent operation conflicted with this one. Retry shortly.',
   DATABASE_UNAVAILABLE: 'The database is unavailable. Retry shortly.',
+  LOG_PARTITION_MISSING:
+    "The log has no partition for this month yet; nothing was consumed. The service creates them ahead; retry shortly.",
 };
 
 const BY_SQLSTATE: Record<string, TransientReason> = {
@@ -29,6 +37,11 @@ const SOCKET_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT'
 function classifyOne(error: Record<string, any>): TransientReason | null {
   const code = typeof error.code === 'string' ? error.code : '';
   if (BY_SQLSTATE[code]) return BY_SQLSTATE[code];
+  // An attempt's log row whose month has no partition (server/domain/log-partitions.ts): its statement, use and all,
+  // is rolled back. check_violation is otherwise a bug, so the message decides.
+  if (code === '23514' && /^no partition of relation "request_token_log" found for row/.test(String(error.message))) {
+    return 'LOG_PARTITION_MISSING';
+  }
   // connection_exception class, except 08P01 (protocol_violation), which is a bug.
   if (code.startsWith('08') && code !== '08P01') return 'DATABASE_UNAVAILABLE';
   if (SOCKET_CODES.has(code)) return 'DATABASE_UNAVAILABLE';

@@ -116,3 +116,55 @@ export async function ensureComingLogPartitions(db: pg.Pool | pg.Client, monthsA
   const now = rows[0].now;
   return ensureLogPartitions(db, { from: now, to: monthStart(now, monthsAhead) });
 }
+
+export interface LogPartitionUpkeep {
+  /** Runs one round now (the timer's rounds meanwhile are skipped); resolves with the partitions it created. */
+  run(): Promise<string[]>;
+  /** Asks for a round soon, without waiting (an insert found no partition). At most one round runs at a time. */
+  nudge(): void;
+  /** Stops the timer and waits for a round in progress. */
+  stop(): Promise<void>;
+}
+
+export interface LogPartitionUpkeepOptions {
+  monthsAhead?: number;
+  /** Between rounds; default an hour. The timer never keeps the process alive. */
+  intervalMs?: number;
+  onCreated?(names: string[]): void;
+  onError(message: string, error: unknown): void;
+}
+
+/**
+ * Keeps the coming months' partitions created, on every instance: a round every `intervalMs` (an hour) that creates
+ * what is missing (ensureComingLogPartitions, safe from several instances at once), so a month exists long before its
+ * first row. The service runs one round before it serves (server/services.ts) and starts this for the rest.
+ */
+export function startLogPartitionUpkeep(pool: pg.Pool, options: LogPartitionUpkeepOptions): LogPartitionUpkeep {
+  let running: Promise<string[]> | null = null;
+  let stopped = false;
+  const run = () => {
+    running ??= ensureComingLogPartitions(pool, options.monthsAhead ?? DEFAULT_MONTHS_AHEAD)
+      .then((created) => {
+        if (created.length) options.onCreated?.(created);
+        return created;
+      })
+      .finally(() => {
+        running = null;
+      });
+    return running;
+  };
+  const round = () => {
+    if (!stopped) run().catch((error) => options.onError('creating the log partitions ahead failed', error));
+  };
+  const timer = setInterval(round, options.intervalMs ?? 3_600_000);
+  timer.unref();
+  return {
+    run,
+    nudge: round,
+    async stop() {
+      stopped = true;
+      clearInterval(timer);
+      await running?.catch(() => {});
+    },
+  };
+}

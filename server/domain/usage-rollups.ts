@@ -58,14 +58,16 @@ export async function markStaleTimes(db: Queryable, times: Date[]): Promise<void
  * Marks stale every sealed hour that overlaps [since, until) and may hold rows or rollups: for whole ranges written
  * or removed at once (a dropped partition, an import), in the transaction that does it. `rollups rebuild` uses it too.
  */
-export async function markStaleRange(db: Queryable, since: Date, until: Date): Promise<number> {
+export async function markStaleRange(db: Queryable, since: Date | null, until: Date | null): Promise<number> {
+  // Null: open-ended. The lower bound is raised to the oldest hour with rows or rollups, the upper one lowered to the
+  // seal, so an open range marks only hours that can hold something.
   const { rowCount } = await db.query(
     `with bounds as (
-       select date_trunc('hour', greatest($1::timestamptz, least(
+       select date_trunc('hour', greatest(coalesce($1::timestamptz, '-infinity'), least(
            (select min(hour) from usage_rollup),
            (select min(timestamp) from request_token_log),
            (select min(issued_at) from request_token))), 'UTC') as lo,
-         least($2::timestamptz, s.sealed_until) as hi,
+         least(coalesce($2::timestamptz, 'infinity'), s.sealed_until) as hi,
          least((select min(hour) from usage_rollup), (select min(timestamp) from request_token_log),
            (select min(issued_at) from request_token)) as oldest
        from usage_rollup_state s where s.id = 1 and s.sealed_until is not null
@@ -133,6 +135,8 @@ export interface CompactionOptions {
   statementTimeoutMs?: number;
   /** Stops between steps (shutdown). */
   signal?: AbortSignal;
+  /** When another compaction holds the lock, wait this long for it rather than skip (default 0: skip). */
+  waitForLockMs?: number;
 }
 
 export interface CompactionResult {
@@ -174,8 +178,13 @@ export async function compactRollups(pool: pg.Pool, options: CompactionOptions =
     }
   };
   try {
-    ({ rows: [{ locked }] } = await client.query('select pg_try_advisory_lock($1) as locked', [COMPACTION_LOCK]));
-    if (!locked) return { ...result, skipped: true };
+    const lockDeadline = Date.now() + (options.waitForLockMs ?? 0);
+    for (;;) {
+      ({ rows: [{ locked }] } = await client.query('select pg_try_advisory_lock($1) as locked', [COMPACTION_LOCK]));
+      if (locked) break;
+      if (Date.now() >= lockDeadline || options.signal?.aborted) return { ...result, skipped: true };
+      await sleep(100);
+    }
 
     // The seal, committed on its own: from here on, writers of older rows mark their hours.
     const { rows: [sealed] } = await client.query<{ target: Date; compacted_until: Date | null }>(
@@ -259,15 +268,16 @@ export async function compactRollups(pool: pg.Pool, options: CompactionOptions =
 
 /**
  * Rolls [since, until) up again from the log and the tokens (both default to everything): marks its sealed hours
- * stale and compacts. For rows written behind the service's back (a restore, a hand-made import).
+ * stale and compacts, waiting up to 5 minutes for a compaction running elsewhere (unless `waitForLockMs` says
+ * otherwise). For rows written behind the service's back (a restore, a hand-made import, a benchmark's seed).
  */
 export async function rebuildRollups(
   pool: pg.Pool,
   range: { since?: Date | null; until?: Date | null },
   options: CompactionOptions = {},
 ): Promise<CompactionResult & { marked: number }> {
-  const marked = await markStaleRange(pool, range.since ?? new Date(-8.64e15), range.until ?? new Date(8.64e15));
-  return { ...(await compactRollups(pool, options)), marked };
+  const marked = await markStaleRange(pool, range.since ?? null, range.until ?? null);
+  return { ...(await compactRollups(pool, { waitForLockMs: 5 * 60_000, ...options })), marked };
 }
 
 export interface RollupCompactor {

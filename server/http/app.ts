@@ -104,6 +104,8 @@ export function createApp(services: Services, options: AppOptions = {}): App {
     const reason = transientReason(original ?? error);
     if (reason) {
       log.info(`retryable failure (${reason}): ${(original as Error | undefined)?.message ?? message}`);
+      // The upkeep normally creates months ahead; this one is missing now (a clock jump, an operator's drop).
+      if (reason === 'LOG_PARTITION_MISSING') services.logPartitions?.nudge();
       return new GraphQLError(TRANSIENT_MESSAGES[reason], {
         extensions: {
           code: 'SERVICE_UNAVAILABLE',
