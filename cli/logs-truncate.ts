@@ -71,7 +71,12 @@ export const logsTruncate: Pick<Command, 'run'> = {
           ].filter(Boolean);
           out(`${policy.all ? '' : 'log rows '}${rules.join(' or ')}: ${plan.count}${plan.count ? ` (${span(plan)})` : ''}`);
         },
-        onBatch: (batch) => out(`deleted ${count(batch.count, 'row')} (${span(batch)})`),
+        onBatch: (batch) =>
+          out(
+            batch.droppedPartition
+              ? `dropped ${batch.droppedPartition}, a whole month: ${count(batch.count, 'row')} (${span(batch)})`
+              : `deleted ${count(batch.count, 'row')} (${span(batch)})`,
+          ),
       });
       out(dryRun ? `dry run: would delete ${count(result.count, 'log row')}` : `deleted ${count(result.count, 'log row')} in total`);
       return 0;

@@ -3,6 +3,7 @@ import { promisify } from 'node:util';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { createJwtCodec } from '../server/domain/jwt.js';
 import { truncateLogs } from '../server/domain/log-retention.js';
+import { ensureLogPartitions } from '../server/domain/log-partitions.js';
 import { startTestServer, type TestServer } from './support/harness.js';
 import { issue, redeem } from './support/operations.js';
 import { ROOT } from './support/process.js';
@@ -106,6 +107,8 @@ const BULK = /* GraphQL */ `
 describe('revokeRequestTokens', () => {
   beforeEach(async () => {
     await server.sql(`delete from request_token_log`);
+    // Retention drops whole months: the months of the rows below are created again.
+    await ensureLogPartitions(server.db.pool, { from: new Date(Date.now() - 41 * 86_400_000), to: new Date() });
     await server.sql(`delete from request_token`);
     await server.sql(
       `insert into request_token (client_id, scope, user_id, max_uses, issued_at) values
@@ -153,6 +156,8 @@ describe('truncateRequestTokenLogs', () => {
   // 40 rows, one a day, the newest today (ids ascending with time).
   beforeEach(async () => {
     await server.sql(`delete from request_token_log`);
+    // Retention drops whole months: the months of the rows below are created again.
+    await ensureLogPartitions(server.db.pool, { from: new Date(Date.now() - 41 * 86_400_000), to: new Date() });
     await server.sql(
       `insert into request_token_log (token_id, error_code, timestamp)
        select 0, 'TOKEN_MALFORMED', now() - make_interval(days => 39 - i) - interval '1 minute' from generate_series(0, 39) i`,
@@ -183,17 +188,30 @@ describe('truncateRequestTokenLogs', () => {
     expect((await remaining()).n).toBe(2);
   });
 
-  it('deletes in batches of the given size, oldest first', async () => {
-    const batches: number[] = [];
+  it('drops whole months and deletes in batches of the given size inside the month it cuts, oldest first', async () => {
+    const steps: { count: number; dropped: string | null }[] = [];
     let lastId = 0;
     const result = await truncateLogs(server.db.pool, { maxCount: 3, batchSize: 8 }, {
       onBatch(batch) {
-        batches.push(batch.count);
         expect(Number(batch.firstId)).toBeGreaterThan(lastId);
         lastId = Number(batch.lastId);
       },
+      async onRemoved(_client, removed) {
+        steps.push({ count: removed.count, dropped: removed.droppedPartition });
+      },
     });
-    expect(batches).toEqual([8, 8, 8, 8, 5]);
+    // The rows span last month and this one (40 days): last month goes whole, this month's doomed rows in batches.
+    const thisMonth = new Date(Date.UTC(new Date().getUTCFullYear(), new Date().getUTCMonth(), 1));
+    const [{ n: lastMonthRows }] = await server.sql(
+      `select count(*)::int as n from generate_series(0, 39) i where now() - make_interval(days => 39 - i) - interval '1 minute' < $1`,
+      [thisMonth],
+    );
+    const inside = 37 - lastMonthRows;
+    const batches = [...Array(Math.floor(inside / 8)).fill(8), ...(inside % 8 ? [inside % 8] : [])];
+    expect(steps).toEqual([
+      ...(lastMonthRows ? [{ count: lastMonthRows, dropped: expect.stringMatching(/^request_token_log_y\d{4}m\d{2}$/) }] : []),
+      ...batches.map((count) => ({ count, dropped: null })),
+    ]);
     expect(result.count).toBe(37);
   });
 
@@ -217,7 +235,11 @@ describe('truncateRequestTokenLogs', () => {
     expect((await remaining()).n).toBe(40);
 
     const { stdout } = await run(['--max-count', '30', '--max-days', '35', '--batch-size', '3']);
-    expect(stdout.match(/^deleted \d+ rows?\b/gm)).toEqual(['deleted 3 rows', 'deleted 3 rows', 'deleted 3 rows', 'deleted 1 row']);
+    // Months wholly doomed are dropped (one line each), the rest deleted 3 rows at a time: 10 rows in all.
+    const steps = [...stdout.matchAll(/^(dropped request_token_log_y\d{4}m\d{2}, a whole month: |deleted )(\d+) rows?\b/gm)];
+    expect(steps.reduce((n, m) => n + Number(m[2]), 0)).toBe(10);
+    const batches = steps.filter((m) => m[1] === 'deleted ').map((m) => Number(m[2]));
+    expect(batches.slice(0, -1).every((n) => n === 3) && batches.every((n) => n >= 1 && n <= 3)).toBe(true);
     expect(stdout).toContain('deleted 10 log rows in total');
     expect((await remaining()).n).toBe(30);
 

@@ -3,6 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { tokenise } from '../sdk/index.js';
 import { createJwtCodec } from '../server/domain/jwt.js';
 import { startTestServer, TEST_SECRET, type TestServer } from './support/harness.js';
+import { ensureLogPartitions } from '../server/domain/log-partitions.js';
 import { runCli } from './support/django.js';
 
 /** Where django-request-token's own tests expected something else, and a migrating user would trip over it. */
@@ -78,9 +79,12 @@ describe('log retention: 0 is refused, emptying the log takes all', () => {
       }
     }
   `;
-  const fill = () =>
-    server.sql(`insert into request_token_log (token_id, error_code, timestamp)
+  const fill = async () => {
+    // Retention drops whole months: the months of these rows are created again first.
+    await ensureLogPartitions(server.db.pool, { from: new Date(Date.now() - 13 * 86_400_000), to: new Date() });
+    await server.sql(`insert into request_token_log (token_id, error_code, timestamp)
       select 0, 'TOKEN_MALFORMED', now() - make_interval(days => i) from generate_series(1, 12) i`);
+  };
   const rows = async () => (await server.sql('select count(*)::int as n from request_token_log'))[0].n as number;
 
   it('refuses maxCount 0 and maxDays 0 in the mutation with a clear message, and deletes nothing', async () => {

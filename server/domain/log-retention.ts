@@ -1,6 +1,7 @@
 import type pg from 'pg';
+import { LOG_TABLE, listLogPartitions, type LogPartition } from './log-partitions.js';
 import { Issues } from './errors.js';
-import { markStaleSql } from './usage-rollups.js';
+import { markStaleRange, markStaleSql } from './usage-rollups.js';
 
 export interface RetentionPolicy {
   /** Keep at most this many log rows, the newest (by id). */
@@ -21,13 +22,25 @@ export interface DoomedRows {
   newest: Date | null;
 }
 
+/** What one step of retention removed: every removed row has oldest <= timestamp <= newest. */
+export interface RemovedSpan extends DoomedRows {
+  /** The whole month's partition, detached and dropped; null for a batch deleted inside a partition. */
+  droppedPartition: string | null;
+}
+
 export interface TruncateOptions {
   /** Count what would go, delete nothing. */
   dryRun?: boolean;
   /** Called once the doomed rows are known, before deleting. */
   onPlan?(plan: DoomedRows & { cutoffId: string | null; cutoffTime: Date | null }): void;
-  /** Called after each batch. */
-  onBatch?(batch: DoomedRows): void;
+  /** Called after each batch deleted inside a partition and each partition dropped. */
+  onBatch?(batch: RemovedSpan): void;
+  /**
+   * The seam for what is derived from the log (hourly rollups): called inside the transaction of each step, after its
+   * rows are gone and before it commits, with that transaction's client and what the step removed. Whatever it
+   * writes commits with the removal, or neither does.
+   */
+  onRemoved?(client: pg.PoolClient, removed: RemovedSpan): Promise<void>;
 }
 
 export const DEFAULT_BATCH_SIZE = 5_000;
@@ -75,9 +88,46 @@ const rowsOf = (row: DoomedRow): DoomedRows => ({
   newest: row.newest,
 });
 
+const AGGREGATE = `count(*)::int as n, min(id) as first_id, max(id) as last_id, min(timestamp) as oldest, max(timestamp) as newest`;
+
+function add(total: DoomedRows, part: DoomedRows): void {
+  if (part.count === 0) return;
+  total.count += part.count;
+  if (total.firstId === null || (part.firstId !== null && BigInt(part.firstId) < BigInt(total.firstId))) total.firstId = part.firstId;
+  if (total.lastId === null || (part.lastId !== null && BigInt(part.lastId) > BigInt(total.lastId))) total.lastId = part.lastId;
+  if (!total.oldest || (part.oldest && part.oldest < total.oldest)) total.oldest = part.oldest;
+  if (!total.newest || (part.newest && part.newest > total.newest)) total.newest = part.newest;
+}
+
+const none = (): DoomedRows => ({ count: 0, firstId: null, lastId: null, oldest: null, newest: null });
+
+/** Runs `step` in a transaction of its own on one connection (`onRemoved` joins it); rolled back when `undo` says so. */
+async function inTransaction<T>(
+  pool: pg.Pool,
+  step: (client: pg.PoolClient) => Promise<T>,
+  undo: (result: T) => boolean = () => false,
+): Promise<T> {
+  const client = await pool.connect();
+  try {
+    await client.query('begin');
+    const result = await step(client);
+    await client.query(undo(result) ? 'rollback' : 'commit');
+    return result;
+  } catch (error) {
+    await client.query('rollback').catch(() => {});
+    throw error;
+  } finally {
+    client.release();
+  }
+}
+
 /**
- * Deletes the log rows beyond the newest `maxCount` and/or older than `maxDays` (or `all` of them), oldest first, in batches so that a
- * large table is never locked for long. The cut-offs are fixed once at the start: rows written meanwhile are kept.
+ * Deletes the log rows beyond the newest `maxCount` and/or older than `maxDays` (or `all` of them), oldest first. The
+ * log is partitioned by month (server/domain/log-partitions.ts): a month whose rows are all doomed, and which can get
+ * no new rows (it ended before the call), is detached and dropped whole, in one short transaction, whatever its size;
+ * inside the months the cut-offs cut through, rows are deleted in batches so that no row lock is held long. The
+ * cut-offs are fixed once at the start: rows written meanwhile are kept. Idempotency keys stay (a retry with a key
+ * still answers its redemption, without the log row) until they expire (IDEMPOTENCY_KEY_RETENTION_HOURS).
  * Returns what was deleted (with `dryRun`, what would be).
  */
 export async function truncateLogs(
@@ -88,69 +138,123 @@ export async function truncateLogs(
   validateRetentionPolicy(policy).throwIfAny();
   const batchSize = policy.batchSize ?? DEFAULT_BATCH_SIZE;
 
-  // The id of the newest row beyond maxCount (primary-key index, read backwards), and the time limit.
+  // The id of the newest row beyond maxCount (the id index, read backwards), the time limit, and the clock.
   const { rows: cut } = await pool.query(
     `select
-       case when $3::boolean then (select max(id) from request_token_log)
+       case when $3::boolean then (select max(id) from ${LOG_TABLE})
             when $1::int is null then null
-            else (select id from request_token_log order by id desc offset $1::int limit 1) end as cutoff_id,
-       case when $2::int is null then null else now() - make_interval(days => $2::int) end as cutoff_time`,
+            else (select id from ${LOG_TABLE} order by id desc offset $1::int limit 1) end as cutoff_id,
+       case when $2::int is null then null else now() - make_interval(days => $2::int) end as cutoff_time,
+       now() as now`,
     [policy.maxCount ?? null, policy.maxDays ?? null, policy.all === true],
   );
   const cutoffId: string | null = cut[0].cutoff_id === null ? null : String(cut[0].cutoff_id);
   const cutoffTime: Date | null = cut[0].cutoff_time;
+  const now: Date = cut[0].now;
   const values: unknown[] = [];
   const doomed: string[] = [];
   if (cutoffId !== null) doomed.push(`id <= $${values.push(cutoffId)}`);
   if (cutoffTime !== null) doomed.push(`timestamp < $${values.push(cutoffTime)}`);
   if (doomed.length === 0) {
     // maxCount only, and the table holds no more than maxCount rows (or all, and the table is empty).
-    const none = { count: 0, firstId: null, lastId: null, oldest: null, newest: null };
-    options.onPlan?.({ ...none, cutoffId, cutoffTime });
-    return none;
+    options.onPlan?.({ ...none(), cutoffId, cutoffTime });
+    return none();
   }
   const condition = doomed.join(' or ');
 
-  const { rows: planned } = await pool.query(
-    `select count(*)::int as n, min(id) as first_id, max(id) as last_id, min(timestamp) as oldest, max(timestamp) as newest
-     from request_token_log where ${condition}`,
-    values,
-  );
-  const plan = rowsOf(planned[0]);
-  options.onPlan?.({ ...plan, cutoffId, cutoffTime });
-  if (options.dryRun || plan.count === 0) return plan;
-
-  const total: DoomedRows = { count: 0, firstId: null, lastId: null, oldest: null, newest: null };
-  const limit = `$${values.push(batchSize)}`;
-  for (;;) {
-    const { rows } = await pool.query(
-      // `id = any(array(…))` makes each batch a primary-key lookup of the ids picked; a join with the picked ids would
-      // let the planner hash-join against a scan of the whole table on every batch.
-      `with deleted as (
-         delete from request_token_log
-         where id = any(array(select id from request_token_log where ${condition} order by id limit ${limit}))
-         returning token_id, id, timestamp
-       ), keys as (
-         -- The idempotency keys of the rows deleted (no foreign key cascades to them any more).
-         delete from request_token_idempotency k using deleted d where k.token_id = d.token_id and k.log_id = d.id
-       ), marked as (
-         -- The usage rollups of the hours these rows leave must be rebuilt (server/domain/usage-rollups.ts).
-         ${markStaleSql('deleted', 'timestamp')}
-       )
-       select count(*)::int as n, min(id) as first_id, max(id) as last_id, min(timestamp) as oldest,
-         max(timestamp) as newest
-       from deleted`,
-      values,
-    );
-    const batch = rowsOf(rows[0]);
-    if (batch.count > 0) {
-      options.onBatch?.(batch);
-      total.count += batch.count;
-      total.firstId ??= batch.firstId;
-      total.lastId = batch.lastId;
-      if (!total.oldest || (batch.oldest && batch.oldest < total.oldest)) total.oldest = batch.oldest;
-      if (!total.newest || (batch.newest && batch.newest > total.newest)) total.newest = batch.newest;
-    }
-    if (batch.count < batchSize) return total;
+  if (options.dryRun || options.onPlan) {
+    const { rows: planned } = await pool.query(`select ${AGGREGATE} from ${LOG_TABLE} where ${condition}`, values);
+    const plan = rowsOf(planned[0]);
+    options.onPlan?.({ ...plan, cutoffId, cutoffTime });
+    if (options.dryRun || plan.count === 0) return plan;
   }
+
+  // Each month, oldest first: dropped whole when every row is doomed and no new row can come (it ended before now),
+  // else its doomed rows (if any) deleted in batches.
+  const total = none();
+  for (const partition of await listLogPartitions(pool)) {
+    const whole = await wholeMonthDoomed(pool, partition, { cutoffId, cutoffTime, now });
+    if (whole) {
+      const removed = await inTransaction(pool, async (client) => {
+        // Counted under the detach's lock: nothing can be added between the count and the drop. A month doomed by the
+        // count alone that got a newer row meanwhile (an import of old rows) stays, and is cut through below.
+        await client.query(`alter table ${LOG_TABLE} detach partition "${partition.name}"`);
+        const { rows } = await client.query(`select ${AGGREGATE} from "${partition.name}"`);
+        const span: RemovedSpan = { ...rowsOf(rows[0]), droppedPartition: partition.name };
+        const byTime = cutoffTime !== null && partition.to <= cutoffTime;
+        if (!byTime && span.lastId !== null && BigInt(span.lastId) > BigInt(cutoffId ?? 0)) return null;
+        await client.query(`drop table "${partition.name}"`);
+        if (span.count > 0) {
+          // The usage rollups of the hours the month held are rebuilt (server/domain/usage-rollups.ts): marked in this
+          // transaction, so statistics read them from the (now empty) log until the next compaction.
+          await markStaleRange(client, span.oldest, new Date(span.newest!.getTime() + 1));
+          await options.onRemoved?.(client, span);
+        }
+        return span;
+      }, (span) => span === null);
+      if (removed) {
+        if (removed.count > 0) options.onBatch?.(removed);
+        add(total, removed);
+        continue;
+      }
+    }
+    if (!(await mayHoldDoomed(pool, partition, { cutoffId, cutoffTime }))) continue;
+    const limit = `$${values.length + 1}`;
+    for (;;) {
+      const batch = await inTransaction(pool, async (client) => {
+        const { rows } = await client.query(
+          // `id = any(array(…))` makes each batch an index lookup of the ids picked; a join with the picked ids would
+          // let the planner hash-join against a scan of the whole partition on every batch.
+          `with deleted as (
+             delete from "${partition.name}"
+             where id = any(array(select id from "${partition.name}" where ${condition} order by id limit ${limit}))
+             returning id, timestamp
+           ), marked as (
+             -- The usage rollups of the hours these rows leave are rebuilt (server/domain/usage-rollups.ts).
+             ${markStaleSql('deleted', 'timestamp')}
+           )
+           select ${AGGREGATE} from deleted`,
+          [...values, batchSize],
+        );
+        const span: RemovedSpan = { ...rowsOf(rows[0]), droppedPartition: null };
+        if (span.count > 0) await options.onRemoved?.(client, span);
+        return span;
+      });
+      if (batch.count > 0) {
+        options.onBatch?.(batch);
+        add(total, batch);
+      }
+      if (batch.count < batchSize) break;
+    }
+  }
+  return total;
+}
+
+/**
+ * Whether every row of a month is doomed and the month can get no new ones: it ended before the call (a month still
+ * running, or ahead, is never dropped: redemptions write to it), and it ended before the time limit or its newest id
+ * is within the count limit. An empty month is dropped only by the time limit.
+ */
+async function wholeMonthDoomed(
+  pool: pg.Pool,
+  partition: LogPartition,
+  cut: { cutoffId: string | null; cutoffTime: Date | null; now: Date },
+): Promise<boolean> {
+  if (partition.to > cut.now) return false;
+  if (cut.cutoffTime !== null && partition.to <= cut.cutoffTime) return true;
+  if (cut.cutoffId === null) return false;
+  const { rows } = await pool.query(`select max(id) as m from "${partition.name}"`);
+  return rows[0].m !== null && BigInt(rows[0].m) <= BigInt(cut.cutoffId);
+}
+
+/** Whether a month may hold doomed rows: it starts before the time limit, or its oldest id is within the count limit. */
+async function mayHoldDoomed(
+  pool: pg.Pool,
+  partition: LogPartition,
+  cut: { cutoffId: string | null; cutoffTime: Date | null },
+): Promise<boolean> {
+  if (cut.cutoffTime !== null && partition.from < cut.cutoffTime) return true;
+  if (cut.cutoffId === null) return false;
+  const { rows } = await pool.query(`select min(id) as m from "${partition.name}"`);
+  return rows[0].m !== null && BigInt(rows[0].m) <= BigInt(cut.cutoffId);
 }

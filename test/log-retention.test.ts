@@ -1,0 +1,137 @@
+import { afterAll, beforeEach, describe, expect, it } from 'vitest';
+import { ensureLogPartitions, listLogPartitions, monthStart, partitionName } from '../server/domain/log-partitions.js';
+import { truncateLogs, type RemovedSpan } from '../server/domain/log-retention.js';
+import { startTestServer, type TestServer } from './support/harness.js';
+import { issue, redeem } from './support/operations.js';
+
+/**
+ * Retention on the log partitioned by month: whole months dropped, the month the cut-off cuts through deleted inside,
+ * counts kept exact, the current month never dropped, idempotency keys outliving their rows, and the rollups' seam.
+ */
+
+const DAY = 86_400_000;
+let server: TestServer;
+afterAll(() => server?.close());
+
+let tokenId: string;
+/** Rows at each instant, ids ascending with time. */
+async function seed(times: Date[]) {
+  await server.sql('delete from request_token_log');
+  await ensureLogPartitions(server.db.pool, { from: times[0], to: new Date() });
+  await server.sql(
+    `insert into request_token_log (token_id, timestamp, client_id) select $1, t, 1 from unnest($2::timestamptz[]) t order by t`,
+    [tokenId, times],
+  );
+}
+const names = async () => (await listLogPartitions(server.db.pool)).map((p) => p.name);
+const kept = async () =>
+  (await server.sql<{ timestamp: Date }>('select timestamp from request_token_log order by id')).map((r) => r.timestamp.getTime());
+
+beforeEach(async () => {
+  server ??= await startTestServer();
+  tokenId ??= (await issue(server, { scope: 'r', maxUses: 100 })).token.id;
+});
+
+describe('retention by age', () => {
+  it('drops the months wholly older than the cut-off and deletes only inside the month it cuts through', async () => {
+    const now = Date.now();
+    const cutoff = now - 45 * DAY;
+    const cutMonth = monthStart(new Date(cutoff));
+    // Two rows at the start of each of the three months before the cut month, two on each side of the cut-off, one now.
+    const times = [3, 2, 1].flatMap((back) => {
+      const m = monthStart(cutMonth, -back).getTime();
+      return [new Date(m), new Date(m + DAY)];
+    });
+    times.push(new Date(cutoff - 2 * 3_600_000), new Date(cutoff - 3_600_000), new Date(cutoff + 3_600_000), new Date(cutoff + 7_200_000), new Date(now));
+    await seed(times);
+    const steps: RemovedSpan[] = [];
+    const result = await truncateLogs(server.db.pool, { maxDays: 45, batchSize: 1 }, { onRemoved: async (_c, s) => void steps.push(s) });
+
+    expect(result.count).toBe(8);
+    expect(steps.map((s) => [s.droppedPartition, s.count])).toEqual([
+      [partitionName(monthStart(cutMonth, -3)), 2],
+      [partitionName(monthStart(cutMonth, -2)), 2],
+      [partitionName(monthStart(cutMonth, -1)), 2],
+      [null, 1],
+      [null, 1],
+    ]);
+    const all = await names();
+    for (const back of [3, 2, 1]) expect(all).not.toContain(partitionName(monthStart(cutMonth, -back)));
+    expect(all).toContain(partitionName(cutMonth));
+    expect(await kept()).toEqual(times.slice(8).map((t) => t.getTime()));
+    // Each step's span holds its rows: what a rollup of those hours must take out.
+    expect(steps[0].oldest?.getTime()).toBe(times[0].getTime());
+    expect(steps[0].newest?.getTime()).toBe(times[1].getTime());
+    expect(result).toMatchObject({ oldest: times[0], newest: times[7] });
+  });
+
+  it('never drops the current month, even when every row goes (all), and the log takes rows after it', async () => {
+    const now = Date.now();
+    await seed([new Date(monthStart(new Date(now), -1).getTime() + DAY), new Date(now - 1000)]);
+    const result = await truncateLogs(server.db.pool, { all: true });
+    expect(result.count).toBe(2);
+    const all = await names();
+    expect(all).toContain(partitionName(monthStart(new Date(now))));
+    expect(all).toContain(partitionName(monthStart(new Date(now), 1)));
+    expect(all).not.toContain(partitionName(monthStart(new Date(now), -1)));
+    await redeem(server, { jwt: (await issue(server, { scope: 'r' })).jwt, scope: 'r' });
+    expect((await kept()).length).toBe(1);
+  });
+});
+
+describe('retention by count', () => {
+  it('keeps exactly the newest maxCount rows across months, dropping the months wholly beyond it', async () => {
+    const now = Date.now();
+    const start = monthStart(new Date(now), -3).getTime();
+    // Five rows in each of the three months before this one, two this month.
+    const times = [0, 1, 2].flatMap((m) => [0, 1, 2, 3, 4].map((d) => new Date(monthStart(new Date(start), m).getTime() + d * DAY)));
+    times.push(new Date(now - 2000), new Date(now - 1000));
+    await seed(times);
+    const steps: RemovedSpan[] = [];
+    const onRemoved = async (_c: unknown, s: RemovedSpan) => void steps.push(s);
+    // The cut-off exactly at the oldest month's last row: that month goes whole, nothing else.
+    expect((await truncateLogs(server.db.pool, { maxCount: 12 }, { onRemoved })).count).toBe(5);
+    expect(steps.map((s) => [s.droppedPartition, s.count])).toEqual([[partitionName(monthStart(new Date(start))), 5]]);
+    // Inside the next month: deleted there.
+    steps.length = 0;
+    expect((await truncateLogs(server.db.pool, { maxCount: 9 }, { onRemoved })).count).toBe(3);
+    expect(steps.map((s) => [s.droppedPartition, s.count])).toEqual([[null, 3]]);
+    expect(await kept()).toEqual(times.slice(8).map((t) => t.getTime()));
+  });
+});
+
+describe('the rollups seam', () => {
+  it('runs onRemoved inside the removal: when it fails, the month is back with its rows', async () => {
+    const now = Date.now();
+    const old = monthStart(new Date(now), -2);
+    await seed([new Date(old.getTime() + DAY), new Date(now - 1000)]);
+    await expect(
+      truncateLogs(server.db.pool, { maxDays: 1 }, {
+        async onRemoved(client) {
+          await client.query('select 1');
+          throw new Error('rollups could not follow');
+        },
+      }),
+    ).rejects.toThrow('rollups could not follow');
+    expect(await names()).toContain(partitionName(old));
+    expect((await kept()).length).toBe(2);
+  });
+});
+
+describe('idempotency keys', () => {
+  it('outlive their log row: a retry after its month was dropped answers the same redemption, no second use', async () => {
+    const { jwt } = await issue(server, { scope: 'k', maxUses: 3 });
+    const first = await redeem(server, { jwt, scope: 'k', idempotencyKey: 'once' });
+    expect(first.usesRemaining).toBe(2);
+    // The redemption's row moves to two months back (an UPDATE of the partition key moves it), and that month goes.
+    const old = new Date(monthStart(new Date(), -2).getTime() + DAY);
+    await ensureLogPartitions(server.db.pool, { from: old, to: old });
+    await server.sql('update request_token_log set timestamp = $1 where id = $2', [old, first.id]);
+    await server.sql('update request_token_idempotency set log_timestamp = $1 where log_id = $2', [old, first.id]);
+    await truncateLogs(server.db.pool, { maxDays: 40 });
+    expect(await names()).not.toContain(partitionName(monthStart(old)));
+    expect(await server.sql('select 1 from request_token_log where id = $1', [first.id])).toEqual([]);
+    const retry = await redeem(server, { jwt, scope: 'k', idempotencyKey: 'once' });
+    expect(retry).toMatchObject({ id: first.id, usesRemaining: 2 });
+  });
+});
