@@ -1,4 +1,5 @@
 import type { ObjectRef } from '@pothos/core';
+import { Kind, type GraphQLResolveInfo, type SelectionSetNode } from 'graphql';
 import { DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, type Page } from '../server/domain/paging.js';
 import { builder } from './builder.js';
 
@@ -43,7 +44,24 @@ export function connectionType<T>(name: string, node: ObjectRef<any, T>) {
         resolve: (p) => p.nodes.map((n) => ({ node: n, cursor: p.cursorOf(n) })),
       }),
       pageInfo: t.field({ type: PageInfoRef, resolve: (p) => p as Page<unknown> }),
-      totalCount: t.exposeInt('totalCount'),
+      totalCount: t.int({ resolve: (p) => (typeof p.totalCount === 'function' ? p.totalCount() : p.totalCount) }),
     }),
   });
+}
+
+/**
+ * Whether the connection field being resolved selects `totalCount` (through fragments too), so that a page asked for
+ * without it skips the count: on a large log the count of a filter costs hundreds of times its page.
+ */
+export function selectsTotalCount(info: GraphQLResolveInfo): boolean {
+  const seen = new Set<string>();
+  const search = (set: SelectionSetNode | undefined): boolean =>
+    !!set?.selections.some((s) => {
+      if (s.kind === Kind.FIELD) return s.name.value === 'totalCount';
+      if (s.kind === Kind.INLINE_FRAGMENT) return search(s.selectionSet);
+      if (seen.has(s.name.value)) return false;
+      seen.add(s.name.value);
+      return search(info.fragments[s.name.value]?.selectionSet);
+    });
+  return info.fieldNodes.some((field) => search(field.selectionSet));
 }

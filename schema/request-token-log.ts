@@ -6,7 +6,7 @@ import DataLoader from 'dataloader';
 import type { Context } from '../server/context.js';
 import { builder } from './builder.js';
 import { ErrorCodeEnum } from './errors.js';
-import { connectionType, pageCost } from './paging.js';
+import { connectionType, pageCost, selectsTotalCount } from './paging.js';
 import { asQueryError, RequestTokenRef } from './request-token.js';
 import { DateTime } from './scalars.js';
 
@@ -90,9 +90,13 @@ builder.queryField('requestTokenLogs', (t) =>
     type: RequestTokenLogConnection,
     args: { filter: t.arg({ type: RequestTokenLogFilter }), first: t.arg.int(), after: t.arg.string() },
     complexity: pageCost,
-    resolve: (_root, { filter, first, after }, ctx) =>
+    resolve: (_root, { filter, first, after }, ctx, info) =>
       asQueryError(() =>
-        listLogs(ctx, { ...filter, tokenId: filter?.tokenId == null ? null : String(filter.tokenId) }, { first, after }),
+        listLogs(ctx, { ...filter, tokenId: filter?.tokenId == null ? null : String(filter.tokenId) }, {
+          first,
+          after,
+          count: selectsTotalCount(info),
+        }),
       ),
   }),
 );

@@ -12,7 +12,7 @@ import {
 } from '../server/domain/tokens.js';
 import { SigningKeyRetiredError } from '../server/domain/jwt.js';
 import { builder } from './builder.js';
-import { connectionType, pageCost } from './paging.js';
+import { connectionType, pageCost, selectsTotalCount } from './paging.js';
 import { DateTime, JSONScalar } from './scalars.js';
 
 export const LoginModeEnum = builder.enumType('LoginMode', {
@@ -96,7 +96,8 @@ builder.queryFields((t) => ({
     type: RequestTokenConnection,
     args: { filter: t.arg({ type: RequestTokenFilter }), first: t.arg.int(), after: t.arg.string() },
     complexity: pageCost,
-    resolve: (_root, { filter, first, after }, ctx) => asQueryError(() => listTokens(ctx, filter ?? {}, { first, after })),
+    resolve: (_root, { filter, first, after }, ctx, info) =>
+      asQueryError(() => listTokens(ctx, filter ?? {}, { first, after, count: selectsTotalCount(info) })),
   }),
 }));
 

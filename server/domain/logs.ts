@@ -190,7 +190,7 @@ export async function listLogs(deps: TokenReadDeps, filter: LogFilter, args: Pag
   if (filter.failed === false) qb.andWhere({ errorCode: null });
   if (filter.since) qb.andWhere({ timestamp: { $gte: filter.since } });
   if (filter.until) qb.andWhere({ timestamp: { $lt: filter.until } });
-  return keysetPage(qb, 'l.id', limit, beforeId, (page) => readLogsWithTokens(deps, page));
+  return keysetPage(qb, 'l.id', limit, beforeId, (page) => readLogsWithTokens(deps, page), args.count ?? true);
 }
 
 /**

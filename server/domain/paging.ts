@@ -9,13 +9,19 @@ export const MAX_PAGE_SIZE = 100;
 export interface PageArgs {
   first?: number | null;
   after?: string | null;
+  /**
+   * Whether the total will be read (default true): counting a filter over millions of rows costs far more than its
+   * page, so a caller that does not select `totalCount` does not pay for it (it is then counted only if read).
+   */
+  count?: boolean;
 }
 
 export interface Page<T> {
   nodes: T[];
   hasNextPage: boolean;
   hasPreviousPage: boolean;
-  totalCount: number;
+  /** The filter's total, or a function counting it when called (once), when the page was asked for without it. */
+  totalCount: number | (() => Promise<number>);
   cursorOf(node: T): string;
 }
 
@@ -43,8 +49,9 @@ export function pageWindow(args: PageArgs, issues: Issues, path: string[] = []):
 }
 
 /**
- * One page (newest first, one extra row to tell whether more follow) and the filter's total count, in parallel.
- * `qb` holds the filter (the tenant's included); the page adds the cursor, the order and the limit to a copy of it.
+ * One page (newest first, one extra row to tell whether more follow) and the filter's total count, in parallel (with
+ * `count` false, the total is counted only if read). `qb` holds the filter (the tenant's included); the page adds the
+ * cursor, the order and the limit to a copy of it.
  */
 export async function keysetPage<T extends { id: string }>(
   qb: QueryBuilder<any, any>,
@@ -52,11 +59,16 @@ export async function keysetPage<T extends { id: string }>(
   limit: number,
   beforeId: string | null,
   read: (qb: any) => Promise<T[]>,
+  count = true,
 ): Promise<Page<T>> {
   const page = qb.clone();
   if (beforeId !== null) page.andWhere({ [idColumn]: { $lt: beforeId } });
   page.orderBy({ [idColumn]: 'desc' }).limit(limit + 1);
-  const [rows, totalCount] = await Promise.all([read(page), countOf(qb)]);
+  let counted: Promise<number> | undefined;
+  const [rows, totalCount] = await Promise.all([
+    read(page),
+    count ? countOf(qb) : () => (counted ??= countOf(qb)),
+  ]);
   return {
     nodes: rows.slice(0, limit),
     hasNextPage: rows.length > limit,

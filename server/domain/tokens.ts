@@ -373,5 +373,5 @@ export async function listTokens(deps: TokenReadDeps, filter: TokenFilter, args:
   if (filter.scope != null) qb.andWhere({ scope: filter.scope });
   if (filter.userId != null) qb.andWhere({ userId: filter.userId });
   if (filter.status != null) qb.andWhere(`(${statusOf(deps)}) = ?`, [filter.status]);
-  return keysetPage(qb, 't.id', limit, beforeId, readTokens);
+  return keysetPage(qb, 't.id', limit, beforeId, readTokens, args.count ?? true);
 }
