@@ -79,6 +79,21 @@ describe('retention by age', () => {
   });
 });
 
+describe('two retentions at once', () => {
+  it('drop each month once between them, delete each row once, and neither fails', async () => {
+    const now = Date.now();
+    const times = [4, 3, 2].flatMap((back) => {
+      const m = monthStart(new Date(now), -back).getTime();
+      return [new Date(m + DAY), new Date(m + 2 * DAY)];
+    });
+    times.push(new Date(now - 1000));
+    await seed(times);
+    const results = await Promise.all([1, 2].map(() => truncateLogs(server.db.pool, { maxCount: 1, batchSize: 1 })));
+    expect(results[0].count + results[1].count).toBe(6);
+    expect(await kept()).toEqual([times[6].getTime()]);
+  });
+});
+
 describe('retention by count', () => {
   it('keeps exactly the newest maxCount rows across months, dropping the months wholly beyond it', async () => {
     const now = Date.now();

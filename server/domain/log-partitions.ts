@@ -11,8 +11,11 @@ import pg from 'pg';
 export const LOG_TABLE = 'request_token_log';
 /** Months created ahead of the current one by default. */
 export const DEFAULT_MONTHS_AHEAD = 3;
-/** One key for every instance's upkeep (pg_advisory_xact_lock): creations take turns instead of racing. */
-const UPKEEP_LOCK = 0x72746c70; // 'rtlp'
+/**
+ * One key for every instance's upkeep and retention (pg_advisory_xact_lock): creating and dropping months take turns
+ * instead of racing.
+ */
+export const UPKEEP_LOCK = 0x72746c70; // 'rtlp'
 
 /** The first instant (UTC) of `at`'s month, `add` months on. */
 export function monthStart(at: Date, add = 0): Date {
