@@ -268,8 +268,10 @@ async function main() {
       `select not attnotnull as nullable from pg_attribute where attrelid = 'request_token_log'::regclass and attname = 'token_id'`,
     );
     const now = Date.now();
-    // The log's months from the oldest seeded row's (the service keeps only the coming ones ahead).
-    await ensureLogPartitions(seeder, { from: new Date(now - size.days * 86_400_000), to: new Date(now) });
+    // The log's months from the oldest seeded row's (the service keeps only the coming ones ahead), created by the
+    // service's role as the service creates them: their owner, who may drop them (retention).
+    const asService = await connect(large.url);
+    await ensureLogPartitions(asService, { from: new Date(now - size.days * 86_400_000), to: new Date(now) });
     const indexes = await secondaryIndexes(seeder, ['request_token', 'request_token_log']);
     await seeder.query(`set maintenance_work_mem = '512MB'`);
     await seeder.query('set session_replication_role = replica').catch(() => log('not a superuser: foreign keys checked row by row'));
