@@ -147,3 +147,32 @@ describe('the migration that partitions the log by month', () => {
     }
   });
 });
+
+describe('the partitioning migration on a log larger than the statement timeout allows one statement', () => {
+  it("copies the rows although the migrator's connection carries the service's statement timeout", async () => {
+    const bigUrl = await createTestDatabase();
+    const big = await MikroORM.init({ ...ormOptions(bigUrl, 2), logger: () => {} });
+    await big.getMigrator().up({ to: BEFORE });
+    const client = new pg.Client({ connectionString: bigUrl });
+    await client.connect();
+    await client.query(
+      `insert into request_token_log (token_id, error_code, timestamp, client_id)
+       select null, 'TOKEN_MALFORMED', now() - (n % 40) * interval '1 day', null from generate_series(1, 300000) n`,
+    );
+    await big.close(true);
+    // As server/database/db.ts connects: every session carries DB_STATEMENT_TIMEOUT_MS (here far below the copy's time).
+    const timed = await MikroORM.init({
+      ...ormOptions(bigUrl, 2),
+      logger: () => {},
+      driverOptions: { connection: { statement_timeout: 100 } },
+    });
+    try {
+      await timed.getMigrator().up({ to: PARTITIONED });
+    } finally {
+      await timed.close(true);
+    }
+    const { rows } = await client.query(`select count(*)::int as n from request_token_log where token_id = 0`);
+    await client.end();
+    expect(rows[0].n).toBe(300_000);
+  }, 120_000);
+});

@@ -14,6 +14,9 @@ import { Migration } from '@mikro-orm/migrations';
 export class Migration20261130090000_log_partitioned_by_month extends Migration {
 
   override async up(): Promise<void> {
+    // Copying a large log takes minutes: the service's statement timeout (DB_STATEMENT_TIMEOUT_MS, 5 s by default,
+    // which the migrator's connection carries) would cancel it. Lifted for this migration's transaction only.
+    this.addSql(`set local statement_timeout = 0;`);
     // The idempotency keys learn their log row's timestamp before the old table goes.
     this.addSql(`alter table "request_token_idempotency" drop constraint "request_token_idempotency_log_id_fkey";`);
     this.addSql(`drop index "request_token_idempotency_log_id_index";`);
@@ -82,6 +85,7 @@ export class Migration20261130090000_log_partitioned_by_month extends Migration 
   }
 
   override async down(): Promise<void> {
+    this.addSql(`set local statement_timeout = 0;`);
     this.addSql(`alter table "request_token_log" rename to "request_token_log_partitioned";`);
     this.addSql(`alter table "request_token_log_partitioned" drop constraint "request_token_log_pkey";`);
     this.addSql(`drop index "request_token_log_id_index", "request_token_log_timestamp_index",
