@@ -5,6 +5,7 @@ import { parseHttpUrl, tokeniseUrl, urlParts } from './target-url.js';
 import {
   checkAgainstNow,
   tokenColumns,
+  tokenFields,
   tokenFromRow,
   type TokenRow,
   tokenJwt,
@@ -39,9 +40,9 @@ const BULK_ISSUE_SQL = `with input as (
     where not exists (select 1 from input c where not (
       (c.expiry is null or c.expiry > now()) and (c.not_before is null or c.expiry is null or c.not_before < c.expiry)))
     order by n
-    returning ${tokenColumns('request_token', '$15::int')}
+    returning ${tokenFields()}
   )
-  select * from stored order by id`;
+  select ${tokenColumns('stored', '$15::int')} from stored order by id`;
 
 /**
  * Issues up to MAX_BULK_ISSUE tokens at once: every input is validated first (issues name the index:

@@ -9,7 +9,7 @@ import { findReplay, fingerprint, isKeyConflict, MAX_IDEMPOTENCY_KEY_LENGTH } fr
 import { checkString, MAX_USER_AGENT_LENGTH, MAX_USER_ID_LENGTH } from './validation.js';
 import type { RedeemBatcher } from './redeem-batch.js';
 import type { RefusalLog } from './refusal-log.js';
-import { MAX_SCOPE_LENGTH, tokenColumns, tokenFromRow, type TokenRecord, type TokenRow } from './tokens.js';
+import { MAX_SCOPE_LENGTH, tokenColumns, tokenFields, tokenFromRow, type TokenRecord, type TokenRow } from './tokens.js';
 import { tenantOf, type Caller, type Tenant } from './api-keys.js';
 import { namedStatement } from './named-sql.js';
 import { parseId } from './ids.js';
@@ -84,7 +84,7 @@ const redeemSql = ({ skipLocked }: { skipLocked: boolean }) => `with ${
     update request_token t set used_to_date = t.used_to_date + 1
     where t.id = :tokenId${skipLocked ? ' and t.id in (select id from locked)' : ''}
       and ${redeemableSql('t')}
-    returning ${tokenColumns('t')}
+    returning ${tokenFields('t')}
   ), log as (
     insert into request_token_log (token_id, user_id, client_ip, user_agent, client_id)
     select id, :userId, :clientIp, :userAgent, client_id from used
@@ -93,7 +93,7 @@ const redeemSql = ({ skipLocked }: { skipLocked: boolean }) => `with ${
     insert into request_token_idempotency (token_id, key, fingerprint, log_id)
     select used.id, :key, :fingerprint, log.id from used cross join log where :key is not null
   )
-  select used.*, log.id as log_id from used cross join log`;
+  select ${tokenColumns('used')}, log.id as log_id from used cross join log`;
 
 const REDEEM_TYPES = { ...PER_REDEMPTION_PARAMS, ...SHARED_PARAMS, key: 'text', fingerprint: 'text' } as const;
 

@@ -57,7 +57,14 @@ export type TokenRow = RowOf<RequestToken, (typeof TOKEN_ROW_FIELDS)[number]> & 
  * clock tolerance: `tolerance` is the SQL for it, by default the named placeholder `:tolerance`).
  */
 export const tokenColumns = (t = 'request_token', tolerance = ':tolerance') =>
-  `${columnList(t, TOKEN_ROW_FIELDS)}, ${t}.client_id, ${t}.kid, ${statusSql(t, tolerance)} as status`;
+  `${tokenFields(t)}, ${statusSql(t, tolerance)} as status`;
+
+/**
+ * The stored columns of a token over `t`, without its status: what a statement that writes tokens returns, its status
+ * then derived over the returned row (`tokenColumns` on the CTE). Citus refuses clock functions such as now() in a
+ * RETURNING clause, and a status read after the write is the same on plain PostgreSQL (now() is the statement's).
+ */
+export const tokenFields = (t = 'request_token') => `${columnList(t, TOKEN_ROW_FIELDS)}, ${t}.client_id, ${t}.kid`;
 
 export function tokenFromRow(row: TokenRow): TokenRecord {
   return {
@@ -133,23 +140,32 @@ export const tokenJwt = (codec: JwtCodec, token: TokenRecord) => codec.sign(jwtC
 
 // The checks against the present (expiry in the future, not-before before a session's default expiry) are made here, on
 // the database clock, like every other time decision: servers whose clocks differ still agree. No row: a check failed.
-export const ISSUE_SQL = namedStatement(
-  'issue-token',
-  `insert into request_token
-  (scope, target_url, target_host, target_path, target_params, user_id, login_mode, data, max_uses, not_before, expires_at,
-   client_id, kid)
-  select :scope, :targetUrl, :host, :path, :params, :userId, :loginMode, :data, :maxUses, :notBefore, e.expiry,
-    :clientId, :kid
-  from (select coalesce(:expiresAt, case when :loginMode = 'SESSION' then now() + make_interval(mins => :sessionMinutes) end)
-    as expiry) e
-  where (e.expiry is null or e.expiry > now()) and (:notBefore is null or e.expiry is null or :notBefore < e.expiry)
-  returning ${tokenColumns()}`,
-  {
-    scope: 'text', targetUrl: 'text', host: 'text', path: 'text', params: 'jsonb', userId: 'text', loginMode: 'text',
-    data: 'jsonb', maxUses: 'int', notBefore: 'timestamptz', expiresAt: 'timestamptz', sessionMinutes: 'int',
-    clientId: 'bigint', kid: 'text', tolerance: 'int',
-  },
-);
+const issueSql = ({ id }: { id: boolean }) => `with stored as (
+    insert into request_token
+    (${id ? 'id, ' : ''}scope, target_url, target_host, target_path, target_params, user_id, login_mode, data, max_uses,
+     not_before, expires_at, client_id, kid)
+    select ${id ? ':id, ' : ''}:scope, :targetUrl, :host, :path, :params, :userId, :loginMode, :data, :maxUses, :notBefore,
+      e.expiry, :clientId, :kid
+    from (select coalesce(:expiresAt, case when :loginMode = 'SESSION' then now() + make_interval(mins => :sessionMinutes) end)
+      as expiry) e
+    where (e.expiry is null or e.expiry > now()) and (:notBefore is null or e.expiry is null or :notBefore < e.expiry)
+    returning ${tokenFields()}
+  )
+  select ${tokenColumns('stored')} from stored`;
+
+const ISSUE_TYPES = {
+  scope: 'text', targetUrl: 'text', host: 'text', path: 'text', params: 'jsonb', userId: 'text', loginMode: 'text',
+  data: 'jsonb', maxUses: 'int', notBefore: 'timestamptz', expiresAt: 'timestamptz', sessionMinutes: 'int',
+  clientId: 'bigint', kid: 'text', tolerance: 'int',
+} as const;
+
+export const ISSUE_SQL = namedStatement('issue-token', issueSql({ id: false }), ISSUE_TYPES);
+
+/**
+ * ISSUE_SQL with the new token's id given (first parameter, from the id sequence): on Citus the id says which shard
+ * the statement goes to (server/domain/citus.ts), so it must be known before the statement is routed.
+ */
+export const ISSUE_WITH_ID_SQL = namedStatement('issue-token-with-id', issueSql({ id: true }), { id: 'bigint', ...ISSUE_TYPES });
 
 /**
  * Validates an issue request; every offending field is listed. With `now` null the checks against the present are
