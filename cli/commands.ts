@@ -1,5 +1,5 @@
 import type { Command } from './command.js';
-import { ISSUE_USAGE, LOGS_TRUNCATE_USAGE, SERVICE_OPTIONS } from './usage.js';
+import { CITUS_DISTRIBUTE_USAGE, ISSUE_USAGE, LOGS_TRUNCATE_USAGE, SERVICE_OPTIONS } from './usage.js';
 
 export type { Command } from './command.js';
 
@@ -83,6 +83,12 @@ export const commands: Command[] = [
     summary: 'delete old redemption log rows, in batches (needs the database)',
     help: LOGS_TRUNCATE_USAGE,
     run: lazy(() => import('./logs-truncate.js'), 'logsTruncate'),
+  },
+  {
+    name: 'citus distribute',
+    summary: 'distribute the tables over a Citus cluster (needs the database: the coordinator)',
+    help: CITUS_DISTRIBUTE_USAGE,
+    run: lazy(() => import('./citus-distribute.js'), 'citusDistribute'),
   },
   {
     name: 'issue',

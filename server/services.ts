@@ -2,6 +2,7 @@ import type { Config } from './config.js';
 import type { Logger, Services } from './context.js';
 import { initDatabase, type Database } from './database/db.js';
 import { createAuthenticator } from './domain/api-keys.js';
+import { startCitus, type CitusStartup } from './domain/citus.js';
 import { resolveSecret } from './domain/bootstrap.js';
 import { createJwtCodec } from './domain/jwt.js';
 import { redeemBatcherFor } from './domain/redeem-batch.js';
@@ -21,6 +22,8 @@ export interface ServiceOptions {
 /** The services with what they hold open: the database, and `close` for all of it. */
 export interface RunningServices extends Services {
   db: Database;
+  /** What start-up found of Citus: the layout (null on plain PostgreSQL), and whether hot statements are delegated. */
+  citus: CitusStartup;
   /** Writes queued refusal log rows, stops the key ring's refresh and closes the database's connections. */
   close(): Promise<void>;
 }
@@ -39,6 +42,13 @@ export async function createServices(config: Config, options: ServiceOptions): P
   });
   let codec: Services['codec'] | null = null;
   try {
+    const citus = await startCitus(db.pool, log.info);
+    if (citus.routed && db.batchPool) {
+      // On Citus each redemption is one delegated call to its token's worker; a micro-batch would span shards (see
+      // docs/scaling.md, "Citus"), so redemptions go one statement each and the batch connections are not needed.
+      await db.batchPool.end();
+      db.batchPool = null;
+    }
     const secret = await resolveSecret(config, log.info).catch((error) => {
       throw options.explainSecretError ? options.explainSecretError(error) : error;
     });
@@ -58,6 +68,7 @@ export async function createServices(config: Config, options: ServiceOptions): P
       refusalLog,
       redeemBatcher: redeemBatcherFor(db, config),
       db,
+      citus,
       async close() {
         // Queued refusal log rows are written before the pool closes.
         await refusalLog.close();

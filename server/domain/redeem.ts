@@ -109,16 +109,29 @@ export type RedeemedRow = TokenRow & { log_id: string };
 
 /**
  * The refusal path: the first failing check (the rules' order) is logged. Writes nothing when every check passes (a
- * concurrent change made the token redeemable again), so the caller retries the success path.
+ * concurrent change made the token redeemable again), so the caller retries the success path. With `tiedOnly` (Citus,
+ * where the statement runs on the token's shard), a refusal that no stored token owns is not written but answered with
+ * a null id, and the caller logs it through the refusal log (its row lives on another shard).
  */
-export const REFUSE_SQL = namedStatement(
-  'refuse',
-  `with ${verdictCte()}
+const refuseSql = ({ tiedOnly }: { tiedOnly: boolean }) =>
+  tiedOnly
+    ? `with ${verdictCte()}, logged as (
+    insert into request_token_log (token_id, error_code, user_id, client_ip, user_agent, client_id)
+    select id, code, :userId, :clientIp, :userAgent, client_id from verdict where code is not null and id is not null
+    returning id, token_id, error_code
+  )
+  select id, token_id, error_code::text from logged
+  union all select null, null, code from verdict where code is not null and id is null`
+    : `with ${verdictCte()}
   insert into request_token_log (token_id, error_code, user_id, client_ip, user_agent, client_id)
   select id, code, :userId, :clientIp, :userAgent, client_id from verdict where code is not null
-  returning id, token_id, error_code`,
-  { ...PER_REDEMPTION_PARAMS, ...SHARED_PARAMS },
-);
+  returning id, token_id, error_code`;
+
+const REFUSE_TYPES = { ...PER_REDEMPTION_PARAMS, ...SHARED_PARAMS } as const;
+
+export const REFUSE_SQL = namedStatement('refuse', refuseSql({ tiedOnly: false }), REFUSE_TYPES);
+/** REFUSE_SQL as it runs on Citus (server/domain/citus.ts): same parameters, same name on the hot pool. */
+export const REFUSE_TIED_SQL = namedStatement('refuse-tied', refuseSql({ tiedOnly: true }), REFUSE_TYPES);
 
 export function validateRedeemInput(input: RedeemInput): { requested: UrlParts | null; userAgent: string | null } {
   const issues = new Issues();
@@ -217,14 +230,16 @@ export async function redeemToken(deps: RedeemDeps, input: RedeemInput): Promise
     // The use may have gone to a concurrent redemption with this very key: that one is our answer, not a refusal.
     const original = await replay();
     if (original) return original;
-    const refused = await deps.pool.query<{ id: string; token_id: string | null; error_code: RejectionCode }>({
+    const refused = await deps.pool.query<{ id: string | null; token_id: string | null; error_code: RejectionCode }>({
       name: REFUSE_SQL.name,
       text: REFUSE_SQL.text,
       values: REFUSE_SQL.values(values),
     });
     if (refused.rows[0]) {
       const { id, token_id, error_code } = refused.rows[0];
-      return new TokenRejection(error_code, token_id === null ? null : String(token_id), String(id));
+      // Not written (Citus: no stored token owns it, so its row is not on this token's shard): the refusal log takes it.
+      const logId = id ?? deps.refusalLog.record({ code: error_code, userId, clientIp, userAgent, clientId: tenant });
+      return new TokenRejection(error_code, token_id === null ? null : String(token_id), logId === null ? null : String(logId));
     }
   }
   throw new Error(`token ${tokenId} kept changing under redemption`);

@@ -39,7 +39,7 @@ export interface TokenRecord {
 }
 
 /** The token's properties a TokenRecord shows, read by every hand-written statement that returns tokens. */
-const TOKEN_ROW_FIELDS = [
+export const TOKEN_ROW_FIELDS = [
   'id', 'scope', 'targetUrl', 'userId', 'loginMode', 'data', 'maxUses', 'usedToDate', 'issuedAt', 'notBefore',
   'expiresAt', 'revokedAt',
 ] as const satisfies readonly (keyof RequestToken & string)[];

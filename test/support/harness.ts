@@ -7,10 +7,14 @@ import type { Services } from '../../server/context.js';
 import type { Database } from '../../server/database/db.js';
 import { createApiKey } from '../../server/domain/api-keys.js';
 import { createServices } from '../../server/services.js';
+import { prepareCitusDatabase } from './citus.js';
 
 export const TEST_SECRET = 'test-secret-test-secret-test-secret-0123456789';
 
-/** Creates an empty database on the run's PostgreSQL server and returns its URL. */
+/**
+ * Creates an empty database on the run's PostgreSQL server and returns its URL. On a Citus cluster (CITUS_TEST=1) it is
+ * migrated and distributed too, as an operator would do before starting the service.
+ */
 export async function createTestDatabase(): Promise<string> {
   const serverUrl = inject('databaseUrl');
   const name = `rt_test_${randomBytes(6).toString('hex')}`;
@@ -21,6 +25,7 @@ export async function createTestDatabase(): Promise<string> {
   } finally {
     await admin.end();
   }
+  if (inject('citus')) await prepareCitusDatabase(serverUrl, name);
   const url = new URL(serverUrl);
   url.pathname = `/${name}`;
   return url.toString();

@@ -1,0 +1,54 @@
+import pg from 'pg';
+import { initDatabase } from '../../server/database/db.js';
+import { distributeForCitus } from '../../server/domain/citus.js';
+
+/**
+ * Test databases on a Citus cluster (`npm run test:citus`, scripts/test-citus.sh): Citus keeps its metadata per database,
+ * so a new database needs the extension on every node and the nodes registered in it; it is then migrated and
+ * distributed as `request-token citus distribute` does, before the test's service starts on it.
+ */
+export async function prepareCitusDatabase(serverUrl: string, name: string): Promise<void> {
+  const nodes = await withClient(serverUrl, async (c) =>
+    (
+      await c.query<{ host: string; port: number; group_id: number }>(
+        `select nodename as host, nodeport as port, groupid as group_id from pg_dist_node
+         where noderole = 'primary' order by groupid`,
+      )
+    ).rows,
+  );
+  const at = (host: string, port: number, database: string) => {
+    const url = new URL(serverUrl);
+    url.hostname = host;
+    url.port = String(port);
+    url.pathname = `/${database}`;
+    return url.toString();
+  };
+  const coordinator = nodes.find((n) => n.group_id === 0)!;
+  for (const node of nodes) {
+    if (node.group_id !== 0) await withClient(at(node.host, node.port, 'postgres'), (c) => c.query(`create database ${name}`));
+    await withClient(at(node.host, node.port, name), (c) => c.query('create extension if not exists citus'));
+  }
+  await withClient(at(coordinator.host, coordinator.port, name), async (c) => {
+    // Statement counters (citus_stat_counters) for the router tests.
+    await c.query(`alter database ${name} set citus.enable_stat_counters = on`);
+    await c.query('select citus_set_coordinator_host($1, $2)', [coordinator.host, coordinator.port]);
+    for (const node of nodes) if (node.group_id !== 0) await c.query('select citus_add_node($1, $2)', [node.host, node.port]);
+  });
+  const url = at(coordinator.host, coordinator.port, name);
+  const db = await initDatabase(url, { dbPoolSize: 2, dbPoolTimeoutMs: 10_000, dbStatementTimeoutMs: 120_000, dbLockTimeoutMs: 10_000 });
+  try {
+    await distributeForCitus(db.pool, () => {});
+  } finally {
+    await db.close();
+  }
+}
+
+async function withClient<T>(url: string, work: (c: pg.Client) => Promise<T>): Promise<T> {
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  try {
+    return await work(client);
+  } finally {
+    await client.end();
+  }
+}
