@@ -1,4 +1,4 @@
-import pg from 'pg';
+import type pg from 'pg';
 
 /**
  * Citus (the distributed PostgreSQL extension), seen from the service: what a database's layout is, how tables are
