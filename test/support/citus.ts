@@ -1,3 +1,6 @@
+import { execFileSync } from 'node:child_process';
+import { appendFileSync, existsSync } from 'node:fs';
+import { join } from 'node:path';
 import pg from 'pg';
 import { initDatabase } from '../../server/database/db.js';
 import { distributeForCitus } from '../../server/domain/citus.js';
@@ -51,4 +54,53 @@ async function withClient<T>(url: string, work: (c: pg.Client) => Promise<T>): P
   } finally {
     await client.end();
   }
+}
+
+const BIN = '/usr/lib/postgresql/15/bin';
+const asPostgres = (command: string) => execFileSync('su', ['postgres', '-s', '/bin/sh', '-c', command], { stdio: 'pipe' });
+
+/** The cluster scripts/test-citus.sh started: its folder (node0 the coordinator, nodeN worker N) and base port. */
+export function citusCluster(): { dir: string; basePort: number } {
+  const dir = process.env.CITUS_CLUSTER_DIR;
+  if (!dir) throw new Error('CITUS_CLUSTER_DIR is not set: run these tests through npm run test:citus');
+  return { dir, basePort: Number(process.env.CITUS_BASE_PORT ?? 9750) };
+}
+
+/** Stops (fast shutdown) or starts worker `n` of the cluster. */
+export function workerCtl(action: 'stop' | 'start', n: number): void {
+  const { dir } = citusCluster();
+  const data = join(dir, `node${n}`);
+  asPostgres(
+    action === 'stop' ? `${BIN}/pg_ctl -D ${data} -m fast -w stop` : `${BIN}/pg_ctl -D ${data} -l ${data}/log -w start`,
+  );
+}
+
+/**
+ * Starts worker `n` (a new node folder, as cluster.sh makes them) and adds it to the cluster for `databases` (each gets
+ * the database and the extension on the new node). Its shards come later, from a rebalance.
+ */
+export async function addWorker(n: number, serverUrl: string, databases: string[]): Promise<string> {
+  const { dir, basePort } = citusCluster();
+  const data = join(dir, `node${n}`);
+  const port = basePort + n;
+  if (!existsSync(data)) {
+    asPostgres(`${BIN}/initdb -D ${data} -U postgres --auth=trust >/dev/null`);
+    appendFileSync(
+      join(data, 'postgresql.conf'),
+      `shared_preload_libraries = 'citus'\nlisten_addresses = '127.0.0.1'\nport = ${port}\nmax_connections = 300\nunix_socket_directories = '${dir}'\n`,
+    );
+  }
+  asPostgres(`${BIN}/pg_ctl -D ${data} -l ${data}/log -w start`);
+  const url = (database: string, p = port) => {
+    const u = new URL(serverUrl);
+    u.port = String(p);
+    u.pathname = `/${database}`;
+    return u.toString();
+  };
+  for (const database of databases) {
+    await withClient(url('postgres'), (c) => c.query(`create database ${database}`));
+    await withClient(url(database), (c) => c.query('create extension citus'));
+    await withClient(url(database, basePort), (c) => c.query('select citus_add_node($1, $2)', ['127.0.0.1', port]));
+  }
+  return `127.0.0.1:${port}`;
 }
