@@ -9,6 +9,7 @@ import { startEmbeddedDatabase } from '../server/database/embedded-db.js';
 import { initDatabase } from '../server/database/db.js';
 import { usageStats } from '../server/domain/usage-stats.js';
 import { truncateLogs } from '../server/domain/log-retention.js';
+import { ensureLogPartitions } from '../server/domain/log-partitions.js';
 import { revokeTokensStatement } from '../server/domain/bulk-revoke.js';
 
 const dir = await clusterTempDir('rt-bench-');
@@ -20,6 +21,7 @@ const base = new Date(Math.floor(Date.now() / DAY) * DAY - 90 * DAY);
 let t = performance.now();
 await q(`insert into request_token (scope, user_id, max_uses, issued_at)
   select 'scope-' || (i % 50), 'user-' || (i % 20000), 3, $1::timestamptz + i * interval '77.76 seconds' from generate_series(0, 99999) i`, [base]);
+await ensureLogPartitions(db.pool, { from: base, to: new Date() });
 await q(`insert into request_token_log (token_id, error_code, status_code, timestamp)
   select (select min(id) from request_token) + (i % 100000), case when i % 7 = 0 then 'TOKEN_EXPIRED' when i % 11 = 0 then 'SCOPE_MISMATCH' end,
     case when i % 3 = 0 then null else 200 + (i % 4) * 100 end, $1::timestamptz + i * interval '3.888 seconds' from generate_series(0, 1999999) i`, [base]);

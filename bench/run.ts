@@ -13,6 +13,7 @@ import { SignJWT } from 'jose';
 import pg from 'pg';
 import { startEmbeddedDatabase, type EmbeddedDatabase } from '../server/database/embedded-db.js';
 import { generateApiKey } from '../server/domain/api-keys.js';
+import { ensureLogPartitions } from '../server/domain/log-partitions.js';
 import { bundle } from '../scripts/build-service.js';
 import { freePort } from '../test/support/ports.js';
 
@@ -220,6 +221,8 @@ async function main() {
        select 'stats', 1000, 1, $1::timestamptz + n * interval '1 minute' from generate_series(1, 500) as n returning id`,
       [statsDay],
     );
+    // The log has a partition per month: the stats day's month is created first (it may be last month).
+    await ensureLogPartitions(db, { from: statsDay, to: statsDay });
     await db.query(
       `insert into request_token_log (token_id, error_code, user_id, client_ip, user_agent, status_code, timestamp, client_id)
        select ($2::bigint[])[1 + n % 500], case when n % 4 = 0 then 'MAX_USES_EXCEEDED' end, 'u' || n, '203.0.113.9',

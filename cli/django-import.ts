@@ -6,6 +6,7 @@ import { from as copyFrom } from 'pg-copy-streams';
 import type { Config } from '../server/config.js';
 import type { LoginMode } from '../server/database/entities/request-token.js';
 import { storedClientIp } from '../server/domain/privacy.js';
+import { ensureLogPartitions } from '../server/domain/log-partitions.js';
 import { DEFAULT_KID } from '../server/domain/signing-keys.js';
 import { parseHttpUrl, urlParts } from '../server/domain/target-url.js';
 import { MAX_SCOPE_LENGTH } from '../server/domain/tokens.js';
@@ -413,6 +414,14 @@ export async function importDjango(options: DjangoImportOptions): Promise<Django
       `update request_token t set used_to_date = s.used_to_date from django_token s
        where t.id = s.id and s.used_to_date > t.used_to_date`,
     );
+    // The log has a partition per month and no default one: the months of the imported rows are created first.
+    const { rows: span } = await conn.query<{ oldest: Date | null; newest: Date | null }>(
+      `select min(timestamp) as oldest, max(timestamp) as newest from django_log s
+       where not exists (select 1 from request_token_log l where l.id = s.id)`,
+    );
+    if (span[0].oldest && span[0].newest) {
+      await ensureLogPartitions(conn, { from: span[0].oldest, to: span[0].newest }, { inTransaction: true });
+    }
     await conn.query(
       `insert into request_token_log (id, token_id, user_id, client_ip, user_agent, status_code, timestamp, client_id)
        select id, token_id, user_id, client_ip, user_agent, status_code, timestamp, $1

@@ -154,8 +154,8 @@ describe('truncateRequestTokenLogs', () => {
   beforeEach(async () => {
     await server.sql(`delete from request_token_log`);
     await server.sql(
-      `insert into request_token_log (error_code, timestamp)
-       select 'TOKEN_MALFORMED', now() - make_interval(days => 39 - i) - interval '1 minute' from generate_series(0, 39) i`,
+      `insert into request_token_log (token_id, error_code, timestamp)
+       select 0, 'TOKEN_MALFORMED', now() - make_interval(days => 39 - i) - interval '1 minute' from generate_series(0, 39) i`,
     );
   });
   const remaining = async () =>

@@ -79,8 +79,8 @@ describe('log retention: 0 is refused, emptying the log takes all', () => {
     }
   `;
   const fill = () =>
-    server.sql(`insert into request_token_log (error_code, timestamp)
-      select 'TOKEN_MALFORMED', now() - make_interval(days => i) from generate_series(1, 12) i`);
+    server.sql(`insert into request_token_log (token_id, error_code, timestamp)
+      select 0, 'TOKEN_MALFORMED', now() - make_interval(days => i) from generate_series(1, 12) i`);
   const rows = async () => (await server.sql('select count(*)::int as n from request_token_log'))[0].n as number;
 
   it('refuses maxCount 0 and maxDays 0 in the mutation with a clear message, and deletes nothing', async () => {

@@ -1,6 +1,7 @@
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { usageStats } from '../server/domain/usage-stats.js';
+import { ensureLogPartitions } from '../server/domain/log-partitions.js';
 import { startTestServer, type TestServer } from './support/harness.js';
 
 let server: TestServer;
@@ -43,6 +44,7 @@ const counts = (c: { issued?: number; redemptions?: number; released?: number; r
 // window on both sides and one refusal that could not be tied to a token.
 beforeAll(async () => {
   server = await startTestServer();
+  await ensureLogPartitions(server.db.pool, { from: new Date('2026-02-01T00:00:00Z'), to: new Date('2026-03-31T00:00:00Z') });
   const token = async (scope: string, issuedAt: string) => {
     const [row] = await server.sql(
       `insert into request_token (client_id, scope, max_uses, issued_at) values (1, $1, 5, $2) returning id`,
@@ -58,7 +60,7 @@ beforeAll(async () => {
   const log = (tokenId: string | null, at: string, errorCode: string | null, statusCode: number | null, releasedAt: string | null = null) =>
     server.sql(
       `insert into request_token_log (token_id, error_code, status_code, timestamp, released_at) values ($1, $2, $3, $4, $5)`,
-      [tokenId, errorCode, statusCode, at, releasedAt],
+      [tokenId ?? 0, errorCode, statusCode, at, releasedAt],
     );
   await log(t1, '2026-03-01T09:00:00Z', null, 302);
   await log(t1, '2026-03-01T09:30:00Z', null, 200);

@@ -128,7 +128,10 @@ export async function truncateLogs(
       `with deleted as (
          delete from request_token_log
          where id = any(array(select id from request_token_log where ${condition} order by id limit ${limit}))
-         returning id, timestamp
+         returning token_id, id, timestamp
+       ), keys as (
+         -- The idempotency keys of the rows deleted (no foreign key cascades to them any more).
+         delete from request_token_idempotency k using deleted d where k.token_id = d.token_id and k.log_id = d.id
        )
        select count(*)::int as n, min(id) as first_id, max(id) as last_id, min(timestamp) as oldest,
          max(timestamp) as newest

@@ -3,7 +3,7 @@ import { LockMode, raw } from '@mikro-orm/core';
 import type { EntityManager, QueryBuilder } from '@mikro-orm/postgresql';
 import { RequestTokenIdempotency } from '../database/entities/request-token-idempotency.js';
 import { RequestToken } from '../database/entities/request-token.js';
-import { RequestTokenLog } from '../database/entities/request-token-log.js';
+import { NO_TOKEN_ID, RequestTokenLog } from '../database/entities/request-token-log.js';
 import { requestEm, tenantQueryBuilder, type TenantDeps } from '../database/tenant.js';
 import { parseId, parseIds } from './ids.js';
 import { Issues, NotFoundError } from './errors.js';
@@ -25,12 +25,13 @@ export interface LogRecord {
 
 type LogRow = RequestTokenLog & { tokenId: string | null };
 
-/** A log row as the API shows it, from the entity. */
+/** A log row as the API shows it, from the entity. NO_TOKEN_ID (a refusal no token owns) shows as no token. */
 function logFromEntity(row: RequestTokenLog): LogRecord {
   const token = row.token as unknown;
+  const tokenId = token == null ? null : typeof token === 'object' ? String((token as { id: string }).id) : String(token);
   return {
     id: row.id,
-    tokenId: token == null ? null : typeof token === 'object' ? String((token as { id: string }).id) : String(token),
+    tokenId: tokenId === NO_TOKEN_ID ? null : tokenId,
     errorCode: (row.errorCode ?? null) as ErrorCode | null,
     userId: row.userId ?? null,
     clientIp: row.clientIp ?? null,
@@ -105,7 +106,7 @@ async function releaseUse(deps: TenantDeps, id: string, statusCode: number): Pro
         { id: log.tokenId!, usedToDate: { $gt: 0 } },
         { usedToDate: raw('used_to_date - 1') },
       );
-      await em.nativeDelete(RequestTokenIdempotency, { logId: id });
+      await em.nativeDelete(RequestTokenIdempotency, { tokenId: log.tokenId!, logId: id });
     }
     await em.nativeUpdate(RequestTokenLog, { id }, { statusCode, releasedAt: raw('coalesce(released_at, now())') });
     const [updated] = await readLogs(logQuery(deps, em).andWhere({ id }));

@@ -12,6 +12,7 @@ import type { RefusalLog } from './refusal-log.js';
 import { MAX_SCOPE_LENGTH, tokenColumns, tokenFields, tokenFromRow, type TokenRecord, type TokenRow } from './tokens.js';
 import { tenantOf, type Caller, type Tenant } from './api-keys.js';
 import { namedStatement } from './named-sql.js';
+import { NO_TOKEN_ID } from '../database/entities/request-token-log.js';
 import { parseId } from './ids.js';
 import { REDEMPTION_PARAMS, redeemableSql, SHARED_PARAMS, verdictCte, type CheckParams } from './redemption-rules.js';
 import { storedClientIp } from './privacy.js';
@@ -88,10 +89,10 @@ const redeemSql = ({ skipLocked }: { skipLocked: boolean }) => `with ${
   ), log as (
     insert into request_token_log (token_id, user_id, client_ip, user_agent, client_id)
     select id, :userId, :clientIp, :userAgent, client_id from used
-    returning id
+    returning id, timestamp
   ), keyed as (
-    insert into request_token_idempotency (token_id, key, fingerprint, log_id)
-    select used.id, :key, :fingerprint, log.id from used cross join log where :key is not null
+    insert into request_token_idempotency (token_id, key, fingerprint, log_id, log_timestamp)
+    select used.id, :key, :fingerprint, log.id, log.timestamp from used cross join log where :key is not null
   )
   select ${tokenColumns('used')}, log.id as log_id from used cross join log`;
 
@@ -109,29 +110,18 @@ export type RedeemedRow = TokenRow & { log_id: string };
 
 /**
  * The refusal path: the first failing check (the rules' order) is logged. Writes nothing when every check passes (a
- * concurrent change made the token redeemable again), so the caller retries the success path. With `tiedOnly` (Citus,
- * where the statement runs on the token's shard), a refusal that no stored token owns is not written but answered with
- * a null id, and the caller logs it through the refusal log (its row lives on another shard).
+ * concurrent change made the token redeemable again), so the caller retries the success path. On Citus the statement
+ * runs as a function on the token's shard (server/domain/citus.ts), which answers a refusal that no stored token owns
+ * with a null id instead of writing it: the caller then logs it through the refusal log (token id 0, another shard).
  */
-const refuseSql = ({ tiedOnly }: { tiedOnly: boolean }) =>
-  tiedOnly
-    ? `with ${verdictCte()}, logged as (
-    insert into request_token_log (token_id, error_code, user_id, client_ip, user_agent, client_id)
-    select id, code, :userId, :clientIp, :userAgent, client_id from verdict where code is not null and id is not null
-    returning id, token_id, error_code
-  )
-  select id, token_id, error_code::text from logged
-  union all select null, null, code from verdict where code is not null and id is null`
-    : `with ${verdictCte()}
+export const REFUSE_SQL = namedStatement(
+  'refuse',
+  `with ${verdictCte()}
   insert into request_token_log (token_id, error_code, user_id, client_ip, user_agent, client_id)
-  select id, code, :userId, :clientIp, :userAgent, client_id from verdict where code is not null
-  returning id, token_id, error_code`;
-
-const REFUSE_TYPES = { ...PER_REDEMPTION_PARAMS, ...SHARED_PARAMS } as const;
-
-export const REFUSE_SQL = namedStatement('refuse', refuseSql({ tiedOnly: false }), REFUSE_TYPES);
-/** REFUSE_SQL as it runs on Citus (server/domain/citus.ts): same parameters, same name on the hot pool. */
-export const REFUSE_TIED_SQL = namedStatement('refuse-tied', refuseSql({ tiedOnly: true }), REFUSE_TYPES);
+  select coalesce(id, ${NO_TOKEN_ID}), code, :userId, :clientIp, :userAgent, client_id from verdict where code is not null
+  returning id, nullif(token_id, ${NO_TOKEN_ID}) as token_id, error_code`,
+  { ...PER_REDEMPTION_PARAMS, ...SHARED_PARAMS },
+);
 
 export function validateRedeemInput(input: RedeemInput): { requested: UrlParts | null; userAgent: string | null } {
   const issues = new Issues();

@@ -3,6 +3,7 @@ import { pipeline } from 'node:stream/promises';
 import type pg from 'pg';
 import { from as copyFrom } from 'pg-copy-streams';
 import type { RejectionCode } from './errors.js';
+import { NO_TOKEN_ID } from '../database/entities/request-token-log.js';
 
 /** One redemption attempt refused before it could be tied to a token (malformed JWT, bad signature). */
 export interface UntiedRefusal {
@@ -51,14 +52,15 @@ const SEQUENCE = `pg_get_serial_sequence('request_token_log', 'id')`;
 
 // Rows whose ids were reserved (nearly all) go in with COPY, which costs PostgreSQL about a third of a multi-row INSERT;
 // the few without an id get one from the sequence through this INSERT.
+// Their token_id is NO_TOKEN_ID (the log has no null token).
 const COPY_SQL =
-  'copy request_token_log (id, error_code, user_id, client_ip, user_agent, timestamp, client_id) from stdin';
+  'copy request_token_log (id, token_id, error_code, user_id, client_ip, user_agent, timestamp, client_id) from stdin';
 const copyField = (v: string | null) =>
   v === null ? '\\N' : v.replace(/\\/g, '\\\\').replace(/\t/g, '\\t').replace(/\n/g, '\\n').replace(/\r/g, '\\r');
 
 const INSERT_SQL = `insert into request_token_log
     (id, token_id, error_code, user_id, client_ip, user_agent, timestamp, client_id)
-  select coalesce(id, nextval(${SEQUENCE})), null, code, user_id, client_ip, user_agent, at, client_id
+  select coalesce(id, nextval(${SEQUENCE})), ${NO_TOKEN_ID}, code, user_id, client_ip, user_agent, at, client_id
   from json_to_recordset($1::json)
     as r(id bigint, code text, user_id text, client_ip text, user_agent text, at timestamptz, client_id bigint)`;
 
@@ -103,7 +105,7 @@ export function createRefusalLog(pool: pg.Pool, options: RefusalLogOptions): Ref
   async function copy(rows: Row[]): Promise<void> {
     const text = rows
       .map((r) =>
-        [r.id, r.refusal.code, r.refusal.userId, r.refusal.clientIp, r.refusal.userAgent, r.at.toISOString(), r.refusal.clientId]
+        [r.id, NO_TOKEN_ID, r.refusal.code, r.refusal.userId, r.refusal.clientIp, r.refusal.userAgent, r.at.toISOString(), r.refusal.clientId]
           .map(copyField)
           .join('\t'),
       )

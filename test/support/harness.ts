@@ -6,6 +6,7 @@ import { loadConfig, type Config } from '../../server/config.js';
 import type { Services } from '../../server/context.js';
 import type { Database } from '../../server/database/db.js';
 import { createApiKey } from '../../server/domain/api-keys.js';
+import { ensureLogPartitions } from '../../server/domain/log-partitions.js';
 import { createServices } from '../../server/services.js';
 import { prepareCitusDatabase } from './citus.js';
 
@@ -13,9 +14,9 @@ export const TEST_SECRET = 'test-secret-test-secret-test-secret-0123456789';
 
 /**
  * Creates an empty database on the run's PostgreSQL server and returns its URL. On a Citus cluster (CITUS_TEST=1) it is
- * migrated and distributed too, as an operator would do before starting the service.
+ * migrated and distributed too, as an operator would do before starting the service, unless `plain` is asked for.
  */
-export async function createTestDatabase(): Promise<string> {
+export async function createTestDatabase({ plain = false }: { plain?: boolean } = {}): Promise<string> {
   const serverUrl = inject('databaseUrl');
   const name = `rt_test_${randomBytes(6).toString('hex')}`;
   const admin = new pg.Client({ connectionString: serverUrl });
@@ -25,7 +26,7 @@ export async function createTestDatabase(): Promise<string> {
   } finally {
     await admin.end();
   }
-  if (inject('citus')) await prepareCitusDatabase(serverUrl, name);
+  if (inject('citus') && !plain) await prepareCitusDatabase(serverUrl, name);
   const url = new URL(serverUrl);
   url.pathname = `/${name}`;
   return url.toString();
@@ -54,14 +55,25 @@ export interface TestServer {
 }
 
 /** A migrated database of its own, the real app on a real port, and an admin API key. */
-export async function startTestServer(env: Record<string, string> = {}, appOptions: AppOptions = {}): Promise<TestServer> {
-  const databaseUrl = await createTestDatabase();
+export async function startTestServer(
+  env: Record<string, string> = {},
+  appOptions: AppOptions = {},
+  /**
+   * `plain`: on a Citus cluster, a database without the extension (one plain PostgreSQL, for comparisons);
+   * `databaseUrl`: a database made already (createTestDatabase).
+   */
+  { plain = false, databaseUrl: given }: { plain?: boolean; databaseUrl?: string } = {},
+): Promise<TestServer> {
+  const databaseUrl = given ?? (await createTestDatabase({ plain }));
   const config = loadConfig({ NODE_ENV: 'test', REQUEST_TOKEN_SECRET: TEST_SECRET, DATABASE_URL: databaseUrl, ...env });
   const errors: unknown[] = [];
   const services = await createServices(config, {
     log: { info: () => {}, error: (message, error) => errors.push(error ?? message) },
   });
   const { db } = services;
+  // The log has a partition per month (created ahead by the service): tests write history up to a year back.
+  const now = new Date();
+  await ensureLogPartitions(db.pool, { from: new Date(Date.UTC(now.getUTCFullYear() - 1, now.getUTCMonth(), 1)), to: now });
   const { key: apiKey } = await createApiKey(db.orm.em.fork(), { name: 'test admin', permissions: ['admin'] });
   const app = createApp(services, appOptions);
   const url = await app.listen(0, '127.0.0.1');

@@ -3,27 +3,38 @@ import { ApiClient } from './api-client.js';
 import { tenantFilter } from '../tenant.js';
 import { RequestToken } from './request-token.js';
 
+/** The log's token id for refusals that no stored token owns (malformed JWT, bad signature, unknown id): no token has id 0. */
+export const NO_TOKEN_ID = '0';
+
+/**
+ * Every redemption attempt, successful or refused.
+ *
+ * Partitioned: in the database `request_token_log` is `PARTITION BY RANGE ("timestamp")`, one partition per calendar
+ * month (UTC) named `request_token_log_yYYYYmMM` (the migration Migration20261130090000_log_partitioned_by_month, kept
+ * ahead by server/domain/log-partitions.ts). MikroORM cannot declare partitioning, so this entity describes the
+ * partitioned parent (its columns, keys and indexes, which every partition inherits) and test/schema-sync.test.ts
+ * compares exactly that and checks the partitioning on its own.
+ *
+ * The primary key is (token_id, id, timestamp): token_id first so that a token's history is one range of the key (and
+ * Citus can distribute by it), timestamp because a partitioned table's unique keys must contain the partition key.
+ * There is no foreign key to request_token: tokens are never deleted, an audit row outlives anything, and refusals that
+ * no token owns carry NO_TOKEN_ID.
+ */
 export const RequestTokenLog = defineEntity({
   name: 'RequestTokenLog',
   tableName: 'request_token_log',
   properties: {
-    id: p.bigint('string').primary().autoincrement(),
-    /** Null when the JWT could not be tied to a stored token. */
-    token: () =>
-      p
-        .manyToOne(RequestToken)
-        .nullable()
-        .ref()
-        .foreignKeyName('request_token_log_token_id_fkey')
-        .updateRule('cascade')
-        .deleteRule('set null'),
+    /** NO_TOKEN_ID ('0') when the JWT could not be tied to a stored token. */
+    token: () => p.manyToOne(RequestToken).primary().ref().createForeignKeyConstraint(false),
+    /** From its own sequence, so ids are unique across partitions; lookups by id alone (and paging) use its index. */
+    id: p.bigint('string').primary().autoincrement().index(),
+    timestamp: p.datetime().primary().defaultRaw('now()').index(),
     /** Null on success. */
     errorCode: p.string().length(40).nullable(),
     userId: p.string().length(255).nullable().index(),
     clientIp: p.string().length(45).nullable(),
     userAgent: p.string().length(512).nullable(),
     statusCode: p.smallint().nullable(),
-    timestamp: p.datetime().defaultRaw('now()').index(),
     /** Set when recordResponseStatus gave this redemption's use back. */
     releasedAt: p.datetime().nullable(),
     /** The tenant; null for refusals that could not be tied to a client's token or key. */
@@ -37,13 +48,10 @@ export const RequestTokenLog = defineEntity({
         .deleteRule('no action')
         .nullable(),
   },
+  primaryKeys: ['token', 'id', 'timestamp'],
   // Confined to the caller's client by default (server/database/tenant.ts).
   filters: { tenant: tenantFilter },
-  indexes: [
-    // A token's history, newest first.
-    { name: 'request_token_log_token_id_index', properties: ['token', 'id'] },
-    { name: 'request_token_log_client_id_index', properties: ['clientId', 'id'] },
-  ],
+  indexes: [{ name: 'request_token_log_client_id_index', properties: ['clientId', 'id'] }],
 });
 
 export type RequestTokenLog = InferEntity<typeof RequestTokenLog>;
