@@ -36,7 +36,9 @@ export async function detectCitus(db: pg.Pool | pg.ClientBase): Promise<CitusLay
   const tables = await db.query<{ name: string; type: string; column: string; colocation_id: number; shards: number }>(
     `select table_name::text as name, citus_table_type as type, distribution_column as column,
        colocation_id, shard_count::int as shards
-     from citus_tables where table_name::text not like '%.%' order by 1`,
+     from citus_tables c join pg_class r on r.oid = c.table_name
+     -- A partitioned table's partitions are distributed with it: the layout names the table.
+     where not r.relispartition and table_name::text not like '%.%' order by 1`,
   );
   return {
     version: rows[0].version,

@@ -75,6 +75,7 @@ async function delegatedStatements(pool: pg.Pool): Promise<DelegatedStatement[]>
   const redeemBody = ({ skipLocked }: { skipLocked: boolean }) => `declare
   r record;
   log_id bigint;
+  logged_at timestamptz;
 begin
   ${skipLocked ? 'perform from request_token t where t.id = :tokenId for update skip locked;' : ''}
   ${skipLocked ? 'if not found then return; end if;' : ''}
@@ -83,10 +84,10 @@ begin
   returning ${tokenFields('t')} into r;
   if not found then return; end if;
   insert into request_token_log (token_id, user_id, client_ip, user_agent, client_id)
-  values (:tokenId, :userId, :clientIp, :userAgent, r.client_id) returning id into log_id;
+  values (:tokenId, :userId, :clientIp, :userAgent, r.client_id) returning id, timestamp into log_id, logged_at;
   if :key is not null then
-    insert into request_token_idempotency (token_id, key, fingerprint, log_id)
-    values (:tokenId, :key, :fingerprint, log_id);
+    insert into request_token_idempotency (token_id, key, fingerprint, log_id, log_timestamp)
+    values (:tokenId, :key, :fingerprint, log_id, logged_at);
   end if;
   return query select ${tokenColumns('r')}, log_id;
 end`;

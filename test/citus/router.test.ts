@@ -4,6 +4,7 @@ import { REDEEM_ALONE_SQL, REDEEM_SQL, REFUSE_SQL } from '../../server/domain/re
 import { ISSUE_SQL, ISSUE_WITH_ID_SQL } from '../../server/domain/tokens.js';
 import type { RunningServices } from '../../server/services.js';
 import type { NamedStatement } from '../../server/domain/named-sql.js';
+import { ensureLogPartitions } from '../../server/domain/log-partitions.js';
 import { startTestServer, type TestServer } from '../support/harness.js';
 import { issue, redeem } from '../support/operations.js';
 
@@ -128,5 +129,23 @@ describe.skipIf(!citus)('on Citus, every hot statement is a router query', () =>
       expect(res.data.createRequestTokens.__typename).toBe('CreateRequestTokensSuccess');
     });
     expect(c.multi).toBe(0);
+  });
+});
+
+describe.skipIf(!citus)('on Citus, partition upkeep', () => {
+  it('creates the coming months of the log after distribution, each distributed and co-located with request_token', async () => {
+    const far = new Date(Date.UTC(2031, 4, 1));
+    const created = await ensureLogPartitions(server.db.pool, { from: far, to: far });
+    expect(created).toEqual(['request_token_log_y2031m05']);
+    const rows = await server.sql(
+      `select citus_table_type as type, distribution_column as column,
+         colocation_id = (select colocation_id from citus_tables where table_name = 'request_token'::regclass) as colocated
+       from citus_tables where table_name = 'request_token_log_y2031m05'::regclass`,
+    );
+    expect(rows).toEqual([{ type: 'distributed', column: 'token_id', colocated: true }]);
+    // A row for that month goes to its token's shard.
+    const [token] = await server.sql(`select id from request_token limit 1`);
+    await server.sql(`insert into request_token_log (token_id, timestamp) values ($1, '2031-05-02T00:00:00Z')`, [token.id]);
+    expect(await server.sql(`select count(*)::int as n from request_token_log_y2031m05`)).toEqual([{ n: 1 }]);
   });
 });

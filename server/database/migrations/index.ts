@@ -5,6 +5,7 @@ import { Migration20261129020000 } from './Migration20261129020000.js';
 import { Migration20261129040000 } from './Migration20261129040000.js';
 import { Migration20261130054636_signing_key_enums_as_text } from './Migration20261130054636_signing_key_enums_as_text.js';
 import { Migration20261130090000_log_partitioned_by_month } from './Migration20261130090000_log_partitioned_by_month.js';
+import { Migration20261130091000_idempotency_token_fk_no_update_cascade } from './Migration20261130091000_idempotency_token_fk_no_update_cascade.js';
 
 /**
  * Every migration, in order. Listed explicitly so they run the same under tsx, vitest and a build.
@@ -17,4 +18,5 @@ export const migrationsList: MigrationObject[] = [
   { name: 'Migration20261129040000', class: Migration20261129040000 },
   { name: 'Migration20261130054636_signing_key_enums_as_text', class: Migration20261130054636_signing_key_enums_as_text },
   { name: 'Migration20261130090000_log_partitioned_by_month', class: Migration20261130090000_log_partitioned_by_month },
+  { name: 'Migration20261130091000_idempotency_token_fk_no_update_cascade', class: Migration20261130091000_idempotency_token_fk_no_update_cascade },
 ];
