@@ -214,7 +214,18 @@ export async function installDelegatedStatements(pool: pg.Pool, statements: Dele
  * Sends the delegated statements of `pool` as calls of their functions: a query named like one of `statements` runs
  * `select * from rt_…($1, …)` with the same values. Every other query passes unchanged.
  */
-export function routeDelegatedStatements(pool: pg.Pool, statements: DelegatedStatement[]): void {
+/** A hot statement that Citus runs as several single-shard statements: `run` answers as the statement would. */
+export interface ShardedStatement {
+  statement: string;
+  run(pool: pg.Pool, values: unknown[]): Promise<{ rows: unknown[] }>;
+}
+
+export function routeDelegatedStatements(
+  pool: pg.Pool,
+  statements: DelegatedStatement[],
+  sharded: ShardedStatement[] = [],
+): void {
+  const own = new Map(sharded.map((s) => [s.statement, s]));
   const calls = new Map(
     statements.map((d) => {
       const call = `select * from ${functionName(d.statement)}(${d.argTypes.map((t, i) => `$${i + 1}::${t}`).join(', ')})`;
@@ -226,6 +237,8 @@ export function routeDelegatedStatements(pool: pg.Pool, statements: DelegatedSta
   pool.query = ((config: unknown, ...rest: unknown[]) => {
     const named = typeof config === 'object' && config !== null && 'name' in config ? (config as pg.QueryConfig) : null;
     const route = named?.name ? calls.get(named.name) : undefined;
+    const split = named?.name ? own.get(named.name) : undefined;
+    if (named && split && rest.length === 0) return split.run(pool, named.values ?? []);
     if (!named || !route || rest.length > 0) return (query as (...args: unknown[]) => unknown)(config, ...rest);
     const name = `${named.name}-citus`;
     if (!route.prepend) return query({ name, text: route.call, values: named.values });

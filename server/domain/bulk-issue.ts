@@ -23,6 +23,13 @@ export const MAX_BULK_ISSUE = 10_000;
 // the bigserial ids grow with the input index and the returned rows, sorted by id, line up with the inputs. A single
 // statement is atomic: every token is stored, or none. As for one token (ISSUE_SQL), the checks against the present
 // are made on the database clock: if any row fails them, no row is stored.
+/**
+ * The bulk statement's name on the hot pool. Its parameters: the eleven column arrays (scope, target_url, target_host,
+ * target_path, target_params, user_id, login_mode, data, max_uses, not_before, expires_at), the session expiry in
+ * minutes, the client ids, the kid and the clock tolerance; on Citus server/domain/citus.ts runs it by shard.
+ */
+export const BULK_ISSUE_STATEMENT = 'issue-tokens';
+
 const BULK_ISSUE_SQL = `with input as (
     select i.*, coalesce(i.expires_at, case when i.login_mode = 'SESSION' then now() + make_interval(mins => $12) end)
       as expiry
@@ -90,7 +97,7 @@ export async function issueTokens(deps: TokenDeps, inputs: IssueInput[]): Promis
     columns[10][i] = input.expiresAt ?? null;
   });
   const { rows } = await deps.pool.query<TokenRow>({
-    name: 'issue-tokens',
+    name: BULK_ISSUE_STATEMENT,
     text: BULK_ISSUE_SQL,
     values: [
       ...columns,

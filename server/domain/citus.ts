@@ -8,11 +8,13 @@ import {
   type CitusLayout,
   type DelegatedStatement,
   type DistributionPlan,
+  type ShardedStatement,
 } from '../database/citus.js';
+import { BULK_ISSUE_STATEMENT } from './bulk-issue.js';
 import { REDEEM_ALONE_SQL, REDEEM_SQL, REFUSE_SQL } from './redeem.js';
 import { bindPlaceholders, type NamedStatement } from './named-sql.js';
 import { redeemableSql, verdictCte } from './redemption-rules.js';
-import { ISSUE_SQL, ISSUE_WITH_ID_SQL, TOKEN_ROW_FIELDS, tokenColumns, tokenFields } from './tokens.js';
+import { ISSUE_SQL, ISSUE_WITH_ID_SQL, TOKEN_ROW_FIELDS, tokenColumns, tokenFields, type TokenRow } from './tokens.js';
 import { columnName } from '../database/rows.js';
 
 /**
@@ -139,6 +141,82 @@ end`;
 }
 
 /**
+ * Bulk issuance on Citus: the ids are drawn on the coordinator first (with the shard each falls in), the checks against
+ * the present made on its clock, then one INSERT per shard, each a single-shard statement, all in one distributed
+ * transaction (all or nothing, as on plain PostgreSQL). The answer is the statement's: the tokens in id order, or no
+ * row at all when a check failed.
+ */
+const bulkIssue: ShardedStatement = {
+  statement: BULK_ISSUE_STATEMENT,
+  async run(pool, values) {
+    const columns = values.slice(0, 11) as unknown[][];
+    const [sessionMinutes, clientIds, kid, tolerance] = values.slice(11) as [number, unknown[], string, number];
+    const count = columns[0].length;
+    const client = await pool.connect();
+    try {
+      await client.query('begin');
+      const { rows: checked } = await client.query<{ ok: boolean }>(
+        `select coalesce(bool_and((c.expiry is null or c.expiry > now())
+           and (c.not_before is null or c.expiry is null or c.not_before < c.expiry)), true) as ok
+         from (select not_before, coalesce(expires_at,
+           case when login_mode = 'SESSION' then now() + make_interval(mins => $4) end) as expiry
+           from unnest($1::timestamptz[], $2::timestamptz[], $3::text[]) as i(not_before, expires_at, login_mode)) c`,
+        [columns[9], columns[10], columns[6], sessionMinutes],
+      );
+      if (!checked[0].ok) {
+        await client.query('rollback');
+        return { rows: [] };
+      }
+      const { rows: ids } = await client.query<{ id: string; shard: string }>(
+        `select id::text, get_shard_id_for_distribution_column('request_token', id)::text as shard
+         from (select nextval(pg_get_serial_sequence('request_token', 'id')) as id from generate_series(1, $1) g) s`,
+        [count],
+      );
+      // Rows per statement at most: 14 parameters each, under PostgreSQL's 65,535 per statement.
+      const chunk = 4_000;
+      const groups = new Map<string, number[][]>();
+      ids.forEach((r, i) => {
+        const shard = groups.get(r.shard) ?? [[]];
+        if (shard[shard.length - 1].length === chunk) shard.push([]);
+        shard[shard.length - 1].push(i);
+        groups.set(r.shard, shard);
+      });
+      const rows: TokenRow[] = [];
+      for (const indexes of [...groups.values()].flat()) {
+        const params: unknown[] = [sessionMinutes, kid, tolerance];
+        const tuples = indexes.map((i) => {
+          const at = (value: unknown, type: string) => `$${params.push(value)}::${type}`;
+          const c = (k: number) => columns[k][i];
+          const expiry = `coalesce(${at(c(10), 'timestamptz')}, case when ${at(c(6), 'text')} = 'SESSION' then now() + make_interval(mins => $1::int) end)`;
+          return `(${at(ids[i].id, 'bigint')}, ${at(c(0), 'text')}, ${at(c(1), 'text')}, ${at(c(2), 'text')}, ${at(c(3), 'text')},
+            ${at(c(4), 'jsonb')}, ${at(c(5), 'text')}, ${at(c(6), 'text')}, ${at(c(7), 'jsonb')}, ${at(c(8), 'int')},
+            ${at(c(9), 'timestamptz')}, ${expiry}, ${at(clientIds[i], 'bigint')}, $2::text)`;
+        });
+        const { rows: stored } = await client.query<TokenRow>(
+          `with stored as (
+             insert into request_token (id, scope, target_url, target_host, target_path, target_params, user_id, login_mode,
+               data, max_uses, not_before, expires_at, client_id, kid)
+             values ${tuples.join(', ')}
+             returning ${tokenFields()}
+           )
+           select ${tokenColumns('stored', '$3::int')} from stored`,
+          params,
+        );
+        rows.push(...stored);
+      }
+      await client.query('commit');
+      rows.sort((a, b) => (BigInt(a.id) < BigInt(b.id) ? -1 : 1));
+      return { rows };
+    } catch (error) {
+      await client.query('rollback').catch(() => {});
+      throw error;
+    } finally {
+      client.release();
+    }
+  },
+};
+
+/**
  * `request-token citus distribute`: distributes the tables as CITUS_PLAN says (idempotent, on a database with rows
  * too) and installs the delegated hot statements. Returns the layout afterwards.
  */
@@ -176,6 +254,6 @@ export async function startCitus(pool: pg.Pool, log: (line: string) => void): Pr
   }
   const statements = await delegatedStatements(pool);
   await installDelegatedStatements(pool, statements);
-  routeDelegatedStatements(pool, statements);
+  routeDelegatedStatements(pool, statements, [bulkIssue]);
   return { layout, routed: true };
 }
