@@ -12,6 +12,13 @@ base=${CITUS_BASE_PORT:-9760}
 plain_port=$((base + 10))
 BIN=/usr/lib/postgresql/15/bin
 "$shared/install.sh"
+# The nodes' ports must be free (a cluster left running, or one still stopping, would answer there).
+for i in 0 1 2 3; do
+  if (exec 3<>"/dev/tcp/127.0.0.1/$((base + i))") 2>/dev/null; then
+    echo "bench:citus: port $((base + i)) is in use (another cluster?): stop it or set CITUS_BASE_PORT" >&2
+    exit 1
+  fi
+done
 dir=$(mktemp -d /tmp/rt-citus-bench-XXXXXX)
 chmod 755 "$dir"
 cleanup() {

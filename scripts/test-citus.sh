@@ -22,6 +22,13 @@ if [ "${minor:-0}" -lt 20 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --only-upgrade postgresql-15 postgresql-client-15 >/dev/null
 fi
 
+# The nodes' ports must be free (a cluster left running, or one still stopping, would answer there).
+for i in 0 1 2 3; do
+  if (exec 3<>"/dev/tcp/127.0.0.1/$((base + i))") 2>/dev/null; then
+    echo "test:citus: port $((base + i)) is in use (another cluster?): stop it or set CITUS_BASE_PORT" >&2
+    exit 1
+  fi
+done
 dir=$(mktemp -d /tmp/rt-citus-XXXXXX)
 cleanup() {
   "$shared/cluster.sh" stop "$dir" || true

@@ -101,7 +101,7 @@ begin
   with ${verdictCte()} select * into v from verdict;
   -- Every check passes (the token became redeemable again): no row, the caller retries the success path.
   if v.code is null then return; end if;
-  -- No stored token of the caller's: its log row (token id 0) lives on another shard; the caller writes it.
+  -- No stored token of the caller's: its log row (token id 0) lives on another shard; the caller writes it there.
   if v.id is null then return query select null::bigint, null::bigint, v.code::text; return; end if;
   insert into request_token_log (token_id, error_code, user_id, client_ip, user_agent, client_id)
   values (v.id, v.code, :userId, :clientIp, :userAgent, v.client_id) returning id into log_id;

@@ -108,7 +108,8 @@ async function releaseUse(deps: TenantDeps, id: string, statusCode: number): Pro
       );
       await em.nativeDelete(RequestTokenIdempotency, { tokenId: log.tokenId!, logId: id });
     }
-    await em.nativeUpdate(RequestTokenLog, { id }, { statusCode, releasedAt: raw('coalesce(released_at, now())') });
+    // least(), not coalesce(): Citus refuses now() inside COALESCE in an UPDATE (the stored time is never in the future).
+    await em.nativeUpdate(RequestTokenLog, { id }, { statusCode, releasedAt: raw('least(released_at, now())') });
     const [updated] = await readLogs(logQuery(deps, em).andWhere({ id }));
     return updated;
   });

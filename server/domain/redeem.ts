@@ -112,7 +112,7 @@ export type RedeemedRow = TokenRow & { log_id: string };
  * The refusal path: the first failing check (the rules' order) is logged. Writes nothing when every check passes (a
  * concurrent change made the token redeemable again), so the caller retries the success path. On Citus the statement
  * runs as a function on the token's shard (server/domain/citus.ts), which answers a refusal that no stored token owns
- * with a null id instead of writing it: the caller then logs it through the refusal log (token id 0, another shard).
+ * with a null id instead of writing it: the caller then writes it with LOG_UNOWNED_REFUSAL_SQL (token id 0's shard).
  */
 export const REFUSE_SQL = namedStatement(
   'refuse',
@@ -121,6 +121,14 @@ export const REFUSE_SQL = namedStatement(
   select coalesce(id, ${NO_TOKEN_ID}), code, :userId, :clientIp, :userAgent, client_id from verdict where code is not null
   returning id, nullif(token_id, ${NO_TOKEN_ID}) as token_id, error_code`,
   { ...PER_REDEMPTION_PARAMS, ...SHARED_PARAMS },
+);
+
+/** A refusal that no stored token owns, logged under token id 0 (one shard on Citus): see REFUSE_SQL. */
+export const LOG_UNOWNED_REFUSAL_SQL = namedStatement(
+  'log-unowned-refusal',
+  `insert into request_token_log (token_id, error_code, user_id, client_ip, user_agent, client_id)
+  values (${NO_TOKEN_ID}, :code, :userId, :clientIp, :userAgent, :tenant) returning id`,
+  { code: 'text', userId: 'text', clientIp: 'text', userAgent: 'text', tenant: 'bigint' },
 );
 
 export function validateRedeemInput(input: RedeemInput): { requested: UrlParts | null; userAgent: string | null } {
@@ -227,9 +235,18 @@ export async function redeemToken(deps: RedeemDeps, input: RedeemInput): Promise
     });
     if (refused.rows[0]) {
       const { id, token_id, error_code } = refused.rows[0];
-      // Not written (Citus: no stored token owns it, so its row is not on this token's shard): the refusal log takes it.
-      const logId = id ?? deps.refusalLog.record({ code: error_code, userId, clientIp, userAgent, clientId: tenant });
-      return new TokenRejection(error_code, token_id === null ? null : String(token_id), logId === null ? null : String(logId));
+      // Not written (Citus: no stored token owns it, so its row is not on this token's shard): written now, on the
+      // shard of token id 0.
+      const logId =
+        id ??
+        (
+          await deps.pool.query<{ id: string }>({
+            name: LOG_UNOWNED_REFUSAL_SQL.name,
+            text: LOG_UNOWNED_REFUSAL_SQL.text,
+            values: LOG_UNOWNED_REFUSAL_SQL.values({ code: error_code, userId, clientIp, userAgent, tenant }),
+          })
+        ).rows[0].id;
+      return new TokenRejection(error_code, token_id === null ? null : String(token_id), String(logId));
     }
   }
   throw new Error(`token ${tokenId} kept changing under redemption`);

@@ -341,7 +341,9 @@ export async function getTokens(deps: TokenReadDeps, ids: readonly string[]): Pr
 export async function revokeToken(deps: TokenReadDeps, id: string): Promise<TokenRecord> {
   const tokenId = parseId(id);
   if (tokenId === null) throw new NotFoundError('Token');
-  const revoked = await requestEm(deps).nativeUpdate(RequestToken, { id: tokenId }, { revokedAt: raw('coalesce(revoked_at, now())') });
+  // least(): the stored time when there is one (never in the future), else now(). Not coalesce(): Citus refuses a clock
+  // function inside COALESCE or CASE in an UPDATE.
+  const revoked = await requestEm(deps).nativeUpdate(RequestToken, { id: tokenId }, { revokedAt: raw('least(revoked_at, now())') });
   const token = revoked ? await getToken(deps, tokenId) : null;
   if (!token) throw new NotFoundError('Token');
   return token;
