@@ -30,6 +30,8 @@ const counters = async () =>
 
 /** Runs `work` and answers the counters of what it ran (the counter statements themselves count as nothing). */
 async function counted(work: () => Promise<unknown>) {
+  // The API key is then in the process's cache (5 s): its look-up is not counted with the work.
+  await server.gql('{ viewer { __typename } }');
   await resetCounters();
   await work();
   await server.services.refusalLog.flush();
@@ -72,9 +74,14 @@ describe.skipIf(!citus)('on Citus, every hot statement is a router query', () =>
     const untied = await counted(async () => {
       expect((await redeem(server, { jwt: 'not-a-jwt', scope: 'router' })).code).toBe('TOKEN_MALFORMED');
     });
+    console.log(`citus executions per operation: ${JSON.stringify({ issued, redeemed, keyed, refused, untied })}`);
+    // One single-shard execution per statement the service sends, none multi-shard. Sent to the coordinator as plain
+    // statements (not delegated), the same work measured issue 2, redeem 4, keyed 9, refused 16.
+    const most = { issued: 1, redeemed: 1, keyed: 3, refused: 4, untied: 1 };
     for (const [what, c] of Object.entries({ issued, redeemed, keyed, refused, untied })) {
       expect({ what, multi: c.multi }).toEqual({ what, multi: 0 });
       expect(c.single, what).toBeGreaterThan(0);
+      expect(c.single, what).toBeLessThanOrEqual(most[what as keyof typeof most]);
     }
   });
 
