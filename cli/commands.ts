@@ -1,5 +1,13 @@
 import type { Command } from './command.js';
-import { ISSUE_USAGE, LOGS_TRUNCATE_USAGE, PARTITIONS_ENSURE_USAGE, ROLLUPS_COMPACT_USAGE, ROLLUPS_REBUILD_USAGE, SERVICE_OPTIONS } from './usage.js';
+import {
+  CITUS_DISTRIBUTE_USAGE,
+  ISSUE_USAGE,
+  LOGS_TRUNCATE_USAGE,
+  PARTITIONS_ENSURE_USAGE,
+  ROLLUPS_COMPACT_USAGE,
+  ROLLUPS_REBUILD_USAGE,
+  SERVICE_OPTIONS,
+} from './usage.js';
 
 export type { Command } from './command.js';
 
@@ -101,6 +109,12 @@ export const commands: Command[] = [
     summary: 'roll a range of hours up again from the log (needs the database)',
     help: ROLLUPS_REBUILD_USAGE,
     run: lazy(() => import('./rollups.js'), 'rollupsRebuild'),
+  },
+  {
+    name: 'citus distribute',
+    summary: 'distribute the tables over a Citus cluster (needs the database: the coordinator)',
+    help: CITUS_DISTRIBUTE_USAGE,
+    run: lazy(() => import('./citus-distribute.js'), 'citusDistribute'),
   },
   {
     name: 'issue',

@@ -76,3 +76,18 @@ read those hours from the log.
 
 Needs the database directly, like \`rollups compact\`.
 `;
+
+export const CITUS_DISTRIBUTE_USAGE = `usage: request-token citus distribute
+
+Distributes the service's tables over a Citus cluster: request_token by id; request_token_log and
+request_token_idempotency by token_id, co-located with it; api_client, api_key and signing_key as reference tables.
+Then installs the functions through which the hot statements (redeem, refuse, issue) run on the worker holding the
+token's shard. Idempotent: run it again after adding workers or upgrading; tables already distributed are left as they
+are. Works on a database that already holds rows (Citus moves them into the shards), in one transaction.
+
+Run it once, against the coordinator, after the service has migrated the database (start the service once, or any
+command that needs the database). The service detects Citus at start-up and logs the layout it finds.
+
+Needs the database directly: DATABASE_URL (the coordinator). The citus extension must be installed in that
+database and the workers added (citus_add_node).
+`;

@@ -2,6 +2,7 @@ import type { Config } from './config.js';
 import type { Logger, Services } from './context.js';
 import { initDatabase, type Database } from './database/db.js';
 import { createAuthenticator } from './domain/api-keys.js';
+import { startCitus, type CitusStartup } from './domain/citus.js';
 import { resolveSecret } from './domain/bootstrap.js';
 import { createJwtCodec } from './domain/jwt.js';
 import { redeemBatcherFor } from './domain/redeem-batch.js';
@@ -27,6 +28,8 @@ export interface RunningServices extends Services {
   db: Database;
   /** The usage rollups' compaction: server/main.ts starts its timer (tests compact when they choose). */
   compactor: RollupCompactor;
+  /** What start-up found of Citus: the layout (null on plain PostgreSQL), and whether hot statements are delegated. */
+  citus: CitusStartup;
   /** Writes queued refusal log rows, stops the key ring's refresh and closes the database's connections. */
   close(): Promise<void>;
 }
@@ -46,6 +49,13 @@ export async function createServices(config: Config, options: ServiceOptions): P
   let codec: Services['codec'] | null = null;
   let logPartitions: LogPartitionUpkeep | null = null;
   try {
+    const citus = await startCitus(db.pool, log.info);
+    if (citus.routed && db.batchPool) {
+      // On Citus each redemption is one delegated call to its token's worker; a micro-batch would span shards (see
+      // docs/scaling.md, "Citus"), so redemptions go one statement each and the batch connections are not needed.
+      await db.batchPool.end();
+      db.batchPool = null;
+    }
     // The log's coming months exist before the first request (and a timer keeps them ahead: server/domain/log-partitions.ts).
     const created = await ensureComingLogPartitions(db.pool, config.logPartitionsAhead);
     if (created.length) log.info(`created log partitions ${created.join(', ')}`);
@@ -92,6 +102,7 @@ export async function createServices(config: Config, options: ServiceOptions): P
       issueBatcher: issueBatcherFor(db, config),
       db,
       compactor,
+      citus,
       async close() {
         await compactor.stop();
         await upkeep.stop();

@@ -10,6 +10,8 @@ declare module 'vitest' {
   export interface ProvidedContext {
     /** A PostgreSQL server URL; each test file creates its own database on it. */
     databaseUrl: string;
+    /** The server is a Citus coordinator (CITUS_TEST=1, `npm run test:citus`): test databases are distributed. */
+    citus: boolean;
   }
 }
 
@@ -18,6 +20,7 @@ export default async function setup(project: TestProject) {
   // Tests that start the service or the command as a process run what `npm start` and `npx request-token` run: these
   // bundles of the current sources.
   await Promise.all([bundle(), bundleCli()]);
+  project.provide('citus', process.env.CITUS_TEST === '1');
   if (process.env.DATABASE_URL) {
     project.provide('databaseUrl', process.env.DATABASE_URL);
     return;

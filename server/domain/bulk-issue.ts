@@ -5,6 +5,7 @@ import { parseHttpUrl, tokeniseUrl, urlParts } from './target-url.js';
 import {
   checkAgainstNow,
   tokenColumns,
+  tokenFields,
   tokenFromRow,
   type TokenRow,
   tokenJwt,
@@ -22,6 +23,13 @@ export const MAX_BULK_ISSUE = 10_000;
 // the bigserial ids grow with the input index and the returned rows, sorted by id, line up with the inputs. A single
 // statement is atomic: every token is stored, or none. As for one token (ISSUE_SQL), the checks against the present
 // are made on the database clock: if any row fails them, no row is stored.
+/**
+ * The bulk statement's name on the hot pool. Its parameters: the eleven column arrays (scope, target_url, target_host,
+ * target_path, target_params, user_id, login_mode, data, max_uses, not_before, expires_at), the session expiry in
+ * minutes, the client ids, the kid and the clock tolerance; on Citus server/domain/citus.ts runs it by shard.
+ */
+export const BULK_ISSUE_STATEMENT = 'issue-tokens';
+
 const BULK_ISSUE_SQL = `with input as (
     select i.*, coalesce(i.expires_at, case when i.login_mode = 'SESSION' then now() + make_interval(mins => $12) end)
       as expiry
@@ -39,9 +47,9 @@ const BULK_ISSUE_SQL = `with input as (
     where not exists (select 1 from input c where not (
       (c.expiry is null or c.expiry > now()) and (c.not_before is null or c.expiry is null or c.not_before < c.expiry)))
     order by n
-    returning ${tokenColumns('request_token', '$15::int')}
+    returning ${tokenFields()}
   )
-  select * from stored order by id`;
+  select ${tokenColumns('stored', '$15::int')} from stored order by id`;
 
 /**
  * Issues up to MAX_BULK_ISSUE tokens at once: every input is validated first (issues name the index:
@@ -89,7 +97,7 @@ export async function issueTokens(deps: TokenDeps, inputs: IssueInput[]): Promis
     columns[10][i] = input.expiresAt ?? null;
   });
   const { rows } = await deps.pool.query<TokenRow>({
-    name: 'issue-tokens',
+    name: BULK_ISSUE_STATEMENT,
     text: BULK_ISSUE_SQL,
     values: [
       ...columns,

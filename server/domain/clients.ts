@@ -145,7 +145,9 @@ export async function revokeKey(
 ): Promise<ApiKeyRecord> {
   if (!/^[A-Za-z0-9]{1,32}$/.test(id)) throw new NotFoundError('API key');
   const em = requestEm(deps);
-  const revoked = await em.nativeUpdate(ApiKey, { id }, { revokedAt: raw('coalesce(revoked_at, now())') });
+  // least(): the stored time when there is one (never in the future), else now(). Not coalesce(): Citus refuses a clock
+  // function inside COALESCE or CASE in an UPDATE.
+  const revoked = await em.nativeUpdate(ApiKey, { id }, { revokedAt: raw('least(revoked_at, now())') });
   if (!revoked) throw new NotFoundError('API key');
   deps.authenticator?.clear();
   return keyFromEntity(await em.findOneOrFail(ApiKey, { id }, FRESH));

@@ -29,7 +29,8 @@ export async function forgetUser(deps: TenantDeps, userId: string): Promise<Forg
     const revokedTokens = await em.nativeUpdate(
       RequestToken,
       { userId },
-      { revokedAt: raw('coalesce(revoked_at, now())'), userId: null, data: null },
+      // least(), not coalesce(): Citus refuses now() inside COALESCE in an UPDATE (the stored time is never in the future).
+      { revokedAt: raw('least(revoked_at, now())'), userId: null, data: null },
     );
     return { revokedTokens, anonymisedLogs };
   });

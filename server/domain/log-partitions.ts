@@ -93,6 +93,9 @@ export async function ensureLogPartitions(
   const own = !options.inTransaction;
   try {
     if (own) await client.query('begin');
+    // On Citus the new table and its attachment touch every shard of the log, which has a foreign key to a reference
+    // table: Citus then needs one connection per node for the transaction. A harmless custom setting elsewhere.
+    await client.query(`set local citus.multi_shard_modify_mode to 'sequential'`);
     await client.query('select pg_advisory_xact_lock($1)', [UPKEEP_LOCK]);
     const created: string[] = [];
     for (const month of missing(await listLogPartitions(client))) {

@@ -100,13 +100,24 @@ export async function recordResponseStatus(
  * A status recorded (or a use released) after the row's hour was rolled up changes that hour's figures: the hour is
  * marked stale in the same transaction (server/domain/usage-rollups.ts).
  */
-const markRowStale = (em: EntityManager, id: string) =>
-  em.execute(markStaleSql('(select timestamp from request_token_log where id = ?) as r', 'r.timestamp'), [id], 'run');
+const markRowStale = (em: EntityManager, id: string, token?: string) =>
+  token === undefined
+    ? em.execute(markStaleSql('(select timestamp from request_token_log where id = ?) as r', 'r.timestamp'), [id], 'run')
+    : em.execute(
+        markStaleSql('(select timestamp from request_token_log where token_id = ? and id = ?) as r', 'r.timestamp'),
+        [token, id],
+        'run',
+      );
 
 async function releaseUse(deps: TenantDeps, id: string, statusCode: number): Promise<LogRecord> {
+  // Its token first, so that the row is then locked and changed by (token_id, id): on Citus that names one shard, where
+  // a lock by id alone would span every shard (Citus refuses FOR UPDATE there).
+  const [found] = await readLogs(logQuery(deps).andWhere({ id }));
+  if (!found) throw new NotFoundError('Redemption');
+  const token = found.tokenId ?? NO_TOKEN_ID;
   return requestEm(deps).transactional(async (em) => {
     // The row lock makes concurrent releases of one redemption take turns: only the first finds released_at null.
-    const [log] = await readLogs(logQuery(deps, em).andWhere({ id }).setLockMode(LockMode.PESSIMISTIC_WRITE));
+    const [log] = await readLogs(logQuery(deps, em).andWhere({ token, id }).setLockMode(LockMode.PESSIMISTIC_WRITE));
     if (!log) throw new NotFoundError('Redemption');
     if (log.errorCode !== null || log.tokenId === null) {
       const issues = new Issues();
@@ -121,9 +132,10 @@ async function releaseUse(deps: TenantDeps, id: string, statusCode: number): Pro
       );
       await em.nativeDelete(RequestTokenIdempotency, { tokenId: log.tokenId!, logId: id });
     }
-    await em.nativeUpdate(RequestTokenLog, { id }, { statusCode, releasedAt: raw('coalesce(released_at, now())') });
-    await markRowStale(em, id);
-    const [updated] = await readLogs(logQuery(deps, em).andWhere({ id }));
+    // least(), not coalesce(): Citus refuses now() inside COALESCE in an UPDATE (the stored time is never in the future).
+    await em.nativeUpdate(RequestTokenLog, { token, id }, { statusCode, releasedAt: raw('least(released_at, now())') });
+    await markRowStale(em, id, token);
+    const [updated] = await readLogs(logQuery(deps, em).andWhere({ token, id }));
     return updated;
   });
 }

@@ -13,6 +13,10 @@ export interface NamedStatement<N extends string> {
   /** The prepared statement's name (one text per name per connection). */
   name: string;
   text: string;
+  /** The placeholders' names in the order of the positional parameters (`$1` is the first). */
+  params: readonly N[];
+  /** The declared type of each placeholder. */
+  types: ParamTypes<N>;
   /** The parameters' values in placeholder order; jsonb values are sent as their JSON text. */
   values(params: Readonly<Record<N, unknown>>): unknown[];
 }
@@ -47,6 +51,8 @@ export function namedStatement<N extends string>(name: string, sql: string, type
   return {
     name,
     text,
+    params: order,
+    types,
     values(params) {
       const values = new Array(order.length);
       for (let i = 0; i < order.length; i++) values[i] = sqlValue(kinds[i], params[order[i]]);

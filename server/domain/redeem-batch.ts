@@ -8,7 +8,7 @@ import {
 } from './redeem.js';
 import { bindPlaceholders, namedStatement, sqlValue } from './named-sql.js';
 import { redeemableSql, SHARED_PARAMS } from './redemption-rules.js';
-import { tokenColumns } from './tokens.js';
+import { tokenColumns, tokenFields } from './tokens.js';
 
 /**
  * Micro-batching of successful redemptions. While every statement slot is busy, redemptions wait here, and the next
@@ -80,13 +80,13 @@ export const REDEEM_BATCH_SQL = namedStatement(
   ), used as (
     update request_token t set used_to_date = t.used_to_date + 1
     where t.id = any(:ids) and t.id in (select id from eligible)
-    returning ${tokenColumns('t')}
+    returning ${tokenFields('t')}
   ), log as (
     insert into request_token_log (token_id, user_id, client_ip, user_agent, client_id)
     select used.id, e."userId", e."clientIp", e."userAgent", used.client_id from used join eligible e on e.id = used.id
     returning id as log_id, token_id
   )
-  select used.*, e.n, log.log_id from used join eligible e on e.id = used.id join log on log.token_id = used.id`,
+  select ${tokenColumns('used')}, e.n, log.log_id from used join eligible e on e.id = used.id join log on log.token_id = used.id`,
   { batch: 'json', ids: 'bigint[]', ...SHARED_PARAMS },
 );
 

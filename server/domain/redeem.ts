@@ -9,7 +9,7 @@ import { findReplay, fingerprint, isKeyConflict, MAX_IDEMPOTENCY_KEY_LENGTH } fr
 import { checkString, MAX_USER_AGENT_LENGTH, MAX_USER_ID_LENGTH } from './validation.js';
 import type { RedeemBatcher } from './redeem-batch.js';
 import type { RefusalLog } from './refusal-log.js';
-import { MAX_SCOPE_LENGTH, tokenColumns, tokenFromRow, type TokenRecord, type TokenRow } from './tokens.js';
+import { MAX_SCOPE_LENGTH, tokenColumns, tokenFields, tokenFromRow, type TokenRecord, type TokenRow } from './tokens.js';
 import { tenantOf, type Caller, type Tenant } from './api-keys.js';
 import { namedStatement } from './named-sql.js';
 import { NO_TOKEN_ID } from '../database/entities/request-token-log.js';
@@ -85,7 +85,7 @@ const redeemSql = ({ skipLocked }: { skipLocked: boolean }) => `with ${
     update request_token t set used_to_date = t.used_to_date + 1
     where t.id = :tokenId${skipLocked ? ' and t.id in (select id from locked)' : ''}
       and ${redeemableSql('t')}
-    returning ${tokenColumns('t')}
+    returning ${tokenFields('t')}
   ), log as (
     insert into request_token_log (token_id, user_id, client_ip, user_agent, client_id)
     select id, :userId, :clientIp, :userAgent, client_id from used
@@ -94,7 +94,7 @@ const redeemSql = ({ skipLocked }: { skipLocked: boolean }) => `with ${
     insert into request_token_idempotency (token_id, key, fingerprint, log_id, log_timestamp)
     select used.id, :key, :fingerprint, log.id, log.timestamp from used cross join log where :key is not null
   )
-  select used.*, log.id as log_id from used cross join log`;
+  select ${tokenColumns('used')}, log.id as log_id from used cross join log`;
 
 const REDEEM_TYPES = { ...PER_REDEMPTION_PARAMS, ...SHARED_PARAMS, key: 'text', fingerprint: 'text' } as const;
 
@@ -110,7 +110,9 @@ export type RedeemedRow = TokenRow & { log_id: string };
 
 /**
  * The refusal path: the first failing check (the rules' order) is logged. Writes nothing when every check passes (a
- * concurrent change made the token redeemable again), so the caller retries the success path.
+ * concurrent change made the token redeemable again), so the caller retries the success path. On Citus the statement
+ * runs as a function on the token's shard (server/domain/citus.ts), which answers a refusal that no stored token owns
+ * with a null id instead of writing it: the caller then writes it with LOG_UNOWNED_REFUSAL_SQL (token id 0's shard).
  */
 export const REFUSE_SQL = namedStatement(
   'refuse',
@@ -119,6 +121,14 @@ export const REFUSE_SQL = namedStatement(
   select coalesce(id, ${NO_TOKEN_ID}), code, :userId, :clientIp, :userAgent, client_id from verdict where code is not null
   returning id, nullif(token_id, ${NO_TOKEN_ID}) as token_id, error_code`,
   { ...PER_REDEMPTION_PARAMS, ...SHARED_PARAMS },
+);
+
+/** A refusal that no stored token owns, logged under token id 0 (one shard on Citus): see REFUSE_SQL. */
+export const LOG_UNOWNED_REFUSAL_SQL = namedStatement(
+  'log-unowned-refusal',
+  `insert into request_token_log (token_id, error_code, user_id, client_ip, user_agent, client_id)
+  values (${NO_TOKEN_ID}, :code, :userId, :clientIp, :userAgent, :tenant) returning id`,
+  { code: 'text', userId: 'text', clientIp: 'text', userAgent: 'text', tenant: 'bigint' },
 );
 
 export function validateRedeemInput(input: RedeemInput): { requested: UrlParts | null; userAgent: string | null } {
@@ -218,14 +228,25 @@ export async function redeemToken(deps: RedeemDeps, input: RedeemInput): Promise
     // The use may have gone to a concurrent redemption with this very key: that one is our answer, not a refusal.
     const original = await replay();
     if (original) return original;
-    const refused = await deps.pool.query<{ id: string; token_id: string | null; error_code: RejectionCode }>({
+    const refused = await deps.pool.query<{ id: string | null; token_id: string | null; error_code: RejectionCode }>({
       name: REFUSE_SQL.name,
       text: REFUSE_SQL.text,
       values: REFUSE_SQL.values(values),
     });
     if (refused.rows[0]) {
       const { id, token_id, error_code } = refused.rows[0];
-      return new TokenRejection(error_code, token_id === null ? null : String(token_id), String(id));
+      // Not written (Citus: no stored token owns it, so its row is not on this token's shard): written now, on the
+      // shard of token id 0.
+      const logId =
+        id ??
+        (
+          await deps.pool.query<{ id: string }>({
+            name: LOG_UNOWNED_REFUSAL_SQL.name,
+            text: LOG_UNOWNED_REFUSAL_SQL.text,
+            values: LOG_UNOWNED_REFUSAL_SQL.values({ code: error_code, userId, clientIp, userAgent, tenant }),
+          })
+        ).rows[0].id;
+      return new TokenRejection(error_code, token_id === null ? null : String(token_id), String(logId));
     }
   }
   throw new Error(`token ${tokenId} kept changing under redemption`);

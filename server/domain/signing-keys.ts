@@ -319,7 +319,7 @@ export async function addVerifyingKey(
 export async function retireSigningKey(pool: pg.Pool, kid: string): Promise<SigningKeyRecord> {
   if (!KID_PATTERN.test(kid)) throw new NotFoundError('Signing key');
   const { rows } = await pool.query(
-    `update signing_key set state = 'retired', retired_at = coalesce(retired_at, now())
+    `update signing_key set state = 'retired', retired_at = least(retired_at, now()) -- not coalesce(): refused by Citus
      where kid = $1 and state <> 'active' returning kid, algorithm, state, created_at, retired_at`,
     [kid],
   );

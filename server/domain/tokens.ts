@@ -40,7 +40,7 @@ export interface TokenRecord {
 }
 
 /** The token's properties a TokenRecord shows, read by every hand-written statement that returns tokens. */
-const TOKEN_ROW_FIELDS = [
+export const TOKEN_ROW_FIELDS = [
   'id', 'scope', 'targetUrl', 'userId', 'loginMode', 'data', 'maxUses', 'usedToDate', 'issuedAt', 'notBefore',
   'expiresAt', 'revokedAt',
 ] as const satisfies readonly (keyof RequestToken & string)[];
@@ -58,7 +58,14 @@ export type TokenRow = RowOf<RequestToken, (typeof TOKEN_ROW_FIELDS)[number]> & 
  * clock tolerance: `tolerance` is the SQL for it, by default the named placeholder `:tolerance`).
  */
 export const tokenColumns = (t = 'request_token', tolerance = ':tolerance') =>
-  `${columnList(t, TOKEN_ROW_FIELDS)}, ${t}.client_id, ${t}.kid, ${statusSql(t, tolerance)} as status`;
+  `${tokenFields(t)}, ${statusSql(t, tolerance)} as status`;
+
+/**
+ * The stored columns of a token over `t`, without its status: what a statement that writes tokens returns, its status
+ * then derived over the returned row (`tokenColumns` on the CTE). Citus refuses clock functions such as now() in a
+ * RETURNING clause, and a status read after the write is the same on plain PostgreSQL (now() is the statement's).
+ */
+export const tokenFields = (t = 'request_token') => `${columnList(t, TOKEN_ROW_FIELDS)}, ${t}.client_id, ${t}.kid`;
 
 /**
  * A token's columns under prefixed names (`t_id`, `t_scope`, …, `t_status`), to read it in another table's query
@@ -161,20 +168,28 @@ export const ISSUE_PARAMS = {
 
 // The checks against the present (expiry in the future, not-before before a session's default expiry) are made here, on
 // the database clock, like every other time decision: servers whose clocks differ still agree. No row: a check failed.
+const issueSql = ({ id }: { id: boolean }) => `with stored as (
+    insert into request_token
+    (${id ? 'id, ' : ''}scope, target_url, target_host, target_path, target_params, user_id, login_mode, data, max_uses,
+     not_before, expires_at, client_id, kid)
+    select ${id ? ':id, ' : ''}:scope, :targetUrl, :host, :path, :params, :userId, :loginMode, :data, :maxUses, :notBefore,
+      e.expiry, :clientId, :kid
+    from (select coalesce(:expiresAt, case when :loginMode = 'SESSION' then now() + make_interval(mins => :sessionMinutes) end)
+      as expiry) e
+    where (e.expiry is null or e.expiry > now()) and (:notBefore is null or e.expiry is null or :notBefore < e.expiry)
+    returning ${tokenFields()}
+  )
+  select ${tokenColumns('stored')} from stored`;
 
-export const ISSUE_SQL = namedStatement(
-  'issue-token',
-  `insert into request_token
-  (scope, target_url, target_host, target_path, target_params, user_id, login_mode, data, max_uses, not_before, expires_at,
-   client_id, kid)
-  select :scope, :targetUrl, :host, :path, :params, :userId, :loginMode, :data, :maxUses, :notBefore, e.expiry,
-    :clientId, :kid
-  from (select coalesce(:expiresAt, case when :loginMode = 'SESSION' then now() + make_interval(mins => :sessionMinutes) end)
-    as expiry) e
-  where (e.expiry is null or e.expiry > now()) and (:notBefore is null or e.expiry is null or :notBefore < e.expiry)
-  returning ${tokenColumns()}`,
-  ISSUE_PARAMS,
-);
+const ISSUE_TYPES = ISSUE_PARAMS;
+
+export const ISSUE_SQL = namedStatement('issue-token', issueSql({ id: false }), ISSUE_TYPES);
+
+/**
+ * ISSUE_SQL with the new token's id given (first parameter, from the id sequence): on Citus the id says which shard
+ * the statement goes to (server/domain/citus.ts), so it must be known before the statement is routed.
+ */
+export const ISSUE_WITH_ID_SQL = namedStatement('issue-token-with-id', issueSql({ id: true }), { id: 'bigint', ...ISSUE_TYPES });
 
 /**
  * Validates an issue request; every offending field is listed. With `now` null the checks against the present are
@@ -351,7 +366,9 @@ export async function getTokens(deps: TokenReadDeps, ids: readonly string[]): Pr
 export async function revokeToken(deps: TokenReadDeps, id: string): Promise<TokenRecord> {
   const tokenId = parseId(id);
   if (tokenId === null) throw new NotFoundError('Token');
-  const revoked = await requestEm(deps).nativeUpdate(RequestToken, { id: tokenId }, { revokedAt: raw('coalesce(revoked_at, now())') });
+  // least(): the stored time when there is one (never in the future), else now(). Not coalesce(): Citus refuses a clock
+  // function inside COALESCE or CASE in an UPDATE.
+  const revoked = await requestEm(deps).nativeUpdate(RequestToken, { id: tokenId }, { revokedAt: raw('least(revoked_at, now())') });
   const token = revoked ? await getToken(deps, tokenId) : null;
   if (!token) throw new NotFoundError('Token');
   return token;

@@ -8,11 +8,15 @@ import type { Database } from '../../server/database/db.js';
 import { createApiKey } from '../../server/domain/api-keys.js';
 import { ensureLogPartitions } from '../../server/domain/log-partitions.js';
 import { createServices } from '../../server/services.js';
+import { prepareCitusDatabase } from './citus.js';
 
 export const TEST_SECRET = 'test-secret-test-secret-test-secret-0123456789';
 
-/** Creates an empty database on the run's PostgreSQL server and returns its URL. */
-export async function createTestDatabase(): Promise<string> {
+/**
+ * Creates an empty database on the run's PostgreSQL server and returns its URL. On a Citus cluster (CITUS_TEST=1) it is
+ * migrated and distributed too, as an operator would do before starting the service, unless `plain` is asked for.
+ */
+export async function createTestDatabase({ plain = false }: { plain?: boolean } = {}): Promise<string> {
   const serverUrl = inject('databaseUrl');
   const name = `rt_test_${randomBytes(6).toString('hex')}`;
   const admin = new pg.Client({ connectionString: serverUrl });
@@ -22,6 +26,7 @@ export async function createTestDatabase(): Promise<string> {
   } finally {
     await admin.end();
   }
+  if (inject('citus') && !plain) await prepareCitusDatabase(serverUrl, name);
   const url = new URL(serverUrl);
   url.pathname = `/${name}`;
   return url.toString();
@@ -50,8 +55,16 @@ export interface TestServer {
 }
 
 /** A migrated database of its own, the real app on a real port, and an admin API key. */
-export async function startTestServer(env: Record<string, string> = {}, appOptions: AppOptions = {}): Promise<TestServer> {
-  const databaseUrl = await createTestDatabase();
+export async function startTestServer(
+  env: Record<string, string> = {},
+  appOptions: AppOptions = {},
+  /**
+   * `plain`: on a Citus cluster, a database without the extension (one plain PostgreSQL, for comparisons);
+   * `databaseUrl`: a database made already (createTestDatabase).
+   */
+  { plain = false, databaseUrl: given }: { plain?: boolean; databaseUrl?: string } = {},
+): Promise<TestServer> {
+  const databaseUrl = given ?? (await createTestDatabase({ plain }));
   const config = loadConfig({ NODE_ENV: 'test', REQUEST_TOKEN_SECRET: TEST_SECRET, DATABASE_URL: databaseUrl, ...env });
   const errors: unknown[] = [];
   const services = await createServices(config, {

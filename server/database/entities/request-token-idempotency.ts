@@ -21,7 +21,9 @@ export const RequestTokenIdempotency = defineEntity({
         .primary()
         .fieldName('token_id')
         .foreignKeyName('request_token_idempotency_token_id_fkey')
-        .updateRule('cascade')
+        // No ON UPDATE CASCADE: token ids never change, and Citus refuses a cascade on the distribution column
+        // (this key joins two tables distributed by token id).
+        .updateRule('no action')
         .deleteRule('cascade'),
     key: p.string().length(255).primary(),
     /** What the redemption asked for, so that a retry asking for something else is told apart. */

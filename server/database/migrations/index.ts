@@ -7,6 +7,7 @@ import { Migration20261130054636_signing_key_enums_as_text } from './Migration20
 import { Migration20261130083643_usage_rollups } from './Migration20261130083643_usage_rollups.js';
 import { Migration20261130084216_request_token_scope_index } from './Migration20261130084216_request_token_scope_index.js';
 import { Migration20261130090000_log_partitioned_by_month } from './Migration20261130090000_log_partitioned_by_month.js';
+import { Migration20261130091000_idempotency_token_fk_no_update_cascade } from './Migration20261130091000_idempotency_token_fk_no_update_cascade.js';
 
 /**
  * Every migration, in order. Listed explicitly so they run the same under tsx, vitest and a build.
@@ -21,4 +22,5 @@ export const migrationsList: MigrationObject[] = [
   { name: 'Migration20261130083643_usage_rollups', class: Migration20261130083643_usage_rollups },
   { name: 'Migration20261130084216_request_token_scope_index', class: Migration20261130084216_request_token_scope_index },
   { name: 'Migration20261130090000_log_partitioned_by_month', class: Migration20261130090000_log_partitioned_by_month },
+  { name: 'Migration20261130091000_idempotency_token_fk_no_update_cascade', class: Migration20261130091000_idempotency_token_fk_no_update_cascade },
 ];
