@@ -1,5 +1,5 @@
 import type pg from 'pg';
-import { LOG_TABLE, listLogPartitions, type LogPartition } from './log-partitions.js';
+import { LOG_TABLE, listLogPartitions, UPKEEP_LOCK, type LogPartition } from './log-partitions.js';
 import { Issues } from './errors.js';
 import { markStaleRange, markStaleSql } from './usage-rollups.js';
 
@@ -173,9 +173,16 @@ export async function truncateLogs(
   // else its doomed rows (if any) deleted in batches.
   const total = none();
   for (const partition of await listLogPartitions(pool)) {
-    const whole = await wholeMonthDoomed(pool, partition, { cutoffId, cutoffTime, now });
+    const whole = await wholeMonthDoomed(pool, partition, { cutoffId, cutoffTime, now }).catch(goneIsFalse);
     if (whole) {
       const removed = await inTransaction(pool, async (client) => {
+        // Months are created and dropped in turn, by every instance: another retention may have dropped this one.
+        await client.query('select pg_advisory_xact_lock($1)', [UPKEEP_LOCK]);
+        const { rows: still } = await client.query(
+          `select 1 from pg_inherits where inhrelid = to_regclass($1) and inhparent = '${LOG_TABLE}'::regclass`,
+          [`"${partition.name}"`],
+        );
+        if (still.length === 0) return 'gone' as const;
         // Counted under the detach's lock: nothing can be added between the count and the drop. A month doomed by the
         // count alone that got a newer row meanwhile (an import of old rows) stays, and is cut through below.
         await client.query(`alter table ${LOG_TABLE} detach partition "${partition.name}"`);
@@ -192,17 +199,18 @@ export async function truncateLogs(
         }
         return span;
       }, (span) => span === null);
+      if (removed === 'gone') continue;
       if (removed) {
         if (removed.count > 0) options.onBatch?.(removed);
         add(total, removed);
         continue;
       }
     }
-    if (!(await mayHoldDoomed(pool, partition, { cutoffId, cutoffTime }))) continue;
+    if (!(await mayHoldDoomed(pool, partition, { cutoffId, cutoffTime }).catch(goneIsFalse))) continue;
     const limit = `$${values.length + 1}`;
     for (;;) {
       const batch = await inTransaction(pool, async (client) => {
-        const { rows } = await client.query(
+        const result = await client.query(
           // `id = any(array(…))` makes each batch an index lookup of the ids picked; a join with the picked ids would
           // let the planner hash-join against a scan of the whole partition on every batch.
           `with deleted as (
@@ -215,11 +223,14 @@ export async function truncateLogs(
            )
            select ${AGGREGATE} from deleted`,
           [...values, batchSize],
-        );
+        ).catch(goneIsNull);
+        if (result === null) return null;
+        const { rows } = result;
         const span: RemovedSpan = { ...rowsOf(rows[0]), droppedPartition: null };
         if (span.count > 0) await options.onRemoved?.(client, span);
         return span;
       });
+      if (batch === null) break; // the month was dropped meanwhile (another retention)
       if (batch.count > 0) {
         options.onBatch?.(batch);
         add(total, batch);
@@ -245,6 +256,17 @@ async function wholeMonthDoomed(
   if (cut.cutoffId === null) return false;
   const { rows } = await pool.query(`select max(id) as m from "${partition.name}"`);
   return rows[0].m !== null && BigInt(rows[0].m) <= BigInt(cut.cutoffId);
+}
+
+/** A month that no longer exists (42P01, undefined_table: dropped by another retention meanwhile). */
+const isGone = (error: unknown) => (error as { code?: string } | null)?.code === '42P01';
+function goneIsNull(error: unknown): null {
+  if (isGone(error)) return null;
+  throw error;
+}
+function goneIsFalse(error: unknown): false {
+  if (isGone(error)) return false;
+  throw error;
 }
 
 /** Whether a month may hold doomed rows: it starts before the time limit, or its oldest id is within the count limit. */

@@ -77,8 +77,10 @@ describe.skipIf(!citus)('on Citus, every hot statement is a router query', () =>
     console.log(`citus executions per operation: ${JSON.stringify({ issued, redeemed, keyed, refused, untied })}`);
     // One single-shard execution per statement the service sends, none multi-shard. Sent to the coordinator as plain
     // statements (not delegated), the same work measured issue 2, redeem 4, keyed 9, refused 16.
-    // One more allowed for a background statement of the process (the key ring's refresh) landing in the window.
-    const most = { issued: 2, redeemed: 2, keyed: 4, refused: 5, untied: 2 };
+    // One more allowed for a background statement of the process (the key ring's refresh) landing in the window. The
+    // untied refusal's batched INSERT carries a CTE that marks a sealed hour stale for the usage rollups (a plain table
+    // on the coordinator): Citus runs the inserted rows' CTE as one more single-shard step.
+    const most = { issued: 2, redeemed: 2, keyed: 4, refused: 5, untied: 3 };
     for (const [what, c] of Object.entries({ issued, redeemed, keyed, refused, untied })) {
       expect({ what, multi: c.multi }).toEqual({ what, multi: 0 });
       expect(c.single, what).toBeGreaterThan(0);
