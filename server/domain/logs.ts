@@ -33,8 +33,8 @@ export interface LogRecord {
 type LogRow = RowOf<RequestTokenLog, Exclude<(typeof LOG_FIELDS)[number], 'token'>> & { token_id: string | number | null };
 
 /** A log row as the API shows it, from its raw row. NO_TOKEN_ID (a refusal no token owns) shows as no token. */
-function logFromRow(row: LogRow): LogRecord {
-  const tokenId = row.token_id == null ? null : String(row.token_id);
+function logFromRow(row: LogRow, ownTokenId: string | number | null = row.token_id): LogRecord {
+  const tokenId = ownTokenId == null ? null : String(ownTokenId);
   return {
     id: String(row.id),
     tokenId: tokenId === NO_TOKEN_ID ? null : tokenId,
@@ -191,10 +191,11 @@ export async function listLogs(deps: TokenReadDeps, filter: LogFilter, args: Pag
       page(qb) {
         qb.leftJoin('l.token', 't').addSelect(raw(`l.token_id as l_token_id, ${prefixedTokenColumns('t', tolerance)}`));
       },
-      map: (row: LogRow & { l_token_id: string | number }) => ({
-        ...logFromRow({ ...row, token_id: row.l_token_id }),
-        token: tokenFromPrefixedRow(row),
-      }),
+      map: (row: LogRow & { l_token_id: string | number }) => {
+        const log = logFromRow(row, row.l_token_id);
+        log.token = tokenFromPrefixedRow(row);
+        return log;
+      },
     },
     limit,
     beforeId,

@@ -71,11 +71,17 @@ export const prefixedTokenColumns = (t: string, tolerance: string, prefix = 't_'
     `${statusSql(t, tolerance)} as ${prefix}status`,
   ].join(', ');
 
+/** A token row's column names (as `tokenColumns` selects them), and each under its prefix: worked out once. */
+const TOKEN_ROW_COLUMNS = [...TOKEN_ROW_FIELDS.map(columnName), 'client_id', 'kid', 'status'];
+const prefixedColumns = new Map<string, [string, string][]>();
+
 /** The token of `prefixedTokenColumns` in `row`, or null when the row had none (an outer join found no token). */
 export function tokenFromPrefixedRow(row: Record<string, unknown>, prefix = 't_'): TokenRecord | null {
   if (row[`${prefix}id`] == null) return null;
+  let columns = prefixedColumns.get(prefix);
+  if (!columns) prefixedColumns.set(prefix, (columns = TOKEN_ROW_COLUMNS.map((c) => [c, `${prefix}${c}`])));
   const own: Record<string, unknown> = {};
-  for (const c of [...TOKEN_ROW_FIELDS.map(columnName), 'client_id', 'kid', 'status']) own[c] = row[`${prefix}${c}`];
+  for (const [c, prefixed] of columns) own[c] = row[prefixed];
   return tokenFromRow(own as TokenRow);
 }
 
