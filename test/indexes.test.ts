@@ -183,7 +183,7 @@ async function ormPlansOf(work: () => Promise<unknown>): Promise<{ text: string;
 // here because a query of the service reads through it. An index that no query needs goes (issue 14: `scope` alone was
 // covered by `(scope, issued_at)` and was dropped).
 describe('request_token: every secondary index earns its place', () => {
-  const tokenDeps = (tenant: string | null) => ({ orm: server.db.orm, tenant, config: { clockToleranceSeconds: 0 } });
+  const tokenDeps = (tenant: string | null) => ({ orm: server.db.orm, pool: server.db.pool, tenant, config: { clockToleranceSeconds: 0 } });
   let small: string;
   beforeAll(async () => {
     // A small second tenant, and a scope of few tokens (each of the 40 others has 500): where an index pays.

@@ -115,7 +115,7 @@ describe('log listings across months', () => {
 
   it('give a row of no token (token id 0) no token id', async () => {
     const none = expected.find((r) => r.tokenId === null)!;
-    expect(await getLog({ orm: server.db.orm, tenant: null }, none.id)).toMatchObject({ id: none.id, tokenId: null });
+    expect(await getLog({ orm: server.db.orm, pool: server.db.pool, tenant: null }, none.id)).toMatchObject({ id: none.id, tokenId: null });
     const [row] = await server.sql('select token_id::text from request_token_log where id = $1', [none.id]);
     expect(row.token_id).toBe('0');
   });

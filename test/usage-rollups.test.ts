@@ -204,7 +204,7 @@ async function writeLater(origin: number, later: Later, check: () => Promise<voi
       if (among.length === 0) break;
       const row = among[s.row % among.length];
       await recordResponseStatus(
-        { orm: server.db.orm, tenant: null, refusalLog: server.services.refusalLog },
+        { orm: server.db.orm, pool: server.db.pool, tenant: null, refusalLog: server.services.refusalLog },
         { redemptionId: row.id, statusCode: release ? 500 + (s.status % 100) : s.status, releaseUse: release },
       );
     }

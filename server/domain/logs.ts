@@ -1,10 +1,12 @@
 import type { RefusalLog } from './refusal-log.js';
 import { LockMode, raw } from '@mikro-orm/core';
-import type { EntityManager, QueryBuilder } from '@mikro-orm/postgresql';
+import type { EntityManager } from '@mikro-orm/postgresql';
+import type { RowOf } from '../database/rows.js';
+import { runListing, type ListingDeps, type ListingValues } from './listing-statements.js';
 import { RequestTokenIdempotency } from '../database/entities/request-token-idempotency.js';
 import { RequestToken } from '../database/entities/request-token.js';
 import { NO_TOKEN_ID, RequestTokenLog } from '../database/entities/request-token-log.js';
-import { requestEm, tenantQueryBuilder, type TenantDeps } from '../database/tenant.js';
+import { requestEm, tenantQueryBuilder } from '../database/tenant.js';
 import { parseId, parseIds } from './ids.js';
 import { Issues, NotFoundError } from './errors.js';
 import type { ErrorCode } from './errors.js';
@@ -27,22 +29,22 @@ export interface LogRecord {
   token?: TokenRecord | null;
 }
 
-type LogRow = RequestTokenLog & { tokenId: string | null };
+/** A log row as a statement reads it (pg's types: ids as text, timestamps as dates). */
+type LogRow = RowOf<RequestTokenLog, Exclude<(typeof LOG_FIELDS)[number], 'token'>> & { token_id: string | number | null };
 
-/** A log row as the API shows it, from the entity. NO_TOKEN_ID (a refusal no token owns) shows as no token. */
-function logFromEntity(row: RequestTokenLog): LogRecord {
-  const token = row.token as unknown;
-  const tokenId = token == null ? null : typeof token === 'object' ? String((token as { id: string }).id) : String(token);
+/** A log row as the API shows it, from its raw row. NO_TOKEN_ID (a refusal no token owns) shows as no token. */
+function logFromRow(row: LogRow, ownTokenId: string | number | null = row.token_id): LogRecord {
+  const tokenId = ownTokenId == null ? null : String(ownTokenId);
   return {
-    id: row.id,
+    id: String(row.id),
     tokenId: tokenId === NO_TOKEN_ID ? null : tokenId,
-    errorCode: (row.errorCode ?? null) as ErrorCode | null,
-    userId: row.userId ?? null,
-    clientIp: row.clientIp ?? null,
-    userAgent: row.userAgent ?? null,
-    statusCode: row.statusCode ?? null,
+    errorCode: (row.error_code ?? null) as ErrorCode | null,
+    userId: row.user_id ?? null,
+    clientIp: row.client_ip ?? null,
+    userAgent: row.user_agent ?? null,
+    statusCode: row.status_code ?? null,
     timestamp: row.timestamp,
-    releasedAt: row.releasedAt ?? null,
+    releasedAt: row.released_at ?? null,
   };
 }
 
@@ -51,13 +53,10 @@ const LOG_FIELDS = [
 ] as const satisfies (keyof RequestTokenLog)[];
 
 /** The tenant's log rows: every log query starts here, so the tenant filter is always on it. */
-function logQuery(deps: TenantDeps, em: EntityManager = requestEm(deps)) {
+function logQuery(em: EntityManager) {
   const qb = tenantQueryBuilder(em, RequestTokenLog, 'l');
   return qb.select(LOG_FIELDS.map((f) => `l.${f}`));
 }
-
-const readLogs = async (qb: QueryBuilder<any, any>): Promise<LogRecord[]> =>
-  ((await qb.execute('all', true)) as LogRow[]).map(logFromEntity);
 
 export interface RecordStatusInput {
   redemptionId: string;
@@ -72,7 +71,7 @@ export interface RecordStatusInput {
  * release changes nothing, and the redemption's idempotency key is freed so a retry with it redeems afresh.
  */
 export async function recordResponseStatus(
-  deps: TenantDeps & { refusalLog?: Pick<RefusalLog, 'settle'> },
+  deps: ListingDeps & { refusalLog?: Pick<RefusalLog, 'settle'> },
   input: RecordStatusInput,
 ): Promise<LogRecord> {
   const issues = new Issues();
@@ -109,42 +108,41 @@ const markRowStale = (em: EntityManager, id: string, token?: string) =>
         'run',
       );
 
-async function releaseUse(deps: TenantDeps, id: string, statusCode: number): Promise<LogRecord> {
+async function releaseUse(deps: ListingDeps, id: string, statusCode: number): Promise<LogRecord> {
   // Its token first, so that the row is then locked and changed by (token_id, id): on Citus that names one shard, where
   // a lock by id alone would span every shard (Citus refuses FOR UPDATE there).
-  const [found] = await readLogs(logQuery(deps).andWhere({ id }));
+  const found = await getLog(deps, id);
   if (!found) throw new NotFoundError('Redemption');
   const token = found.tokenId ?? NO_TOKEN_ID;
-  return requestEm(deps).transactional(async (em) => {
+  await requestEm(deps).transactional(async (em) => {
     // The row lock makes concurrent releases of one redemption take turns: only the first finds released_at null.
-    const [log] = await readLogs(logQuery(deps, em).andWhere({ token, id }).setLockMode(LockMode.PESSIMISTIC_WRITE));
+    const [log] = (await logQuery(em)
+      .andWhere({ token, id })
+      .setLockMode(LockMode.PESSIMISTIC_WRITE)
+      .execute('all', false)) as LogRow[];
     if (!log) throw new NotFoundError('Redemption');
-    if (log.errorCode !== null || log.tokenId === null) {
+    const tokenId = logFromRow(log).tokenId;
+    if (log.error_code != null || tokenId === null) {
       const issues = new Issues();
       issues.add(['input', 'releaseUse'], 'only a successful redemption has a use to give back');
       issues.throwIfAny();
     }
-    if (log.releasedAt === null) {
-      await em.nativeUpdate(
-        RequestToken,
-        { id: log.tokenId!, usedToDate: { $gt: 0 } },
-        { usedToDate: raw('used_to_date - 1') },
-      );
-      await em.nativeDelete(RequestTokenIdempotency, { tokenId: log.tokenId!, logId: id });
+    if (log.released_at == null) {
+      await em.nativeUpdate(RequestToken, { id: tokenId!, usedToDate: { $gt: 0 } }, { usedToDate: raw('used_to_date - 1') });
+      await em.nativeDelete(RequestTokenIdempotency, { tokenId: tokenId!, logId: id });
     }
     // least(), not coalesce(): Citus refuses now() inside COALESCE in an UPDATE (the stored time is never in the future).
     await em.nativeUpdate(RequestTokenLog, { token, id }, { statusCode, releasedAt: raw('least(released_at, now())') });
     await markRowStale(em, id, token);
-    const [updated] = await readLogs(logQuery(deps, em).andWhere({ token, id }));
-    return updated;
   });
+  return (await getLog(deps, id))!;
 }
 
-export async function getLog(deps: TenantDeps, id: string): Promise<LogRecord | null> {
+export async function getLog(deps: ListingDeps, id: string): Promise<LogRecord | null> {
   const logId = parseId(id);
   if (logId === null) return null;
-  const [log] = await readLogs(logQuery(deps).andWhere({ id: logId }));
-  return log ?? null;
+  const [row] = await runListing<LogRow>(deps, 'log', { id: logId }, (em, v) => logQuery(em).andWhere({ id: v.id }));
+  return row ? logFromRow(row) : null;
 }
 
 export interface LogFilter {
@@ -158,24 +156,6 @@ export interface LogFilter {
   until?: Date | null;
 }
 
-/** The joined token's select list, by clock tolerance (configuration: one or two entries per process). */
-const joinedTokenColumns = new Map<number, string>();
-
-/**
- * A page's rows with each row's token, read in the same statement (a left join on the token's primary key: a refusal
- * no token owns finds none), so that a page of logs with their tokens is one round trip, not two.
- */
-async function readLogsWithTokens(deps: TokenReadDeps, page: QueryBuilder<any, any>): Promise<LogRecord[]> {
-  const tolerance = Math.trunc(deps.config.clockToleranceSeconds);
-  let columns = joinedTokenColumns.get(tolerance);
-  // With the join, MikroORM reads `l.token` as the joined token's id: the log's own token_id is read under a name of
-  // its own (a refusal no token owns has no joined token, but its token_id, NO_TOKEN_ID).
-  if (!columns) joinedTokenColumns.set(tolerance, (columns = `l.token_id as l_token_id, ${prefixedTokenColumns('t', String(tolerance))}`));
-  page.leftJoin('l.token', 't').addSelect(raw(columns));
-  const rows = (await page.execute('all', true)) as (LogRow & Record<string, unknown>)[];
-  return rows.map((row) => ({ ...logFromEntity({ ...row, token: row.l_token_id } as never), token: tokenFromPrefixedRow(row) }));
-}
-
 export async function listLogs(deps: TokenReadDeps, filter: LogFilter, args: PageArgs): Promise<Page<LogRecord>> {
   const issues = new Issues();
   const { limit, beforeId } = pageWindow(args, issues);
@@ -185,24 +165,57 @@ export async function listLogs(deps: TokenReadDeps, filter: LogFilter, args: Pag
   }
   issues.throwIfAny();
 
-  const qb = logQuery(deps);
-  if (filter.tokenId != null) {
-    // An id that cannot exist matches nothing.
-    const tokenId = parseId(filter.tokenId);
-    if (tokenId === null) qb.andWhere('1 = 0');
-    else qb.andWhere({ token: tokenId });
-  }
-  if (filter.scope != null) {
-    const scoped = tenantQueryBuilder(requestEm(deps), RequestToken, 't').select('t.id').andWhere({ scope: filter.scope });
-    qb.andWhere({ token: { $in: scoped.getKnexQuery() } });
-  }
-  if (filter.userId != null) qb.andWhere({ userId: filter.userId });
-  if (filter.statusCode != null) qb.andWhere({ statusCode: filter.statusCode });
-  if (filter.failed === true) qb.andWhere({ errorCode: { $ne: null } });
-  if (filter.failed === false) qb.andWhere({ errorCode: null });
-  if (filter.since) qb.andWhere({ timestamp: { $gte: filter.since } });
-  if (filter.until) qb.andWhere({ timestamp: { $lt: filter.until } });
-  return keysetPage(qb, 'l.id', limit, beforeId, (page) => readLogsWithTokens(deps, page), args.count ?? true);
+  // The statement's shape: which filters are present (their values are parameters), and what else changes its text.
+  const tolerance = String(Math.trunc(deps.config.clockToleranceSeconds));
+  const values: Record<string, string | number | Date> = {};
+  // An id that cannot exist matches nothing.
+  const tokenId = filter.tokenId == null ? null : parseId(filter.tokenId);
+  const nothing = filter.tokenId != null && tokenId === null;
+  if (tokenId !== null) values.tokenId = tokenId;
+  if (filter.scope != null) values.scope = filter.scope;
+  if (filter.userId != null) values.userId = filter.userId;
+  if (filter.statusCode != null) values.statusCode = filter.statusCode;
+  if (filter.since) values.since = filter.since;
+  if (filter.until) values.until = filter.until;
+  const failed = filter.failed == null ? '' : String(filter.failed);
+  return keysetPage(
+    deps,
+    {
+      shape: `logs|${tolerance}|${nothing ? 'nothing' : ''}|failed:${failed}`,
+      values,
+      filtered(em, v) {
+        const qb = logQuery(em);
+        if (nothing) qb.andWhere('1 = 0');
+        if (v.tokenId !== undefined) qb.andWhere({ token: v.tokenId });
+        if (v.scope !== undefined) {
+          const scoped = tenantQueryBuilder(em, RequestToken, 't').select('t.id').andWhere({ scope: v.scope });
+          qb.andWhere({ token: { $in: scoped.getKnexQuery() } });
+        }
+        if (v.userId !== undefined) qb.andWhere({ userId: v.userId });
+        if (v.statusCode !== undefined) qb.andWhere({ statusCode: v.statusCode });
+        if (failed === 'true') qb.andWhere({ errorCode: { $ne: null } });
+        if (failed === 'false') qb.andWhere({ errorCode: null });
+        if (v.since !== undefined) qb.andWhere({ timestamp: { $gte: v.since } });
+        if (v.until !== undefined) qb.andWhere({ timestamp: { $lt: v.until } });
+        return qb;
+      },
+      idColumn: 'l.id',
+      // Each row's token in the same statement (a left join on the token's primary key: a refusal no token owns finds
+      // none), so that a page of logs with their tokens is one round trip, not two. With the join, `l.token` may read
+      // as the joined token's id: the log's own token_id is read under a name of its own.
+      page(qb) {
+        qb.leftJoin('l.token', 't').addSelect(raw(`l.token_id as l_token_id, ${prefixedTokenColumns('t', tolerance)}`));
+      },
+      map: (row: LogRow & { l_token_id: string | number }) => {
+        const log = logFromRow(row, row.l_token_id);
+        log.token = tokenFromPrefixedRow(row);
+        return log;
+      },
+    },
+    limit,
+    beforeId,
+    args.count ?? true,
+  );
 }
 
 /**
@@ -211,7 +224,7 @@ export async function listLogs(deps: TokenReadDeps, filter: LogFilter, args: Pag
  * statements grow with its depth, not with its rows.
  */
 export async function listLogsOfTokens(
-  deps: TenantDeps,
+  deps: ListingDeps,
   tokenIds: readonly string[],
   args: PageArgs,
 ): Promise<Map<string, Page<LogRecord>>> {
@@ -229,27 +242,35 @@ export async function listLogsOfTokens(
   });
   if (ids.length === 0) return pages;
 
-  const em = requestEm(deps);
-  const windowed = logQuery(deps)
-    .addSelect(raw('row_number() over (partition by l.token_id order by l.id desc) as position'))
-    .andWhere({ token: { $in: ids } });
-  if (beforeId !== null) windowed.andWhere({ id: { $lt: beforeId } });
-  const counted = (tenantQueryBuilder(em, RequestTokenLog, 'l'))
-    .select(['l.token', raw('count(*)::int as n')])
-    .andWhere({ token: { $in: ids } })
-    .groupBy('l.token');
+  // Any number of tokens in one statement each: the ids travel as one array parameter (digits only, parseIds checked).
+  const values: ListingValues = { ids: `{${ids.join(',')}}` };
+  const windowValues: ListingValues = beforeId === null ? { ...values, $limit: limit + 1 } : { ...values, $before: beforeId, $limit: limit + 1 };
   const [rows, counts] = await Promise.all([
-    // The tenant filter is in the inner query; the outer one only cuts each token's window.
-    em.getConnection().execute<(LogRow & { position: string })[]>(
-      `select * from (${windowed.getFormattedQuery()}) w where w.position <= ? order by w.token_id, w.id desc`,
-      [limit + 1],
+    runListing<LogRow>(
+      deps,
+      'logs-of-tokens|page',
+      windowValues,
+      (em, v) => {
+        const windowed = logQuery(em)
+          .addSelect(raw('row_number() over (partition by l.token_id order by l.id desc) as position'))
+          .andWhere('l.token_id = any(?::bigint[])', [v.ids]);
+        if (v.$before !== undefined) windowed.andWhere({ id: { $lt: v.$before } });
+        return windowed;
+      },
+      // The tenant filter is in the inner query; the outer one only cuts each token's window.
+      (inner, param) => `select * from (${inner}) w where w.position <= ${param('$limit')} order by w.token_id, w.id desc`,
     ),
-    counted.execute('all', true) as Promise<{ token: string; n: number }[]>,
+    runListing<{ token_id: string; n: number }>(deps, 'logs-of-tokens|count', values, (em, v) =>
+      tenantQueryBuilder(em, RequestTokenLog, 'l')
+        .select(['l.token', raw('count(*)::int as n')])
+        .andWhere('l.token_id = any(?::bigint[])', [v.ids])
+        .groupBy('l.token'),
+    ),
   ]);
   for (const id of ids) pages.set(id, empty());
-  for (const count of counts) pages.get(String(count.token))!.totalCount = count.n;
+  for (const count of counts) pages.get(String(count.token_id))!.totalCount = count.n;
   for (const row of rows) {
-    const log = logFromEntity(em.getDriver().mapResult(row, em.getMetadata().get(RequestTokenLog.meta.className)) as never);
+    const log = logFromRow(row);
     const page = pages.get(log.tokenId!)!;
     if (page.nodes.length < limit) page.nodes.push(log);
     else page.hasNextPage = true;

@@ -1,5 +1,6 @@
 import { raw } from '@mikro-orm/core';
-import type { QueryBuilder } from '@mikro-orm/postgresql';
+import type { EntityManager, QueryBuilder } from '@mikro-orm/postgresql';
+import { runListing, type ListingDeps, type ListingValues } from './listing-statements.js';
 import { parseId } from './ids.js';
 import type { Issues } from './errors.js';
 
@@ -48,37 +49,57 @@ export function pageWindow(args: PageArgs, issues: Issues, path: string[] = []):
   return { limit: first, beforeId };
 }
 
+/** A listing: its filtered query, built per shape (listing-statements.ts), and its rows' mapper. */
+export interface Listing<T> {
+  /** Names the listing and everything besides `values`' names that changes its statement's text. */
+  shape: string;
+  /** The filter's run-time values (each a parameter of the statement). */
+  values: ListingValues;
+  /** The filtered query over `values` (stand-ins when it is called), the tenant's filter included by `em`. */
+  filtered(em: EntityManager, values: ListingValues): QueryBuilder<any, any>;
+  /** The column pages run by (newest first), e.g. `l.id`. */
+  idColumn: string;
+  /** The page's own additions to its query (a join, its columns); the count does without them. */
+  page?(qb: QueryBuilder<any, any>): void;
+  /** A raw row of the page as the API shows it. */
+  map(row: any): T;
+}
+
 /**
  * One page (newest first, one extra row to tell whether more follow) and the filter's total count, in parallel (with
- * `count` false, the total is counted only if read). `qb` holds the filter (the tenant's included); the page adds the
- * cursor, the order and the limit to a copy of it.
+ * `count` false, the total is counted only if read). Both run as the listing's statements of their shape, the cursor
+ * and the page size being parameters like the filter's values.
  */
 export async function keysetPage<T extends { id: string }>(
-  qb: QueryBuilder<any, any>,
-  idColumn: string,
+  deps: ListingDeps,
+  listing: Listing<T>,
   limit: number,
   beforeId: string | null,
-  read: (qb: any) => Promise<T[]>,
   count = true,
 ): Promise<Page<T>> {
-  const page = qb.clone();
-  if (beforeId !== null) page.andWhere({ [idColumn]: { $lt: beforeId } });
-  page.orderBy({ [idColumn]: 'desc' }).limit(limit + 1);
+  const { shape, values, filtered, idColumn } = listing;
+  const pageValues: ListingValues = beforeId === null ? { ...values, $limit: limit + 1 } : { ...values, $before: beforeId, $limit: limit + 1 };
+  const page = () =>
+    runListing<Record<string, unknown>>(deps, `${shape}|page`, pageValues, (em, v) => {
+      const qb = filtered(em, v);
+      if (v.$before !== undefined) qb.andWhere({ [idColumn]: { $lt: v.$before } });
+      qb.orderBy({ [idColumn]: 'desc' }).limit(v.$limit as number);
+      listing.page?.(qb);
+      return qb;
+    });
+  const countOf = async () => {
+    const [row] = await runListing<{ n: number }>(deps, `${shape}|count`, values, (em, v) =>
+      filtered(em, v).select(raw('count(*)::int as n')),
+    );
+    return row.n;
+  };
   let counted: Promise<number> | undefined;
-  const [rows, totalCount] = await Promise.all([
-    read(page),
-    count ? countOf(qb) : () => (counted ??= countOf(qb)),
-  ]);
+  const [rows, totalCount] = await Promise.all([page(), count ? countOf() : () => (counted ??= countOf())]);
   return {
-    nodes: rows.slice(0, limit),
+    nodes: rows.slice(0, limit).map(listing.map),
     hasNextPage: rows.length > limit,
     hasPreviousPage: beforeId !== null,
     totalCount,
     cursorOf: (node) => encodeCursor(node.id),
   };
-}
-
-async function countOf(qb: QueryBuilder<any, any>): Promise<number> {
-  const [row] = await qb.clone().select(raw('count(*)::int as n')).execute<{ n: number }[]>('all', false);
-  return row.n;
 }

@@ -1,10 +1,11 @@
 import type pg from 'pg';
 import { raw } from '@mikro-orm/core';
-import type { QueryBuilder } from '@mikro-orm/postgresql';
+import type { EntityManager } from '@mikro-orm/postgresql';
 import type { Config } from '../config.js';
 import { Issues, NotFoundError } from './errors.js';
 import { LOGIN_MODES, RequestToken, TOKEN_STATUSES, type LoginMode, type TokenStatus } from '../database/entities/request-token.js';
-import { requestEm, tenantQueryBuilder, type TenantDeps } from '../database/tenant.js';
+import { requestEm, tenantQueryBuilder } from '../database/tenant.js';
+import { runListing, type ListingDeps } from './listing-statements.js';
 import { columnList, columnName, type RowOf } from '../database/rows.js';
 import { namedStatement } from './named-sql.js';
 import type { IssueBatcher } from './issue-batch.js';
@@ -77,11 +78,17 @@ export const prefixedTokenColumns = (t: string, tolerance: string, prefix = 't_'
     `${statusSql(t, tolerance)} as ${prefix}status`,
   ].join(', ');
 
+/** A token row's column names (as `tokenColumns` selects them), and each under its prefix: worked out once. */
+const TOKEN_ROW_COLUMNS = [...TOKEN_ROW_FIELDS.map(columnName), 'client_id', 'kid', 'status'];
+const prefixedColumns = new Map<string, [string, string][]>();
+
 /** The token of `prefixedTokenColumns` in `row`, or null when the row had none (an outer join found no token). */
 export function tokenFromPrefixedRow(row: Record<string, unknown>, prefix = 't_'): TokenRecord | null {
   if (row[`${prefix}id`] == null) return null;
+  let columns = prefixedColumns.get(prefix);
+  if (!columns) prefixedColumns.set(prefix, (columns = TOKEN_ROW_COLUMNS.map((c) => [c, `${prefix}${c}`])));
   const own: Record<string, unknown> = {};
-  for (const c of [...TOKEN_ROW_FIELDS.map(columnName), 'client_id', 'kid', 'status']) own[c] = row[`${prefix}${c}`];
+  for (const [c, prefixed] of columns) own[c] = row[prefixed];
   return tokenFromRow(own as TokenRow);
 }
 
@@ -302,39 +309,16 @@ export async function issueToken(deps: TokenDeps, input: IssueInput): Promise<Is
   return { token, jwt, url: token.targetUrl ? tokeniseUrl(token.targetUrl, jwt) : null };
 }
 
-type TokenEntityRow = RequestToken & { status: TokenStatus };
+/** Reading tokens: the tenant filter, the pool listings run on, and the clock tolerance their status depends on. */
+export type TokenReadDeps = ListingDeps & { config: Pick<Config, 'clockToleranceSeconds'> };
 
-/** A token as the API shows it, from the entity and its status (derived in SQL on the database clock). */
-function tokenFromEntity(row: TokenEntityRow): TokenRecord {
-  return {
-    id: row.id,
-    scope: row.scope,
-    targetUrl: row.targetUrl ?? null,
-    userId: row.userId ?? null,
-    loginMode: row.loginMode,
-    data: row.data ?? null,
-    maxUses: row.maxUses,
-    usedToDate: row.usedToDate,
-    issuedAt: row.issuedAt,
-    notBefore: row.notBefore ?? null,
-    expiresAt: row.expiresAt ?? null,
-    revokedAt: row.revokedAt ?? null,
-    clientId: row.clientId,
-    kid: row.kid ?? null,
-    status: row.status,
-  };
-}
-
-/** Reading tokens: the tenant filter, and the clock tolerance their status depends on. */
-export type TokenReadDeps = TenantDeps & { config: Pick<Config, 'clockToleranceSeconds'> };
-
-/** The status (redemption-rules.ts) over the query's alias `t`; the tolerance is configuration, a whole number. */
-const statusOf = (deps: TokenReadDeps) => statusSql('t', String(Math.trunc(deps.config.clockToleranceSeconds)));
+/** The tolerance is configuration, a whole number: part of the statements' text (and so of their shape). */
+const toleranceOf = (deps: TokenReadDeps) => String(Math.trunc(deps.config.clockToleranceSeconds));
 
 /** The tenant's tokens with their status: every token query starts here, so the tenant filter is always on it. */
-function tokenQuery(deps: TokenReadDeps) {
-  const qb = tenantQueryBuilder(requestEm(deps), RequestToken, 't');
-  return qb.select([...TOKEN_FIELDS, raw(`(${statusOf(deps)}) as status`)]);
+function tokenQuery(em: EntityManager, tolerance: string) {
+  const qb = tenantQueryBuilder(em, RequestToken, 't');
+  return qb.select([...TOKEN_FIELDS, raw(`(${statusSql('t', tolerance)}) as status`)]);
 }
 
 const TOKEN_FIELDS = [
@@ -342,15 +326,15 @@ const TOKEN_FIELDS = [
   'expiresAt', 'revokedAt', 'clientId', 'kid',
 ] as const satisfies (keyof RequestToken)[];
 
-const readTokens = async (qb: QueryBuilder<any, any>): Promise<TokenRecord[]> =>
-  ((await qb.execute('all', true)) as TokenEntityRow[]).map(tokenFromEntity);
-
 /** Another tenant's token reads as missing; so does an id no row can have. */
 export async function getToken(deps: TokenReadDeps, id: string): Promise<TokenRecord | null> {
   const tokenId = parseId(id);
   if (tokenId === null) return null;
-  const [token] = await readTokens(tokenQuery(deps).andWhere({ id: tokenId }));
-  return token ?? null;
+  const tolerance = toleranceOf(deps);
+  const [row] = await runListing<TokenRow>(deps, `token|${tolerance}`, { id: tokenId }, (em, v) =>
+    tokenQuery(em, tolerance).andWhere({ id: v.id }),
+  );
+  return row ? tokenFromRow(row) : null;
 }
 
 /** Several tokens by id in one query (the dashboard's log pages name the same few tokens many times). */
@@ -358,7 +342,12 @@ export async function getTokens(deps: TokenReadDeps, ids: readonly string[]): Pr
   const valid = parseIds(ids);
   const found = new Map<string, TokenRecord>();
   if (valid.length === 0) return found;
-  for (const token of await readTokens(tokenQuery(deps).andWhere({ id: { $in: valid } }))) found.set(token.id, token);
+  const tolerance = toleranceOf(deps);
+  // One statement for any number of ids: they travel as one array parameter (digits only, parseIds checked them).
+  const rows = await runListing<TokenRow>(deps, `tokens-by-id|${tolerance}`, { ids: `{${valid.join(',')}}` }, (em, v) =>
+    tokenQuery(em, tolerance).andWhere('t.id = any(?::bigint[])', [v.ids]),
+  );
+  for (const row of rows) found.set(String(row.id), tokenFromRow(row));
   return found;
 }
 
@@ -386,9 +375,28 @@ export async function listTokens(deps: TokenReadDeps, filter: TokenFilter, args:
   if (filter.status != null && !TOKEN_STATUSES.includes(filter.status)) issues.add(['filter', 'status'], 'unknown');
   issues.throwIfAny();
 
-  const qb = tokenQuery(deps);
-  if (filter.scope != null) qb.andWhere({ scope: filter.scope });
-  if (filter.userId != null) qb.andWhere({ userId: filter.userId });
-  if (filter.status != null) qb.andWhere(`(${statusOf(deps)}) = ?`, [filter.status]);
-  return keysetPage(qb, 't.id', limit, beforeId, readTokens, args.count ?? true);
+  const tolerance = toleranceOf(deps);
+  const values: Record<string, string> = {};
+  if (filter.scope != null) values.scope = filter.scope;
+  if (filter.userId != null) values.userId = filter.userId;
+  if (filter.status != null) values.status = filter.status;
+  return keysetPage(
+    deps,
+    {
+      shape: `tokens|${tolerance}`,
+      values,
+      filtered(em, v) {
+        const qb = tokenQuery(em, tolerance);
+        if (v.scope !== undefined) qb.andWhere({ scope: v.scope });
+        if (v.userId !== undefined) qb.andWhere({ userId: v.userId });
+        if (v.status !== undefined) qb.andWhere(`(${statusSql('t', tolerance)}) = ?`, [v.status]);
+        return qb;
+      },
+      idColumn: 't.id',
+      map: tokenFromRow,
+    },
+    limit,
+    beforeId,
+    args.count ?? true,
+  );
 }
