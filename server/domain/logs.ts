@@ -8,6 +8,7 @@ import { requestEm, tenantQueryBuilder, type TenantDeps } from '../database/tena
 import { parseId, parseIds } from './ids.js';
 import { Issues, NotFoundError } from './errors.js';
 import type { ErrorCode } from './errors.js';
+import { countLogsFromRollups } from './log-counts.js';
 import { encodeCursor, keysetPage, pageWindow, type Page, type PageArgs } from './paging.js';
 import { markStaleSql } from './usage-rollups.js';
 import { prefixedTokenColumns, tokenFromPrefixedRow, type TokenReadDeps, type TokenRecord } from './tokens.js';
@@ -190,7 +191,9 @@ export async function listLogs(deps: TokenReadDeps, filter: LogFilter, args: Pag
   if (filter.failed === false) qb.andWhere({ errorCode: null });
   if (filter.since) qb.andWhere({ timestamp: { $gte: filter.since } });
   if (filter.until) qb.andWhere({ timestamp: { $lt: filter.until } });
-  return keysetPage(qb, 'l.id', limit, beforeId, (page) => readLogsWithTokens(deps, page), args.count ?? true);
+  // The filters the hourly rollups are keyed by are counted from them (exactly; server/domain/log-counts.ts).
+  const fromRollups = () => countLogsFromRollups(requestEm(deps), deps.tenant, filter);
+  return keysetPage(qb, 'l.id', limit, beforeId, (page) => readLogsWithTokens(deps, page), args.count ?? true, fromRollups);
 }
 
 /**
