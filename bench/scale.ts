@@ -21,6 +21,7 @@ import { rebuildRollups } from '../server/domain/usage-rollups.js';
 import { bundle } from '../scripts/build-service.js';
 import { clusterTempDir } from '../test/support/temp-dir.js';
 import { freePort } from '../test/support/ports.js';
+import { pageBoundary } from './scale-pages.js';
 import { seed, TENANTS, userName, type SeedSize, type Tenant } from './scale-seed.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -390,20 +391,17 @@ async function main() {
       ['without totalCount', DOCS.logsPage, DOCS.tokensPage],
     ];
     for (const [label, filter, where] of logFilters) {
-      const { rows } = await seeder.query(
-        `select id::text from request_token_log where client_id = $1 and ${where} order by id desc offset 19979 limit 2`,
-        [tenants[0].clientId],
-      );
+      const boundary = await pageBoundary(seeder, tenants[0].clientId, where, 19_980);
       for (const [docLabel, doc] of documents) {
         await query(`requestTokenLogs first page, ${label}, ${docLabel}`, 10, null, doc, { filter, first: 20 },
           (d) => d.requestTokenLogs.edges.length === 20);
         if (label === 'userId') continue;
-        if (rows.length < 2) {
+        if (!boundary) {
           log(`requestTokenLogs 1,000th page, ${label}: fewer than 20,000 rows, skipped`);
           continue;
         }
-        await query(`requestTokenLogs 1,000th page, ${label}, ${docLabel}`, 10, null, doc, { filter, first: 20, after: encodeCursor(rows[0].id) },
-          (d) => d.requestTokenLogs.edges.length === 20 && d.requestTokenLogs.edges[0].node.id === rows[1].id);
+        await query(`requestTokenLogs 1,000th page, ${label}, ${docLabel}`, 10, null, doc, { filter, first: 20, after: encodeCursor(boundary.cursorId) },
+          (d) => d.requestTokenLogs.edges.length === 20 && d.requestTokenLogs.edges[0].node.id === boundary.nextId);
       }
     }
     for (const [docLabel, , doc] of documents) {

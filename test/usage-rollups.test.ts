@@ -5,7 +5,8 @@ import { importDjango } from '../cli/django-import.js';
 import { ERROR_CODES, type RejectionCode } from '../server/domain/errors.js';
 import { ensureLogPartitions } from '../server/domain/log-partitions.js';
 import { truncateLogs } from '../server/domain/log-retention.js';
-import { recordResponseStatus } from '../server/domain/logs.js';
+import { rollupCountQuery } from '../server/domain/log-counts.js';
+import { listLogs, recordResponseStatus } from '../server/domain/logs.js';
 import {
   compactRollups,
   createRollupCompactor,
@@ -90,6 +91,37 @@ async function expectExact(numRuns = 20, range: { origin: number; length: number
   );
   // The windows the dashboard asks for by default: the last 48 hours and 30 days, the current hour included.
   for (const bucket of STATS_BUCKETS) await expectSame({}, bucket, null);
+  // Listings' counts from the rollups, open-ended (the listings' default) and over random windows.
+  for (const tenant of [null, '1', other]) await expectSameCount({}, tenant);
+  await fc.assert(
+    fc.asyncProperty(
+      fc.record({ start: instant(length), size: fc.oneof(instant(length), fc.integer({ min: 1, max: 2 * HOUR })) }),
+      fc.constantFrom<string | null>(null, '1', other),
+      fc.constantFrom(true, false, null),
+      fc.constantFrom('both', 'since', 'until'),
+      async ({ start, size }, tenant, failed, bounds) => {
+        const since = new Date(origin + start);
+        const until = new Date(since.getTime() + size);
+        await expectSameCount({ failed, since: bounds === 'until' ? null : since, until: bounds === 'since' ? null : until }, tenant);
+      },
+    ),
+    { numRuns, endOnFailure: true },
+  );
+}
+
+/** A log listing's totalCount (from the rollups and the log's tail) equals count(*) of the log over the same filter. */
+async function expectSameCount(filter: { failed?: boolean | null; since?: Date | null; until?: Date | null }, tenant: string | null) {
+  expect(rollupCountQuery(tenant, filter), 'answered from the rollups').not.toBeNull();
+  const deps = { orm: server.db.orm, pool: pool(), tenant, config: { clockToleranceSeconds: 0 } };
+  const { totalCount } = await listLogs(deps, filter, { first: 0 });
+  const values: unknown[] = [];
+  const where = ['true'];
+  if (tenant !== null) where.push(`client_id = $${values.push(tenant)}`);
+  if (filter.failed != null) where.push(`error_code is ${filter.failed ? 'not ' : ''}null`);
+  if (filter.since) where.push(`timestamp >= $${values.push(filter.since)}`);
+  if (filter.until) where.push(`timestamp < $${values.push(filter.until)}`);
+  const [{ n }] = await server.sql(`select count(*)::int as n from request_token_log where ${where.join(' and ')}`, values);
+  expect(totalCount, `count ${JSON.stringify(filter)} tenant ${tenant}`).toBe(n);
 }
 
 async function expectSame(filter: { since?: Date; until?: Date; scope?: string | null }, bucket: StatsBucket, tenant: string | null) {

@@ -76,6 +76,8 @@ export async function keysetPage<T extends { id: string }>(
   limit: number,
   beforeId: string | null,
   count = true,
+  /** Counts the filter some faster way than count(*) over `qb` (exactly the same number), when it can (else null). */
+  countOtherwise?: () => Promise<number | null>,
 ): Promise<Page<T>> {
   const { shape, values, filtered, idColumn } = listing;
   const pageValues: ListingValues = beforeId === null ? { ...values, $limit: limit + 1 } : { ...values, $before: beforeId, $limit: limit + 1 };
@@ -94,7 +96,8 @@ export async function keysetPage<T extends { id: string }>(
     return row.n;
   };
   let counted: Promise<number> | undefined;
-  const [rows, totalCount] = await Promise.all([page(), count ? countOf() : () => (counted ??= countOf())]);
+  const total = async () => (await countOtherwise?.()) ?? countOf();
+  const [rows, totalCount] = await Promise.all([page(), count ? total() : () => (counted ??= total())]);
   return {
     nodes: rows.slice(0, limit).map(listing.map),
     hasNextPage: rows.length > limit,
