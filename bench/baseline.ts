@@ -11,7 +11,7 @@ import {
   LOG_PAGE_SQL,
   REDEEM_SQL,
   REFUSE_SQL,
-  STATS_STATEMENT_TIMEOUT_MS,
+  runStatsStatement,
   signHs256,
   usageStatsQuery,
   tokenFromRow,
@@ -134,19 +134,7 @@ void LOG_COLUMNS;
 
 async function stats(input: any) {
   const { text, values } = usageStatsQuery(input.bucket, new Date(input.since), new Date(input.until), null, input.scope ?? null);
-  const client = await pool.connect();
-  try {
-    await client.query('begin read only');
-    await client.query(`set local statement_timeout = ${STATS_STATEMENT_TIMEOUT_MS}`);
-    const { rows } = await client.query(text, values);
-    await client.query('commit');
-    return { rows };
-  } catch (error) {
-    await client.query('rollback').catch(() => {});
-    throw error;
-  } finally {
-    client.release();
-  }
+  return { rows: await runStatsStatement(pool, text, values) };
 }
 
 const routes: Record<string, (input: any) => Promise<unknown>> = {

@@ -4,7 +4,7 @@
 export { REDEEM_SQL, REFUSE_SQL } from '../server/domain/redeem.js';
 export { ISSUE_SQL, tokenFromRow } from '../server/domain/tokens.js';
 export { signHs256 } from '../server/domain/jwt.js';
-export { STATS_STATEMENT_TIMEOUT_MS, usageStatsQuery } from '../server/domain/usage-stats.js';
+export { runStatsStatement, usageStatsQuery } from '../server/domain/usage-stats.js';
 
 export const LOG_COLUMNS = 'l.id, l.token_id, l.error_code, l.user_id, l.client_ip, l.user_agent, l.status_code, l.timestamp';
 export const LOG_PAGE_SQL = `select ${LOG_COLUMNS}, t.scope from request_token_log l
