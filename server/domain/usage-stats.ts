@@ -1,4 +1,5 @@
 import type pg from 'pg';
+import { onDistributedTables } from '../database/citus.js';
 import { ERROR_CODES, Issues, type ErrorCode } from './errors.js';
 import type { Tenant } from './api-keys.js';
 import { MAX_SCOPE_LENGTH } from './tokens.js';
@@ -330,14 +331,16 @@ export async function runStatsStatement<R extends pg.QueryResultRow>(
 
 /**
  * Usage per time bucket and per scope: tokens issued, redemptions, refusals by code and recorded response statuses.
- * `statement` is usageStatsQuery; the tests pass usageStatsScanQuery to compare the two.
+ * `statement` is usageStatsQuery; the tests pass usageStatsScanQuery to compare the two. On Citus it is the scan: the
+ * rollups' statement reads each live range through a lateral subquery over the distributed log, which Citus cannot
+ * push down to the workers ("cannot push down this subquery"), while the scan runs on every worker in parallel.
  */
 export async function usageStats(
   deps: StatsDeps,
   filter: UsageFilter,
   bucket: StatsBucket,
   now = new Date(),
-  statement: typeof usageStatsQuery = usageStatsQuery,
+  statement: typeof usageStatsQuery = onDistributedTables(deps.pool) ? usageStatsScanQuery : usageStatsQuery,
 ): Promise<UsageStats> {
   if (!STATS_BUCKETS.includes(bucket)) throw new Error(`unknown bucket ${bucket}`);
   const issues = new Issues();
