@@ -220,18 +220,11 @@ export interface ShardedStatement {
   run(pool: pg.Pool, values: unknown[]): Promise<{ rows: unknown[] }>;
 }
 
-/** The pools whose database has the service's tables distributed over Citus (routeDelegatedStatements marks them). */
-const distributedPools = new WeakSet<pg.Pool>();
-
-/** Whether `pool`'s database has the service's tables distributed over Citus (and its hot statements routed). */
-export const onDistributedTables = (pool: pg.Pool): boolean => distributedPools.has(pool);
-
 export function routeDelegatedStatements(
   pool: pg.Pool,
   statements: DelegatedStatement[],
   sharded: ShardedStatement[] = [],
 ): void {
-  distributedPools.add(pool);
   const own = new Map(sharded.map((s) => [s.statement, s]));
   const calls = new Map(
     statements.map((d) => {

@@ -1,5 +1,5 @@
 import type pg from 'pg';
-import { onDistributedTables } from '../database/citus.js';
+import { logIsDistributed } from './citus.js';
 import { ERROR_CODES, Issues, type ErrorCode } from './errors.js';
 import type { Tenant } from './api-keys.js';
 import { MAX_SCOPE_LENGTH } from './tokens.js';
@@ -340,7 +340,7 @@ export async function usageStats(
   filter: UsageFilter,
   bucket: StatsBucket,
   now = new Date(),
-  statement: typeof usageStatsQuery = onDistributedTables(deps.pool) ? usageStatsScanQuery : usageStatsQuery,
+  statement?: typeof usageStatsQuery,
 ): Promise<UsageStats> {
   if (!STATS_BUCKETS.includes(bucket)) throw new Error(`unknown bucket ${bucket}`);
   const issues = new Issues();
@@ -348,7 +348,8 @@ export async function usageStats(
   const { since, until, first, last, size } = statsWindow(filter, bucket, now, issues);
   issues.throwIfAny();
 
-  const { text, values } = statement(bucket, since, until, deps.tenant, filter.scope ?? null);
+  const chosen = statement ?? ((await logIsDistributed(deps.pool)) ? usageStatsScanQuery : usageStatsQuery);
+  const { text, values } = chosen(bucket, since, until, deps.tenant, filter.scope ?? null);
   const rows = await runStatsStatement<StatsRow>(deps.pool, text, values);
 
   const buckets: UsageBucket[] = [];
