@@ -170,8 +170,19 @@ export interface DelegatedStatement {
 /** The function's name for a statement: `rt_` and the statement's name in snake case. */
 export const functionName = (statement: string) => `rt_${statement.replace(/[^a-z0-9]+/gi, '_').toLowerCase()}`;
 
+/**
+ * The settings every delegated function runs with. PL/pgSQL prepares a function's statements once per session and, from
+ * the sixth run on, may switch one to a generic plan (without the parameters' values) when it costs no more than the
+ * custom ones. Citus cannot plan some of them without the token id's value (the refusal's verdict,
+ * `(select 1) left join request_token t on t.id = $1`): that plan fails with "could not create distributed plan", a 500,
+ * whenever the costs made PostgreSQL choose it. So each call plans with its values, as a router query.
+ */
+const FUNCTION_SETTINGS = ['plan_cache_mode=force_custom_plan'];
+
 const functionSql = (d: DelegatedStatement) => `create function ${functionName(d.statement)}(${d.argTypes.join(', ')})
-  returns table (${d.returns.join(', ')}) language plpgsql as $rt$
+  returns table (${d.returns.join(', ')}) language plpgsql
+  ${FUNCTION_SETTINGS.map((s) => `set ${s.replace('=', ' = ')}`).join('\n  ')}
+  as $rt$
 #variable_conflict use_column
 ${d.body}
 $rt$`;
@@ -190,9 +201,10 @@ export async function installDelegatedStatements(pool: pg.Pool, statements: Dele
       const signature = `${name}(${d.argTypes.join(',')})`;
       const sql = functionSql(d);
       const { rows } = await client.query<{ same: boolean; distributed: boolean }>(
-        `select p.prosrc = $2 as same, exists (select from pg_dist_object o where o.objid = p.oid) as distributed
+        `select p.prosrc = $2 and coalesce(p.proconfig, '{}') = $3::text[] as same,
+           exists (select from pg_dist_object o where o.objid = p.oid) as distributed
          from pg_proc p where p.oid = to_regprocedure($1)`,
-        [signature, sql.slice(sql.indexOf('$rt$') + 4, sql.lastIndexOf('$rt$'))],
+        [signature, sql.slice(sql.indexOf('$rt$') + 4, sql.lastIndexOf('$rt$')), FUNCTION_SETTINGS],
       );
       if (rows[0]?.same && rows[0].distributed) continue;
       if (rows[0] && !rows[0].same) await client.query(`drop function ${signature}`);
