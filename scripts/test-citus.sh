@@ -37,6 +37,12 @@ cleanup() {
 }
 trap cleanup EXIT
 url=$("$shared/cluster.sh" start "$dir" "$base" 2)
+# Every test database runs Citus's maintenance daemon on every node, a background worker each: with PostgreSQL's 8 the
+# daemons of the suite's databases leave none for the rebalancer's task executor (the rebalance then stays
+# "scheduled"). Room for them all, then the same cluster restarted.
+for conf in "$dir"/node*/postgresql.conf; do echo "max_worker_processes = 64" >> "$conf"; done
+"$shared/cluster.sh" stop "$dir"
+url=$("$shared/cluster.sh" start "$dir" "$base" 2)
 echo "test:citus: coordinator $url, workers on ports $((base + 1)) and $((base + 2)), cluster in $dir"
 
 CITUS_TEST=1 CITUS_CLUSTER_DIR="$dir" CITUS_BASE_PORT="$base" DATABASE_URL="$url" \
