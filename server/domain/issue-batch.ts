@@ -1,12 +1,13 @@
 import pg from 'pg';
+import { answerFailedBatch, createMicroBatcher, type MicroBatchOptions, type Waiting } from './micro-batch.js';
 import { namedStatement, sqlValue, type SqlType } from './named-sql.js';
 import { ISSUE_PARAMS, ISSUE_SQL, tokenColumns, type TokenRow } from './tokens.js';
 
 /**
- * Micro-batching of createRequestToken, as redemptions are batched (redeem-batch.ts). While every statement slot is
- * busy, issues wait here, and the next free slot stores all that wait (up to `maxBatch`) with one INSERT and one
- * commit, where the per-request path spends a round trip, a plan execution and a commit (a WAL flush) on each. With a
- * slot free (low load) an issue runs at once, alone, with ISSUE_SQL: a lone call waits for nothing.
+ * Micro-batching of createRequestToken (the queue is micro-batch.ts's, shared with redemptions): while every statement
+ * slot is busy, the next free slot stores all issues that wait (up to `maxBatch`) with one INSERT and one commit, where
+ * the per-request path spends a round trip, a plan execution and a commit (a WAL flush) on each. With a slot free
+ * (low load) an issue runs at once, alone, with ISSUE_SQL: a lone call waits for nothing.
  *
  * Each issue is answered with its own row, or null when the checks against the present (made on the database clock,
  * as ISSUE_SQL makes them) refused its input; the caller then says which check failed, as after ISSUE_SQL. If
@@ -25,14 +26,8 @@ export interface IssueBatcher {
 /** ISSUE_SQL's parameters. */
 export type IssueValues = Record<keyof typeof ISSUE_PARAMS, unknown>;
 
-export interface IssueBatchOptions {
-  /** Statements in flight at most; issues beyond wait here, where they are batched. */
-  slots: number;
-  /** Issues per statement at most. 1 turns batching off (every issue runs ISSUE_SQL). */
-  maxBatch: number;
-  /** How long an issue may wait for a statement to take it (DB_POOL_TIMEOUT_MS); then 503 POOL_EXHAUSTED. */
-  waitTimeoutMs: number;
-}
+/** `maxBatch` 1 turns batching off (every issue runs ISSUE_SQL). */
+export type IssueBatchOptions = MicroBatchOptions;
 
 /** An issue waited longer than `waitTimeoutMs` for a statement; answered as POOL_EXHAUSTED (db-errors.ts). */
 export class IssueQueueTimeout extends Error {
@@ -78,34 +73,12 @@ export const ISSUE_BATCH_SQL = namedStatement(
   { batch: 'json', sessionMinutes: 'int', tolerance: 'int' },
 );
 
-interface Waiting {
-  values: IssueValues;
-  since: number;
-  resolve(row: TokenRow | null): void;
-  reject(error: unknown): void;
-}
-
 export function createIssueBatcher(pool: pg.Pool, options: IssueBatchOptions): IssueBatcher {
-  const queue: Waiting[] = [];
-  let busy = 0;
-  const stats = { statements: 0, batched: 0 };
-  let sweeper: NodeJS.Timeout | null = null;
-  const sweep = () => {
-    const now = performance.now();
-    let expired = 0;
-    while (expired < queue.length && now - queue[expired].since > options.waitTimeoutMs) expired++;
-    if (expired > 0) for (const one of queue.splice(0, expired)) one.reject(new IssueQueueTimeout(options.waitTimeoutMs));
-    if (queue.length === 0 && sweeper) {
-      clearInterval(sweeper);
-      sweeper = null;
-    }
-  };
-
   const single = async (values: IssueValues) =>
     (await pool.query<TokenRow>({ name: ISSUE_SQL.name, text: ISSUE_SQL.text, values: ISSUE_SQL.values(values) })).rows[0] ??
     null;
 
-  async function run(batch: Waiting[]): Promise<void> {
+  async function run(batch: Waiting<IssueValues, TokenRow | null>[]): Promise<void> {
     if (batch.length === 1) {
       const [one] = batch;
       await single(one.values).then(one.resolve, one.reject);
@@ -127,13 +100,7 @@ export function createIssueBatcher(pool: pg.Pool, options: IssueBatchOptions): I
         }),
       }));
     } catch (error) {
-      // Rolled back: nothing of the batch was stored, so each runs again alone and only its own error reaches it.
-      if (!(error instanceof pg.DatabaseError)) {
-        for (const one of batch) one.reject(error);
-        return;
-      }
-      await Promise.all(batch.map((one) => single(one.values).then(one.resolve, one.reject)));
-      return;
+      return answerFailedBatch(batch, error, single);
     }
     const byIndex = new Map(rows.map((row) => [row.n, row]));
     batch.forEach((one, n) => {
@@ -143,32 +110,8 @@ export function createIssueBatcher(pool: pg.Pool, options: IssueBatchOptions): I
     });
   }
 
-  function pump(): void {
-    while (busy < options.slots && queue.length > 0) {
-      const batch = queue.splice(0, options.maxBatch);
-      busy++;
-      stats.statements++;
-      if (batch.length > 1) stats.batched += batch.length;
-      void run(batch).finally(() => {
-        busy--;
-        pump();
-      });
-    }
-  }
-
-  return {
-    stats,
-    issue(values) {
-      return new Promise((resolve, reject) => {
-        queue.push({ values, since: performance.now(), resolve, reject });
-        pump();
-        if (queue.length > 0 && !sweeper) {
-          sweeper = setInterval(sweep, Math.max(10, Math.min(100, options.waitTimeoutMs / 4)));
-          sweeper.unref();
-        }
-      });
-    },
-  };
+  const batcher = createMicroBatcher(options, run, (waitedMs) => new IssueQueueTimeout(waitedMs));
+  return { stats: batcher.stats, issue: batcher.submit };
 }
 
 /** The batcher on the database's batch connections, or null when issue batching is off (ISSUE_BATCH_MAX=1). */

@@ -6,15 +6,17 @@ import {
   type RedeemedRow,
   type RedemptionValues,
 } from './redeem.js';
+import { answerFailedBatch, createMicroBatcher, type MicroBatchOptions, type Waiting } from './micro-batch.js';
 import { bindPlaceholders, namedStatement, sqlValue } from './named-sql.js';
 import { redeemableSql, SHARED_PARAMS } from './redemption-rules.js';
 import { tokenColumns, tokenFields } from './tokens.js';
 
 /**
- * Micro-batching of successful redemptions. While every statement slot is busy, redemptions wait here, and the next
- * free slot takes all that are waiting (up to `maxBatch`) in one statement and one commit, where the per-request path
- * spends a round trip, a plan execution and a commit (a WAL flush) on each. With a slot free (low load) a redemption
- * runs at once, alone, with REDEEM_SQL (REDEEM_ALONE_SQL: skipping a locked row, as a batch does).
+ * Micro-batching of successful redemptions (the queue is micro-batch.ts's, shared with issues). While every statement
+ * slot is busy, the next free slot takes all redemptions that are waiting (up to `maxBatch`) in one statement and one
+ * commit, where the per-request path spends a round trip, a plan execution and a commit (a WAL flush) on each. With a
+ * slot free (low load) a redemption runs at once, alone, with REDEEM_SQL (REDEEM_ALONE_SQL: skipping a locked row, as
+ * a batch does).
  *
  * Only the first attempt of the success path is batched: `consume` answers the updated token row with its log id, or
  * null when this redemption did not consume a use, and the caller finds out why exactly as after the per-request
@@ -30,17 +32,8 @@ export interface RedeemBatcher {
   readonly stats: { statements: number; batched: number };
 }
 
-export interface RedeemBatchOptions {
-  /** Statements in flight at most (the pool's connections); redemptions beyond wait here, where they are batched. */
-  slots: number;
-  /** Redemptions per statement at most. 1 turns batching off. */
-  maxBatch: number;
-  /**
-   * How long a redemption may wait for a statement to take it (DB_POOL_TIMEOUT_MS): then it fails as a request that
-   * found no free connection does (503 POOL_EXHAUSTED), rather than queueing behind a stalled database.
-   */
-  waitTimeoutMs: number;
-}
+/** `maxBatch` 1 turns batching off. */
+export type RedeemBatchOptions = MicroBatchOptions;
 
 /** A redemption waited longer than `waitTimeoutMs` for a batch statement; answered as POOL_EXHAUSTED. */
 export class RedeemQueueTimeout extends Error {
@@ -99,30 +92,7 @@ const batchRow = (values: RedemptionValues, n: number) => {
   return row;
 };
 
-interface Waiting {
-  values: RedemptionValues;
-  since: number;
-  resolve(row: RedeemedRow | null): void;
-  reject(error: unknown): void;
-}
-
 export function createRedeemBatcher(pool: pg.Pool, options: RedeemBatchOptions): RedeemBatcher {
-  const queue: Waiting[] = [];
-  let busy = 0;
-  const stats = { statements: 0, batched: 0 };
-  // While redemptions wait, the oldest are checked against the deadline (the queue is in arrival order).
-  let sweeper: NodeJS.Timeout | null = null;
-  const sweep = () => {
-    const now = performance.now();
-    let expired = 0;
-    while (expired < queue.length && now - queue[expired].since > options.waitTimeoutMs) expired++;
-    if (expired > 0) for (const one of queue.splice(0, expired)) one.reject(new RedeemQueueTimeout(options.waitTimeoutMs));
-    if (queue.length === 0 && sweeper) {
-      clearInterval(sweeper);
-      sweeper = null;
-    }
-  };
-
   const single = async (values: RedemptionValues) =>
     (
       await pool.query<RedeemedRow>({
@@ -132,7 +102,7 @@ export function createRedeemBatcher(pool: pg.Pool, options: RedeemBatchOptions):
       })
     ).rows[0] ?? null;
 
-  async function run(batch: Waiting[]): Promise<void> {
+  async function run(batch: Waiting<RedemptionValues, RedeemedRow | null>[]): Promise<void> {
     if (batch.length === 1) {
       const [one] = batch;
       const { name, text } = REDEEM_ALONE_SQL;
@@ -155,47 +125,14 @@ export function createRedeemBatcher(pool: pg.Pool, options: RedeemBatchOptions):
         }),
       }));
     } catch (error) {
-      // PostgreSQL refused the statement (one bad value, a statement timeout): it was rolled back, and each redemption
-      // runs again alone, so that an error reaches only the request it belongs to. Anything else (no connection came
-      // free, the connection was lost, perhaps after the commit) is every redemption's answer as it is: running them
-      // again could not help, or could count a use twice.
-      if (!(error instanceof pg.DatabaseError)) {
-        for (const one of batch) one.reject(error);
-        return;
-      }
-      await Promise.all(batch.map((one) => single(one.values).then(one.resolve, one.reject)));
-      return;
+      return answerFailedBatch(batch, error, single);
     }
     const byIndex = new Map(rows.map((row) => [row.n, row]));
     batch.forEach((one, n) => one.resolve(byIndex.get(n) ?? null));
   }
 
-  function pump(): void {
-    while (busy < options.slots && queue.length > 0) {
-      const batch = queue.splice(0, options.maxBatch);
-      busy++;
-      stats.statements++;
-      if (batch.length > 1) stats.batched += batch.length;
-      void run(batch).finally(() => {
-        busy--;
-        pump();
-      });
-    }
-  }
-
-  return {
-    stats,
-    consume(values) {
-      return new Promise((resolve, reject) => {
-        queue.push({ values, since: performance.now(), resolve, reject });
-        pump();
-        if (queue.length > 0 && !sweeper) {
-          sweeper = setInterval(sweep, Math.max(10, Math.min(100, options.waitTimeoutMs / 4)));
-          sweeper.unref();
-        }
-      });
-    },
-  };
+  const batcher = createMicroBatcher(options, run, (waitedMs) => new RedeemQueueTimeout(waitedMs));
+  return { stats: batcher.stats, consume: batcher.submit };
 }
 
 /** The batcher on the database's batch connections, or null when batching is off (REDEEM_BATCH_MAX=1). */
