@@ -30,8 +30,11 @@ import { issue, redeem } from './support/operations.js';
 
 const HOUR = 3_600_000;
 const RUNS = Number(process.env.ROLLUP_RUNS ?? 4);
-/** The history spans this many hours back from the start of the current one, and the current hour so far. */
-const SPAN_HOURS = 50;
+/**
+ * The history spans this many hours back from the start of the current one, and the current hour so far: a few
+ * whole UTC days, so that windows by the day read day rows (usage_rollup_day) as well as hourly ones.
+ */
+const SPAN_HOURS = 100;
 const SCOPES = ['newsletter', 'login', 'invite'];
 const REFUSALS = ERROR_CODES.filter((c): c is RejectionCode => c !== 'VALIDATION_FAILED' && c !== 'NOT_FOUND');
 const UNTIED: RejectionCode[] = ['TOKEN_MALFORMED', 'TOKEN_SIGNATURE_INVALID', 'TOKEN_NOT_FOUND'];
@@ -50,7 +53,7 @@ const pool = () => server.db.pool;
 
 async function reset() {
   await server.services.refusalLog.flush();
-  await server.sql(`truncate request_token_log, request_token_idempotency, request_token, usage_rollup, usage_rollup_stale`);
+  await server.sql(`truncate request_token_log, request_token_idempotency, request_token, usage_rollup, usage_rollup_day, usage_rollup_stale`);
   await server.sql(`update usage_rollup_state set sealed_until = null, compacted_until = null`);
   await server.sql(`drop schema if exists django cascade`);
 }
@@ -122,6 +125,28 @@ async function expectSameCount(filter: { failed?: boolean | null; since?: Date |
   if (filter.until) where.push(`timestamp < $${values.push(filter.until)}`);
   const [{ n }] = await server.sql(`select count(*)::int as n from request_token_log where ${where.join(' and ')}`, values);
   expect(totalCount, `count ${JSON.stringify(filter)} tenant ${tenant}`).toBe(n);
+}
+
+/** Every whole compacted UTC day, and only those, has day rows: the sums of its hourly rows. */
+async function expectDays() {
+  const differences = await server.sql(
+    `with hourly as (
+       select date_trunc('day', r.hour, 'UTC') as day, client_id, scope, error_code, sum(attempts)::int as attempts,
+         sum(released)::int as released, sum(status_1xx)::int as s1, sum(status_2xx)::int as s2, sum(status_3xx)::int as s3,
+         sum(status_4xx)::int as s4, sum(status_5xx)::int as s5, sum(unrecorded)::int as unrecorded, sum(issued)::int as issued
+       from usage_rollup r, usage_rollup_state s
+       where r.hour < date_trunc('day', s.compacted_until, 'UTC')
+       group by 1, 2, 3, 4
+     ), daily as (
+       select day, client_id, scope, error_code, attempts, released, status_1xx, status_2xx, status_3xx, status_4xx,
+         status_5xx, unrecorded, issued
+       from usage_rollup_day
+     )
+     (select 'hourly' as only, * from hourly except select 'hourly', * from daily)
+     union all
+     (select 'daily', * from daily except select 'daily', * from hourly)`,
+  );
+  expect(differences).toEqual([]);
 }
 
 async function expectSame(filter: { since?: Date; until?: Date; scope?: string | null }, bucket: StatsBucket, tenant: string | null) {
@@ -330,12 +355,14 @@ describe('usage statistics from rollups', () => {
         const second = await compactRollups(pool());
         expect(second.skipped).toBe(false);
         expect(await server.sql('select hour from usage_rollup_stale')).toEqual([]);
+        await expectDays();
         await expectExact();
       }),
       { numRuns: RUNS, endOnFailure: true },
     );
-    // Not vacuous: the rollups hold the compacted hours.
+    // Not vacuous: the rollups hold the compacted hours, and their whole days.
     expect((await server.sql('select count(*)::int as n from usage_rollup'))[0].n).toBeGreaterThan(0);
+    expect((await server.sql('select count(*)::int as n from usage_rollup_day'))[0].n).toBeGreaterThan(0);
   });
 
   it('equal the full scan after retention dropped whole months and cut through another', async () => {
@@ -349,6 +376,7 @@ describe('usage statistics from rollups', () => {
     const [history] = fc.sample(historyArb(length, 200), { numRuns: 1 });
     await writeHistory(origin, history);
     await compactRollups(pool());
+    await expectDays();
     await expectExact(10, { origin, length });
 
     const dropped: string[] = [];
@@ -359,6 +387,7 @@ describe('usage statistics from rollups', () => {
     expect(removed.count).toBeGreaterThan(0);
     await expectExact(20, { origin, length });
     await compactRollups(pool());
+    await expectDays();
     await expectExact(20, { origin, length });
   });
 
