@@ -5,8 +5,9 @@ import { importDjango } from '../cli/django-import.js';
 import { ERROR_CODES, type RejectionCode } from '../server/domain/errors.js';
 import { ensureLogPartitions } from '../server/domain/log-partitions.js';
 import { truncateLogs } from '../server/domain/log-retention.js';
-import { rollupCountQuery } from '../server/domain/log-counts.js';
+import { rollupCountQuery, rollupTokenCountQuery } from '../server/domain/log-counts.js';
 import { listLogs, recordResponseStatus } from '../server/domain/logs.js';
+import { listTokens } from '../server/domain/tokens.js';
 import {
   compactRollups,
   createRollupCompactor,
@@ -95,25 +96,53 @@ async function expectExact(numRuns = 20, range: { origin: number; length: number
   // The windows the dashboard asks for by default: the last 48 hours and 30 days, the current hour included.
   for (const bucket of STATS_BUCKETS) await expectSame({}, bucket, null);
   // Listings' counts from the rollups, open-ended (the listings' default) and over random windows.
-  for (const tenant of [null, '1', other]) await expectSameCount({}, tenant);
+  for (const tenant of [null, '1', other]) {
+    await expectSameCount({}, tenant);
+    for (const scope of [null, ...SCOPES]) await expectSameTokenCount(scope, tenant);
+  }
   await fc.assert(
     fc.asyncProperty(
       fc.record({ start: instant(length), size: fc.oneof(instant(length), fc.integer({ min: 1, max: 2 * HOUR })) }),
       fc.constantFrom<string | null>(null, '1', other),
       fc.constantFrom(true, false, null),
-      fc.constantFrom('both', 'since', 'until'),
-      async ({ start, size }, tenant, failed, bounds) => {
+      fc.constantFrom('both', 'since', 'until', 'neither'),
+      fc.constantFrom<string | null>(null, null, ...SCOPES),
+      async ({ start, size }, tenant, failed, bounds, scope) => {
         const since = new Date(origin + start);
         const until = new Date(since.getTime() + size);
-        await expectSameCount({ failed, since: bounds === 'until' ? null : since, until: bounds === 'since' ? null : until }, tenant);
+        await expectSameCount(
+          {
+            failed,
+            scope,
+            since: bounds === 'until' || bounds === 'neither' ? null : since,
+            until: bounds === 'since' || bounds === 'neither' ? null : until,
+          },
+          tenant,
+        );
       },
     ),
     { numRuns, endOnFailure: true },
   );
 }
 
+/** A token listing's totalCount (from the rollups and the tokens issued since) equals count(*) of its tokens. */
+async function expectSameTokenCount(scope: string | null, tenant: string | null) {
+  expect(rollupTokenCountQuery(tenant, { scope }), 'answered from the rollups').not.toBeNull();
+  const deps = { orm: server.db.orm, pool: pool(), tenant, config: { clockToleranceSeconds: 0 } };
+  const { totalCount } = await listTokens(deps, { scope }, { first: 0 });
+  const values: unknown[] = [];
+  const where = ['true'];
+  if (tenant !== null) where.push(`client_id = $${values.push(tenant)}`);
+  if (scope !== null) where.push(`scope = $${values.push(scope)}`);
+  const [{ n }] = await server.sql(`select count(*)::int as n from request_token where ${where.join(' and ')}`, values);
+  expect(totalCount, `token count scope ${scope} tenant ${tenant}`).toBe(n);
+}
+
 /** A log listing's totalCount (from the rollups and the log's tail) equals count(*) of the log over the same filter. */
-async function expectSameCount(filter: { failed?: boolean | null; since?: Date | null; until?: Date | null }, tenant: string | null) {
+async function expectSameCount(
+  filter: { failed?: boolean | null; scope?: string | null; since?: Date | null; until?: Date | null },
+  tenant: string | null,
+) {
   expect(rollupCountQuery(tenant, filter), 'answered from the rollups').not.toBeNull();
   const deps = { orm: server.db.orm, pool: pool(), tenant, config: { clockToleranceSeconds: 0 } };
   const { totalCount } = await listLogs(deps, filter, { first: 0 });
@@ -121,6 +150,11 @@ async function expectSameCount(filter: { failed?: boolean | null; since?: Date |
   const where = ['true'];
   if (tenant !== null) where.push(`client_id = $${values.push(tenant)}`);
   if (filter.failed != null) where.push(`error_code is ${filter.failed ? 'not ' : ''}null`);
+  // The listing's scope: the row's token is one of the caller's tokens of that scope.
+  if (filter.scope != null) {
+    const owner = tenant === null ? '' : ` and client_id = $${values.push(tenant)}`;
+    where.push(`token_id in (select id from request_token where scope = $${values.push(filter.scope)}${owner})`);
+  }
   if (filter.since) where.push(`timestamp >= $${values.push(filter.since)}`);
   if (filter.until) where.push(`timestamp < $${values.push(filter.until)}`);
   const [{ n }] = await server.sql(`select count(*)::int as n from request_token_log where ${where.join(' and ')}`, values);
