@@ -1,4 +1,6 @@
 import type { EntityManager } from '@mikro-orm/postgresql';
+import type pg from 'pg';
+import { logIsDistributed } from '../database/citus.js';
 import type { Tenant } from './api-keys.js';
 
 /**
@@ -169,12 +171,22 @@ export function rollupTokenCountQuery(
     rollup.push('r.scope = p.scope');
     range = '(t.scope, t.issued_at) >= (p.scope, v.lo) and (t.scope, t.issued_at) < (p.scope, v.hi)';
   }
+  // Each live range its own subquery (offset 0 keeps it one), read by its index: as a join, the planner (which cannot
+  // know how long the ranges are) would rather read every token.
   const text = `${RANGES_SQL}
      select ${rolledUpSum('issued', rollup)}
-       + (select count(*) from live v cross join p join request_token t on ${range}
-          where v.lo < v.hi${and(token)})
+       + (select count(*) from live v, p, lateral (
+           select 1 from request_token t where ${range}${and(token)}
+           offset 0
+         ) t where v.lo < v.hi)
        as n`;
   return { text, values };
+}
+
+/** Where the counts run: the request's EntityManager, and the pool that tells whether the tables are on Citus. */
+export interface CountDeps {
+  em: EntityManager;
+  pool: pg.Pool;
 }
 
 async function runCount(em: EntityManager, query: { text: string; values: unknown[] } | null): Promise<number | null> {
@@ -183,10 +195,22 @@ async function runCount(em: EntityManager, query: { text: string; values: unknow
   return Number(row.n);
 }
 
-/** The count of rollupCountQuery on the request's EntityManager, or null for a filter it cannot answer. */
-export const countLogsFromRollups = (em: EntityManager, tenant: Tenant, filter: RollupCountFilter) =>
-  runCount(em, rollupCountQuery(tenant, filter));
+/**
+ * The count of rollupCountQuery, or null for a filter it cannot answer. On Citus, not a scope either: its lookup of
+ * each live row's token is a correlated subquery over a distributed table.
+ */
+export async function countLogsFromRollups(deps: CountDeps, tenant: Tenant, filter: RollupCountFilter): Promise<number | null> {
+  const query = rollupCountQuery(tenant, filter);
+  if (query && filter.scope != null && (await logIsDistributed(deps.pool))) return null;
+  return runCount(deps.em, query);
+}
 
-/** The count of rollupTokenCountQuery on the request's EntityManager, or null for a filter it cannot answer. */
-export const countTokensFromRollups = (em: EntityManager, tenant: Tenant, filter: RollupTokenCountFilter) =>
-  runCount(em, rollupTokenCountQuery(tenant, filter));
+/**
+ * The count of rollupTokenCountQuery, or null for a filter it cannot answer. On Citus, never: its live ranges are
+ * lateral subqueries over the distributed tokens, which Citus cannot push down.
+ */
+export async function countTokensFromRollups(deps: CountDeps, tenant: Tenant, filter: RollupTokenCountFilter): Promise<number | null> {
+  const query = rollupTokenCountQuery(tenant, filter);
+  if (query && (await logIsDistributed(deps.pool))) return null;
+  return runCount(deps.em, query);
+}

@@ -10,7 +10,6 @@ import { requestEm, tenantQueryBuilder } from '../database/tenant.js';
 import { parseId, parseIds } from './ids.js';
 import { Issues, NotFoundError } from './errors.js';
 import type { ErrorCode } from './errors.js';
-import { logIsDistributed } from './citus.js';
 import { countLogsFromRollups } from './log-counts.js';
 import { encodeCursor, keysetPage, pageWindow, type Page, type PageArgs } from './paging.js';
 import { markStaleSql } from './usage-rollups.js';
@@ -217,12 +216,8 @@ export async function listLogs(deps: TokenReadDeps, filter: LogFilter, args: Pag
     limit,
     beforeId,
     args.count ?? true,
-    // The filters the rollups are keyed by are counted from them (exactly; server/domain/log-counts.ts). On Citus,
-    // not a scope: its per-row lookup of the token is a correlated subquery over a distributed table.
-    async () =>
-      filter.scope != null && (await logIsDistributed(deps.pool))
-        ? null
-        : countLogsFromRollups(requestEm(deps), deps.tenant, filter),
+    // The filters the rollups are keyed by are counted from them (exactly; server/domain/log-counts.ts).
+    () => countLogsFromRollups({ em: requestEm(deps), pool: deps.pool }, deps.tenant, filter),
   );
 }
 

@@ -400,6 +400,6 @@ export async function listTokens(deps: TokenReadDeps, filter: TokenFilter, args:
     beforeId,
     args.count ?? true,
     // A tenant and a scope are counted from the rollups' tokens issued (exactly; server/domain/log-counts.ts).
-    () => countTokensFromRollups(requestEm(deps), deps.tenant, filter),
+    () => countTokensFromRollups({ em: requestEm(deps), pool: deps.pool }, deps.tenant, filter),
   );
 }
