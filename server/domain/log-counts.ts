@@ -41,7 +41,7 @@ export interface RollupTokenCountFilter {
  * ranges read from usage_rollup (`hourly`) and the ranges read from the log or the tokens (`live`).
  */
 const RANGES_SQL = `with p as (
-       select ?::timestamptz as since, ?::timestamptz as until, ?::bigint as client, ?::text as scope
+       select :since::timestamptz as since, :until::timestamptz as until
      ), b as (
        -- Whole hours [first, last) inside [since, until) (±infinity when open), none when inside one hour.
        select p.since, p.until,
@@ -90,6 +90,21 @@ const RANGES_SQL = `with p as (
 
 const and = (conditions: string[]) => conditions.map((c) => ` and ${c}`).join('');
 
+/**
+ * `text` with each `:name` as a placeholder `?` (as the EntityManager's connection runs SQL) and its value in order:
+ * the client and the scope are constants where they filter, so that the planner plans for their values (a join to a
+ * CTE holding them would hide them, and it would guess the log's client index selective enough to AND with the
+ * timestamp range).
+ */
+function bind(text: string, named: Record<'since' | 'until' | 'client' | 'scope', unknown>) {
+  const values: unknown[] = [];
+  const bound = text.replace(/:(since|until|client|scope)::/g, (_, name: keyof typeof named) => {
+    values.push(named[name]);
+    return '?::';
+  });
+  return { text: bound, values };
+}
+
 /** The sum of `column` over the day rows and the hourly rows the ranges above give to the rollups. */
 const rolledUpSum = (column: string, rollup: string[]) => `coalesce((select sum(r.${column}) from usage_rollup_day r, d, p
          where r.day >= d.first_day and r.day < d.days_end and r.day not in (select day from stale_days)${and(rollup)}), 0)
@@ -110,23 +125,26 @@ const rolledUpSum = (column: string, rollup: string[]) => `coalesce((select sum(
  * Citus functions, the refusal of a token the caller does not own is logged with no token, the Django import refuses
  * a token of another client). An admin key (no tenant) takes every client on both sides.
  */
-export function rollupCountQuery(tenant: Tenant, filter: RollupCountFilter): { text: string; values: unknown[] } | null {
+export function rollupCountQuery(
+  tenant: Tenant,
+  filter: RollupCountFilter,
+  { citus = false }: { citus?: boolean } = {},
+): { text: string; values: unknown[] } | null {
   if (filter.tokenId != null || filter.userId != null || filter.statusCode != null) return null;
-  // The statement's parameters, once each (placeholders `?`, as the EntityManager's connection runs SQL).
-  const values: unknown[] = [filter.since ?? '-infinity', filter.until ?? 'infinity', tenant, filter.scope ?? null];
+  const named = { since: filter.since ?? '-infinity', until: filter.until ?? 'infinity', client: tenant, scope: filter.scope ?? null };
   const rollup: string[] = [];
   const log: string[] = [];
   if (tenant !== null) {
-    rollup.push('r.client_id = p.client');
-    log.push('l.client_id = p.client');
+    rollup.push('r.client_id = :client::bigint');
+    log.push('l.client_id = :client::bigint');
   }
   if (filter.scope != null) {
-    rollup.push('r.scope = p.scope');
+    rollup.push('r.scope = :scope::text');
     // As the listing has it: the row's token is one of the caller's tokens of the scope. A lookup by the token's
     // primary key per row (the tail is an hour or so of rows), never a join the planner could make a hash join
     // over every token of the scope.
     log.push(
-      `(select t.scope from request_token t where t.id = l.token_id${tenant !== null ? ' and t.client_id = p.client' : ''}) = p.scope`,
+      `(select t.scope from request_token t where t.id = l.token_id${tenant !== null ? ' and t.client_id = :client::bigint' : ''}) = :scope::text`,
     );
   }
   if (filter.failed === true) {
@@ -136,12 +154,22 @@ export function rollupCountQuery(tenant: Tenant, filter: RollupCountFilter): { t
     rollup.push(`r.error_code = ''`);
     log.push('l.error_code is null');
   }
+  // Each live range its own subquery (offset 0 keeps it one) read by the log's timestamp index: as a join, the planner
+  // (which cannot know how long the ranges are: a retention leaves hundreds of stale hours) may read every row of a
+  // month instead, looking each one's token up. Citus cannot push a lateral subquery over the distributed log down:
+  // there the ranges are a plain join (and a scope is never counted here).
+  const tail = citus
+    ? `select count(*) from live v join request_token_log l on l.timestamp >= v.lo and l.timestamp < v.hi, p
+          where v.lo < v.hi${and(log)}`
+    : `select count(*) from live v, p, lateral (
+           select 1 from request_token_log l where l.timestamp >= v.lo and l.timestamp < v.hi${and(log)}
+           offset 0
+         ) l where v.lo < v.hi`;
   const text = `${RANGES_SQL}
      select ${rolledUpSum('attempts', rollup)}
-       + (select count(*) from live v join request_token_log l on l.timestamp >= v.lo and l.timestamp < v.hi, p
-          where v.lo < v.hi${and(log)})
+       + (${tail})
        as n`;
-  return { text, values };
+  return bind(text, named);
 }
 
 /**
@@ -156,20 +184,20 @@ export function rollupTokenCountQuery(
   filter: RollupTokenCountFilter,
 ): { text: string; values: unknown[] } | null {
   if (filter.userId != null || filter.status != null) return null;
-  const values: unknown[] = ['-infinity', 'infinity', tenant, filter.scope ?? null];
+  const named = { since: '-infinity', until: 'infinity', client: tenant, scope: filter.scope ?? null };
   const rollup: string[] = [];
   const token: string[] = [];
   // Tokens are counted on the '' outcome only.
   rollup.push(`r.error_code = ''`);
   if (tenant !== null) {
-    rollup.push('r.client_id = p.client');
-    token.push('t.client_id = p.client');
+    rollup.push('r.client_id = :client::bigint');
+    token.push('t.client_id = :client::bigint');
   }
   // With a scope, each range is a range of the (scope, issued_at) index; else of the issued_at one.
   let range = 't.issued_at >= v.lo and t.issued_at < v.hi';
   if (filter.scope != null) {
-    rollup.push('r.scope = p.scope');
-    range = '(t.scope, t.issued_at) >= (p.scope, v.lo) and (t.scope, t.issued_at) < (p.scope, v.hi)';
+    rollup.push('r.scope = :scope::text');
+    range = '(t.scope, t.issued_at) >= (:scope::text, v.lo) and (t.scope, t.issued_at) < (:scope::text, v.hi)';
   }
   // Each live range its own subquery (offset 0 keeps it one), read by its index: as a join, the planner (which cannot
   // know how long the ranges are) would rather read every token.
@@ -180,7 +208,7 @@ export function rollupTokenCountQuery(
            offset 0
          ) t where v.lo < v.hi)
        as n`;
-  return { text, values };
+  return bind(text, named);
 }
 
 /** Where the counts run: the request's EntityManager, and the pool that tells whether the tables are on Citus. */
@@ -200,9 +228,10 @@ async function runCount(em: EntityManager, query: { text: string; values: unknow
  * each live row's token is a correlated subquery over a distributed table.
  */
 export async function countLogsFromRollups(deps: CountDeps, tenant: Tenant, filter: RollupCountFilter): Promise<number | null> {
-  const query = rollupCountQuery(tenant, filter);
-  if (query && filter.scope != null && (await logIsDistributed(deps.pool))) return null;
-  return runCount(deps.em, query);
+  if (!rollupCountQuery(tenant, filter)) return null;
+  const citus = await logIsDistributed(deps.pool);
+  if (citus && filter.scope != null) return null;
+  return runCount(deps.em, rollupCountQuery(tenant, filter, { citus }));
 }
 
 /**
