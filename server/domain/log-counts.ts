@@ -36,7 +36,7 @@ export interface RollupTokenCountFilter {
 }
 
 /**
- * The statement's parts before its final select: the parameters `p` (since, until, client, scope), the window's whole
+ * The statement's parts before its final select: the window `p` (since, until), the window's whole
  * hours and days (`d`), the stale hours in it (`stale`, and the whole days they fall in, `stale_days`), the hourly
  * ranges read from usage_rollup (`hourly`) and the ranges read from the log or the tokens (`live`).
  */
@@ -106,9 +106,9 @@ function bind(text: string, named: Record<'since' | 'until' | 'client' | 'scope'
 }
 
 /** The sum of `column` over the day rows and the hourly rows the ranges above give to the rollups. */
-const rolledUpSum = (column: string, rollup: string[]) => `coalesce((select sum(r.${column}) from usage_rollup_day r, d, p
+const rolledUpSum = (column: string, rollup: string[]) => `coalesce((select sum(r.${column}) from usage_rollup_day r, d
          where r.day >= d.first_day and r.day < d.days_end and r.day not in (select day from stale_days)${and(rollup)}), 0)
-       + coalesce((select sum(r.${column}) from hourly v, d, p, lateral (
+       + coalesce((select sum(r.${column}) from hourly v, d, lateral (
            select r.${column} from usage_rollup r
            where r.hour >= v.lo and r.hour < least(v.hi, d.compacted) and r.hour not in (select hour from stale)${and(rollup)}
            offset 0
@@ -159,9 +159,9 @@ export function rollupCountQuery(
   // month instead, looking each one's token up. Citus cannot push a lateral subquery over the distributed log down:
   // there the ranges are a plain join (and a scope is never counted here).
   const tail = citus
-    ? `select count(*) from live v join request_token_log l on l.timestamp >= v.lo and l.timestamp < v.hi, p
+    ? `select count(*) from live v join request_token_log l on l.timestamp >= v.lo and l.timestamp < v.hi
           where v.lo < v.hi${and(log)}`
-    : `select count(*) from live v, p, lateral (
+    : `select count(*) from live v, lateral (
            select 1 from request_token_log l where l.timestamp >= v.lo and l.timestamp < v.hi${and(log)}
            offset 0
          ) l where v.lo < v.hi`;
@@ -203,7 +203,7 @@ export function rollupTokenCountQuery(
   // know how long the ranges are) would rather read every token.
   const text = `${RANGES_SQL}
      select ${rolledUpSum('issued', rollup)}
-       + (select count(*) from live v, p, lateral (
+       + (select count(*) from live v, lateral (
            select 1 from request_token t where ${range}${and(token)}
            offset 0
          ) t where v.lo < v.hi)
