@@ -6,7 +6,7 @@ import { RequestToken } from './server/database/entities/request-token.js';
 import { RequestTokenLog } from './server/database/entities/request-token-log.js';
 import { RequestTokenIdempotency } from './server/database/entities/request-token-idempotency.js';
 import { SigningKey } from './server/database/entities/signing-key.js';
-import { UsageRollup, UsageRollupStale, UsageRollupState } from './server/database/entities/usage-rollup.js';
+import { UsageRollup, UsageRollupDay, UsageRollupStale, UsageRollupState } from './server/database/entities/usage-rollup.js';
 import { migrationsList } from './server/database/migrations/index.js';
 
 /**
@@ -17,7 +17,7 @@ import { migrationsList } from './server/database/migrations/index.js';
 export function ormOptions(clientUrl: string | undefined, poolSize = 10) {
   return defineConfig({
     clientUrl,
-    entities: [ApiClient, ApiKey, RequestToken, RequestTokenLog, RequestTokenIdempotency, SigningKey, UsageRollup, UsageRollupStale, UsageRollupState],
+    entities: [ApiClient, ApiKey, RequestToken, RequestTokenLog, RequestTokenIdempotency, SigningKey, UsageRollup, UsageRollupDay, UsageRollupStale, UsageRollupState],
     extensions: [Migrator],
     discovery: { warnWhenNoEntities: true },
     pool: { min: 0, max: poolSize },

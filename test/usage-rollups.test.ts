@@ -5,8 +5,9 @@ import { importDjango } from '../cli/django-import.js';
 import { ERROR_CODES, type RejectionCode } from '../server/domain/errors.js';
 import { ensureLogPartitions } from '../server/domain/log-partitions.js';
 import { truncateLogs } from '../server/domain/log-retention.js';
-import { rollupCountQuery } from '../server/domain/log-counts.js';
+import { rollupCountQuery, rollupTokenCountQuery } from '../server/domain/log-counts.js';
 import { listLogs, recordResponseStatus } from '../server/domain/logs.js';
+import { listTokens } from '../server/domain/tokens.js';
 import {
   compactRollups,
   createRollupCompactor,
@@ -30,8 +31,11 @@ import { issue, redeem } from './support/operations.js';
 
 const HOUR = 3_600_000;
 const RUNS = Number(process.env.ROLLUP_RUNS ?? 4);
-/** The history spans this many hours back from the start of the current one, and the current hour so far. */
-const SPAN_HOURS = 50;
+/**
+ * The history spans this many hours back from the start of the current one, and the current hour so far: a few
+ * whole UTC days, so that windows by the day read day rows (usage_rollup_day) as well as hourly ones.
+ */
+const SPAN_HOURS = 100;
 const SCOPES = ['newsletter', 'login', 'invite'];
 const REFUSALS = ERROR_CODES.filter((c): c is RejectionCode => c !== 'VALIDATION_FAILED' && c !== 'NOT_FOUND');
 const UNTIED: RejectionCode[] = ['TOKEN_MALFORMED', 'TOKEN_SIGNATURE_INVALID', 'TOKEN_NOT_FOUND'];
@@ -50,7 +54,7 @@ const pool = () => server.db.pool;
 
 async function reset() {
   await server.services.refusalLog.flush();
-  await server.sql(`truncate request_token_log, request_token_idempotency, request_token, usage_rollup, usage_rollup_stale`);
+  await server.sql(`truncate request_token_log, request_token_idempotency, request_token, usage_rollup, usage_rollup_day, usage_rollup_stale`);
   await server.sql(`update usage_rollup_state set sealed_until = null, compacted_until = null`);
   await server.sql(`drop schema if exists django cascade`);
 }
@@ -92,25 +96,53 @@ async function expectExact(numRuns = 20, range: { origin: number; length: number
   // The windows the dashboard asks for by default: the last 48 hours and 30 days, the current hour included.
   for (const bucket of STATS_BUCKETS) await expectSame({}, bucket, null);
   // Listings' counts from the rollups, open-ended (the listings' default) and over random windows.
-  for (const tenant of [null, '1', other]) await expectSameCount({}, tenant);
+  for (const tenant of [null, '1', other]) {
+    await expectSameCount({}, tenant);
+    for (const scope of [null, ...SCOPES]) await expectSameTokenCount(scope, tenant);
+  }
   await fc.assert(
     fc.asyncProperty(
       fc.record({ start: instant(length), size: fc.oneof(instant(length), fc.integer({ min: 1, max: 2 * HOUR })) }),
       fc.constantFrom<string | null>(null, '1', other),
       fc.constantFrom(true, false, null),
-      fc.constantFrom('both', 'since', 'until'),
-      async ({ start, size }, tenant, failed, bounds) => {
+      fc.constantFrom('both', 'since', 'until', 'neither'),
+      fc.constantFrom<string | null>(null, null, ...SCOPES),
+      async ({ start, size }, tenant, failed, bounds, scope) => {
         const since = new Date(origin + start);
         const until = new Date(since.getTime() + size);
-        await expectSameCount({ failed, since: bounds === 'until' ? null : since, until: bounds === 'since' ? null : until }, tenant);
+        await expectSameCount(
+          {
+            failed,
+            scope,
+            since: bounds === 'until' || bounds === 'neither' ? null : since,
+            until: bounds === 'since' || bounds === 'neither' ? null : until,
+          },
+          tenant,
+        );
       },
     ),
     { numRuns, endOnFailure: true },
   );
 }
 
+/** A token listing's totalCount (from the rollups and the tokens issued since) equals count(*) of its tokens. */
+async function expectSameTokenCount(scope: string | null, tenant: string | null) {
+  expect(rollupTokenCountQuery(tenant, { scope }), 'answered from the rollups').not.toBeNull();
+  const deps = { orm: server.db.orm, pool: pool(), tenant, config: { clockToleranceSeconds: 0 } };
+  const { totalCount } = await listTokens(deps, { scope }, { first: 0 });
+  const values: unknown[] = [];
+  const where = ['true'];
+  if (tenant !== null) where.push(`client_id = $${values.push(tenant)}`);
+  if (scope !== null) where.push(`scope = $${values.push(scope)}`);
+  const [{ n }] = await server.sql(`select count(*)::int as n from request_token where ${where.join(' and ')}`, values);
+  expect(totalCount, `token count scope ${scope} tenant ${tenant}`).toBe(n);
+}
+
 /** A log listing's totalCount (from the rollups and the log's tail) equals count(*) of the log over the same filter. */
-async function expectSameCount(filter: { failed?: boolean | null; since?: Date | null; until?: Date | null }, tenant: string | null) {
+async function expectSameCount(
+  filter: { failed?: boolean | null; scope?: string | null; since?: Date | null; until?: Date | null },
+  tenant: string | null,
+) {
   expect(rollupCountQuery(tenant, filter), 'answered from the rollups').not.toBeNull();
   const deps = { orm: server.db.orm, pool: pool(), tenant, config: { clockToleranceSeconds: 0 } };
   const { totalCount } = await listLogs(deps, filter, { first: 0 });
@@ -118,10 +150,37 @@ async function expectSameCount(filter: { failed?: boolean | null; since?: Date |
   const where = ['true'];
   if (tenant !== null) where.push(`client_id = $${values.push(tenant)}`);
   if (filter.failed != null) where.push(`error_code is ${filter.failed ? 'not ' : ''}null`);
+  // The listing's scope: the row's token is one of the caller's tokens of that scope.
+  if (filter.scope != null) {
+    const owner = tenant === null ? '' : ` and client_id = $${values.push(tenant)}`;
+    where.push(`token_id in (select id from request_token where scope = $${values.push(filter.scope)}${owner})`);
+  }
   if (filter.since) where.push(`timestamp >= $${values.push(filter.since)}`);
   if (filter.until) where.push(`timestamp < $${values.push(filter.until)}`);
   const [{ n }] = await server.sql(`select count(*)::int as n from request_token_log where ${where.join(' and ')}`, values);
   expect(totalCount, `count ${JSON.stringify(filter)} tenant ${tenant}`).toBe(n);
+}
+
+/** Every whole compacted UTC day, and only those, has day rows: the sums of its hourly rows. */
+async function expectDays() {
+  const differences = await server.sql(
+    `with hourly as (
+       select date_trunc('day', r.hour, 'UTC') as day, client_id, scope, error_code, sum(attempts)::int as attempts,
+         sum(released)::int as released, sum(status_1xx)::int as s1, sum(status_2xx)::int as s2, sum(status_3xx)::int as s3,
+         sum(status_4xx)::int as s4, sum(status_5xx)::int as s5, sum(unrecorded)::int as unrecorded, sum(issued)::int as issued
+       from usage_rollup r, usage_rollup_state s
+       where r.hour < date_trunc('day', s.compacted_until, 'UTC')
+       group by 1, 2, 3, 4
+     ), daily as (
+       select day, client_id, scope, error_code, attempts, released, status_1xx, status_2xx, status_3xx, status_4xx,
+         status_5xx, unrecorded, issued
+       from usage_rollup_day
+     )
+     (select 'hourly' as only, * from hourly except select 'hourly', * from daily)
+     union all
+     (select 'daily', * from daily except select 'daily', * from hourly)`,
+  );
+  expect(differences).toEqual([]);
 }
 
 async function expectSame(filter: { since?: Date; until?: Date; scope?: string | null }, bucket: StatsBucket, tenant: string | null) {
@@ -330,12 +389,14 @@ describe('usage statistics from rollups', () => {
         const second = await compactRollups(pool());
         expect(second.skipped).toBe(false);
         expect(await server.sql('select hour from usage_rollup_stale')).toEqual([]);
+        await expectDays();
         await expectExact();
       }),
       { numRuns: RUNS, endOnFailure: true },
     );
-    // Not vacuous: the rollups hold the compacted hours.
+    // Not vacuous: the rollups hold the compacted hours, and their whole days.
     expect((await server.sql('select count(*)::int as n from usage_rollup'))[0].n).toBeGreaterThan(0);
+    expect((await server.sql('select count(*)::int as n from usage_rollup_day'))[0].n).toBeGreaterThan(0);
   });
 
   it('equal the full scan after retention dropped whole months and cut through another', async () => {
@@ -349,6 +410,7 @@ describe('usage statistics from rollups', () => {
     const [history] = fc.sample(historyArb(length, 200), { numRuns: 1 });
     await writeHistory(origin, history);
     await compactRollups(pool());
+    await expectDays();
     await expectExact(10, { origin, length });
 
     const dropped: string[] = [];
@@ -359,6 +421,7 @@ describe('usage statistics from rollups', () => {
     expect(removed.count).toBeGreaterThan(0);
     await expectExact(20, { origin, length });
     await compactRollups(pool());
+    await expectDays();
     await expectExact(20, { origin, length });
   });
 

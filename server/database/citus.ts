@@ -260,3 +260,18 @@ export function routeDelegatedStatements(
     );
   }) as typeof pool.query;
 }
+
+const logDistributed = new WeakMap<pg.Pool, Promise<boolean>>();
+
+/** Whether the log of `pool`'s database is distributed over Citus: looked up once per pool (on plain PostgreSQL, one query). */
+export function logIsDistributed(pool: pg.Pool): Promise<boolean> {
+  let known = logDistributed.get(pool);
+  if (!known) {
+    known = detectCitus(pool).then(
+      (layout) => layout?.tables.some((t) => t.name === 'request_token_log' && t.type === 'distributed') ?? false,
+    );
+    known.catch(() => logDistributed.delete(pool));
+    logDistributed.set(pool, known);
+  }
+  return known;
+}

@@ -10,6 +10,8 @@ import {
   type DistributionPlan,
   type ShardedStatement,
 } from '../database/citus.js';
+
+export { logIsDistributed } from '../database/citus.js';
 import { BULK_ISSUE_STATEMENT } from './bulk-issue.js';
 import { REDEEM_ALONE_SQL, REDEEM_SQL, REFUSE_SQL } from './redeem.js';
 import { bindPlaceholders, type NamedStatement } from './named-sql.js';
@@ -39,21 +41,6 @@ export const isDistributed = (layout: CitusLayout): boolean =>
   CITUS_PLAN.distributed.every((d) =>
     layout.tables.some((x) => x.name === d.table && x.type === 'distributed' && x.column === d.column),
   );
-
-const logDistributed = new WeakMap<pg.Pool, Promise<boolean>>();
-
-/** Whether the log of `pool`'s database is distributed over Citus: looked up once per pool (on plain PostgreSQL, one query). */
-export function logIsDistributed(pool: pg.Pool): Promise<boolean> {
-  let known = logDistributed.get(pool);
-  if (!known) {
-    known = detectCitus(pool).then(
-      (layout) => layout?.tables.some((t) => t.name === 'request_token_log' && t.type === 'distributed') ?? false,
-    );
-    known.catch(() => logDistributed.delete(pool));
-    logDistributed.set(pool, known);
-  }
-  return known;
-}
 
 /**
  * The hot statements as Citus runs them: each a PL/pgSQL function delegated to the worker of the token's shard, doing

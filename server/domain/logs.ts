@@ -216,8 +216,8 @@ export async function listLogs(deps: TokenReadDeps, filter: LogFilter, args: Pag
     limit,
     beforeId,
     args.count ?? true,
-    // The filters the hourly rollups are keyed by are counted from them (exactly; server/domain/log-counts.ts).
-    () => countLogsFromRollups(requestEm(deps), deps.tenant, filter),
+    // The filters the rollups are keyed by are counted from them (exactly; server/domain/log-counts.ts).
+    () => countLogsFromRollups({ em: requestEm(deps), pool: deps.pool }, deps.tenant, filter),
   );
 }
 

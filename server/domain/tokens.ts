@@ -14,6 +14,7 @@ import { parseId, parseIds } from './ids.js';
 import { modeClaim, type JwtCodec, type TokenClaims } from './jwt.js';
 import { parseHttpUrl, tokeniseUrl, urlParts } from './target-url.js';
 import { keysetPage, pageWindow, type Page, type PageArgs } from './paging.js';
+import { countTokensFromRollups } from './log-counts.js';
 import { checkJsonValue, checkString, MAX_USER_ID_LENGTH } from './validation.js';
 import { DEFAULT_CLIENT_ID } from '../database/entities/api-client.js';
 import { tenantOf, type Caller } from './api-keys.js';
@@ -398,5 +399,7 @@ export async function listTokens(deps: TokenReadDeps, filter: TokenFilter, args:
     limit,
     beforeId,
     args.count ?? true,
+    // A tenant and a scope are counted from the rollups' tokens issued (exactly; server/domain/log-counts.ts).
+    () => countTokensFromRollups({ em: requestEm(deps), pool: deps.pool }, deps.tenant, filter),
   );
 }

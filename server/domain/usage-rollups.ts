@@ -117,13 +117,37 @@ const ROLLUP_INSERT_SQL = `insert into usage_rollup
    ) x
    group by 1, 2, 3, 4`;
 
-async function rollUp(client: pg.PoolClient, ranges: Ranges): Promise<void> {
+/**
+ * The days (UTC) that the ranges touch and that end by the watermark $3, as day rows (usage_rollup_day) are kept only
+ * for days whose 24 hours are all compacted.
+ */
+const WHOLE_DAYS_SQL = `select distinct d.day
+   from unnest($1::timestamptz[], $2::timestamptz[]) as v(lo, hi),
+     generate_series(date_trunc('day', v.lo, 'UTC'), v.hi - interval '1 microsecond', interval '24 hours') as d(day)
+   where v.lo < v.hi and d.day + interval '24 hours' <= $3::timestamptz`;
+
+/**
+ * Rolls up the log rows and tokens of the ranges (whole hours) again, and then the days they touch that are whole
+ * below the watermark `compactedUntil` (after the step): each such day's rows are the sums of its hourly rows, written
+ * in the same transaction as those, so that the two levels never disagree in any snapshot.
+ */
+async function rollUp(client: pg.PoolClient, ranges: Ranges, compactedUntil: Date): Promise<void> {
   await client.query(
     `delete from usage_rollup r using unnest($1::timestamptz[], $2::timestamptz[]) as v(lo, hi)
      where r.hour >= v.lo and r.hour < v.hi`,
     ranges,
   );
   await client.query(ROLLUP_INSERT_SQL, ranges);
+  const columns = ['attempts', 'released', ...STATUS_COLUMNS.map(([, , column]) => column), 'issued'];
+  const days = [...ranges, compactedUntil];
+  await client.query(`delete from usage_rollup_day r where r.day in (${WHOLE_DAYS_SQL})`, days);
+  await client.query(
+    `insert into usage_rollup_day (day, client_id, scope, error_code, ${columns.join(', ')})
+     select days.day, r.client_id, r.scope, r.error_code, ${columns.map((c) => `sum(r.${c})::int`).join(', ')}
+     from (${WHOLE_DAYS_SQL}) days join usage_rollup r on r.hour >= days.day and r.hour < days.day + interval '24 hours'
+     group by days.day, r.client_id, r.scope, r.error_code`,
+    days,
+  );
 }
 
 export interface CompactionOptions {
@@ -232,7 +256,7 @@ export async function compactRollups(pool: pg.Pool, options: CompactionOptions =
           const from = state.compacted_until ?? next;
           const until = new Date(Math.min(next.getTime() + CHUNK_HOURS * HOUR_MS, target.getTime()));
           // [from, next) holds nothing: it is rolled up (to no rows) in the same step.
-          if (from < until) await rollUp(client, [[from], [until]]);
+          if (from < until) await rollUp(client, [[from], [until]], until);
           await client.query('update usage_rollup_state set compacted_until = $1 where id = 1', [until]);
           return { from, until };
         });
@@ -253,7 +277,12 @@ export async function compactRollups(pool: pg.Pool, options: CompactionOptions =
           [STALE_BATCH],
         );
         const marked = rows.map((r) => r.hour);
-        if (marked.length > 0) await rollUp(client, [marked, marked.map((h) => new Date(h.getTime() + HOUR_MS))]);
+        if (marked.length > 0) {
+          const [{ compacted_until }] = (
+            await client.query<{ compacted_until: Date }>('select compacted_until from usage_rollup_state where id = 1')
+          ).rows;
+          await rollUp(client, [marked, marked.map((h) => new Date(h.getTime() + HOUR_MS))], compacted_until);
+        }
         return marked;
       });
       result.rebuilt += hours.length;

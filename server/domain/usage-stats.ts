@@ -140,6 +140,21 @@ export function wholeHours(since: Date, until: Date): { first: Date; last: Date 
   return first < last ? { first: new Date(first), last: new Date(last) } : { first: since, last: since };
 }
 
+const DAY_MS = BUCKET_MS.DAY;
+
+/**
+ * The whole UTC days inside the whole hours [first, last): [firstDay, lastDay), read from the daily rollups when the
+ * buckets are days cut at midnight UTC. None (both `first`) otherwise: the buckets are hours, which a day's rows
+ * cannot be split into, or days of another time zone, which UTC days do not line up with.
+ */
+export function wholeDays(bucket: StatsBucket, first: Date, last: Date): { firstDay: Date; lastDay: Date } {
+  const firstDay = Math.ceil(first.getTime() / DAY_MS) * DAY_MS;
+  const lastDay = Math.floor(last.getTime() / DAY_MS) * DAY_MS;
+  return bucket === 'DAY' && STATS_TIME_ZONE === 'UTC' && firstDay < lastDay
+    ? { firstDay: new Date(firstDay), lastDay: new Date(lastDay) }
+    : { firstDay: first, lastDay: first };
+}
+
 /**
  * The filters of the statements below, on the rollups (r), the log (l), the log rows with their token's scope (a) and
  * the tokens (t).
@@ -178,7 +193,8 @@ function statsFilters(values: unknown[], tenant: Tenant, scope: string | null) {
  */
 export function usageStatsQuery(bucket: StatsBucket, since: Date, until: Date, tenant: Tenant, scope: string | null) {
   const { first, last } = wholeHours(since, until);
-  const values: unknown[] = [bucket.toLowerCase(), since, until, STATS_TIME_ZONE, first, last];
+  const { firstDay, lastDay } = wholeDays(bucket, first, last);
+  const values: unknown[] = [bucket.toLowerCase(), since, until, STATS_TIME_ZONE, first, last, firstDay, lastDay];
   const where = statsFilters(values, tenant, scope);
   const counts = [
     'coalesce(sum(f.issued), 0)::int as issued',
@@ -189,12 +205,40 @@ export function usageStatsQuery(bucket: StatsBucket, since: Date, until: Date, t
     ...ERROR_CODES.map((code) => `coalesce(sum(f.attempts) filter (where f.error_code = '${code}'), 0)::int as "code_${code}"`),
   ];
   const statusColumns = STATUS_COLUMNS.map(([, , column]) => column);
+  /** One source of rollup rows (alias r), each pre-grouped by bucket, scope and outcome. */
+  const rolledUp = (time: string, from: string, condition: string) =>
+    `select date_trunc($1, ${time} at time zone $4) at time zone $4 as bucket_start, nullif(r.scope, '') as scope,
+           nullif(r.error_code, '') as error_code, sum(r.attempts) as attempts, sum(r.released) as released,
+           ${statusColumns.map((c) => `sum(r.${c}) as ${c}`).join(', ')}, sum(r.issued) as issued
+         from ${from}
+         where ${condition}${where.rollup}
+         group by 1, 2, 3`;
   const text = `with w as (
-         select coalesce((select compacted_until from usage_rollup_state where id = 1), '-infinity') as compacted,
-           -- The stale hours among the window's whole ones: an array, a few at most between compactions.
+         select s.compacted, s.stale, s.days_end,
+           -- The whole days holding a stale hour: read hour by hour (the stale hour from the log).
            array(
-             select s.hour from usage_rollup_stale s where s.hour >= $5::timestamptz and s.hour < $6::timestamptz
-           ) as stale
+             select distinct date_trunc('day', h, 'UTC') from unnest(s.stale) as h where h >= $7::timestamptz and h < s.days_end
+           ) as stale_days
+         from (
+           select c.compacted, c.stale,
+             -- Days [$7, days_end) have their day rows: those whose 24 hours are all compacted.
+             greatest($7::timestamptz, least($8::timestamptz, date_trunc('day', c.compacted, 'UTC'))) as days_end
+           from (
+             select coalesce((select compacted_until from usage_rollup_state where id = 1), '-infinity') as compacted,
+               -- The stale hours among the window's whole ones: an array, a few at most between compactions.
+               array(
+                 select s.hour from usage_rollup_stale s where s.hour >= $5::timestamptz and s.hour < $6::timestamptz
+               ) as stale
+           ) c
+         ) s
+       ), hourly as (
+         -- What the day rows do not answer and the hourly rows do (up to the watermark): the whole hours before the
+         -- first whole day and after the last one the day rows hold, and the days with a stale hour.
+         select $5::timestamptz as lo, $7::timestamptz as hi
+         union all
+         select w.days_end, $6::timestamptz from w
+         union all
+         select d.day, d.day + interval '24 hours' from w, unnest(w.stale_days) as d(day)
        ), live as (
          -- What the rollups do not answer: the partial hour at the start, everything from the last whole hour or the
          -- compaction's watermark (whichever comes first) to the end, and the stale hours between.
@@ -222,13 +266,14 @@ export function usageStatsQuery(bucket: StatsBucket, since: Date, until: Date, t
          -- per bucket rather than every rollup row, log row and token. Buckets are cut as date_trunc($1, x, $4) cuts
          -- them (the full scan's), but through "at time zone": the same instants, without looking the zone up again
          -- for every row (half the time).
-         select date_trunc($1, r.hour at time zone $4) at time zone $4 as bucket_start, nullif(r.scope, '') as scope,
-           nullif(r.error_code, '') as error_code, sum(r.attempts) as attempts, sum(r.released) as released,
-           ${statusColumns.map((c) => `sum(r.${c}) as ${c}`).join(', ')}, sum(r.issued) as issued
-         from usage_rollup r, w
-         where r.hour >= $5::timestamptz and r.hour < least($6::timestamptz, w.compacted)
-           and r.hour <> all(w.stale)${where.rollup}
-         group by 1, 2, 3
+         ${rolledUp('r.day', 'usage_rollup_day r, w', 'r.day >= $7::timestamptz and r.day < w.days_end and r.day <> all(w.stale_days)')}
+         union all
+         -- The hourly rows of each range by the primary key's leading hour, below the watermark, stale hours left out.
+         ${rolledUp('r.hour', `w cross join hourly h cross join lateral (
+             select r.* from usage_rollup r
+             where r.hour >= h.lo and r.hour < least(h.hi, w.compacted) and r.hour <> all(w.stale)${where.rollup}
+             offset 0
+           ) r`, 'true')}
          union all
          select date_trunc($1, a.timestamp at time zone $4) at time zone $4, a.scope, a.error_code, count(*),
            count(*) filter (where a.released_at is not null),

@@ -10,29 +10,52 @@ import { defineEntity, p, type InferEntity } from '@mikro-orm/core';
  * least one character) and `error_code` '' for successful redemptions and for issued tokens. No foreign key to
  * `api_client`, because of the sentinel 0.
  */
+/** The key after the time (client, scope, outcome) and the counts, shared by the hourly and the daily rollups. */
+const rollupColumns = () => ({
+  clientId: p.bigint('string').primary(),
+  scope: p.string().length(100).primary(),
+  errorCode: p.string().length(40).primary(),
+  /** Log rows (redemption attempts) of this outcome. */
+  attempts: p.integer().default(0),
+  released: p.integer().default(0),
+  status1xx: p.integer().default(0).fieldName('status_1xx'),
+  status2xx: p.integer().default(0).fieldName('status_2xx'),
+  status3xx: p.integer().default(0).fieldName('status_3xx'),
+  status4xx: p.integer().default(0).fieldName('status_4xx'),
+  status5xx: p.integer().default(0).fieldName('status_5xx'),
+  unrecorded: p.integer().default(0),
+  /** Tokens issued (counted on the '' outcome only). */
+  issued: p.integer().default(0),
+});
+
 export const UsageRollup = defineEntity({
   name: 'UsageRollup',
   tableName: 'usage_rollup',
   properties: {
     hour: p.datetime().primary(),
-    clientId: p.bigint('string').primary(),
-    scope: p.string().length(100).primary(),
-    errorCode: p.string().length(40).primary(),
-    /** Log rows (redemption attempts) of this outcome. */
-    attempts: p.integer().default(0),
-    released: p.integer().default(0),
-    status1xx: p.integer().default(0).fieldName('status_1xx'),
-    status2xx: p.integer().default(0).fieldName('status_2xx'),
-    status3xx: p.integer().default(0).fieldName('status_3xx'),
-    status4xx: p.integer().default(0).fieldName('status_4xx'),
-    status5xx: p.integer().default(0).fieldName('status_5xx'),
-    unrecorded: p.integer().default(0),
-    /** Tokens issued (counted on the '' outcome only). */
-    issued: p.integer().default(0),
+    ...rollupColumns(),
   },
 });
 
 export type UsageRollup = InferEntity<typeof UsageRollup>;
+
+/**
+ * The same figures per UTC day (midnight to midnight UTC), client, scope and outcome: the sums of the day's rows in
+ * `usage_rollup`, so that a window of 30 days reads 30 days of these rather than 720 hours of those. The compaction
+ * writes a day's rows only once all 24 of its hours are compacted, and writes them again (in the same transaction)
+ * whenever it rebuilds any of its hours, so they always equal the sums of the day's hourly rows. A day with a stale
+ * hour is read hour by hour (and that hour from the log) until the compaction has rebuilt it.
+ */
+export const UsageRollupDay = defineEntity({
+  name: 'UsageRollupDay',
+  tableName: 'usage_rollup_day',
+  properties: {
+    day: p.datetime().primary(),
+    ...rollupColumns(),
+  },
+});
+
+export type UsageRollupDay = InferEntity<typeof UsageRollupDay>;
 
 /**
  * Hours whose rollup rows no longer match the log and the tokens: rows written, changed or deleted there after the
