@@ -1,6 +1,6 @@
 import { raw } from '@mikro-orm/core';
 import type { EntityManager, QueryBuilder } from '@mikro-orm/postgresql';
-import { runListing, type ListingDeps, type ListingValues } from './listing-statements.js';
+import { runListing, type ListingDeps, type ListingValues, type OuterStatement } from './listing-statements.js';
 import { parseId } from './ids.js';
 import type { Issues } from './errors.js';
 
@@ -59,8 +59,13 @@ export interface Listing<T> {
   filtered(em: EntityManager, values: ListingValues): QueryBuilder<any, any>;
   /** The column pages run by (newest first), e.g. `l.id`. */
   idColumn: string;
-  /** The page's own additions to its query (a join, its columns); the count does without them. */
+  /** The page's own additions to its query (its columns); the count does without them. */
   page?(qb: QueryBuilder<any, any>): void;
+  /**
+   * A statement around the page's (its rows as `p`, in the page's order), for what is read per row of the page only:
+   * each row's token, joined to the page's rows after the limit rather than to every row the filter walks.
+   */
+  outer?: OuterStatement;
   /**
    * Count in the page's statement (a scalar subquery beside its columns, run once) rather than in a statement of its
    * own beside it: one round trip instead of two, for a count about as cheap as the page (one token's log rows). A
@@ -100,7 +105,7 @@ export async function keysetPage<T extends { id: string }>(
       // The same filter, tenant included, as the count's own statement has (uncorrelated: PostgreSQL runs it once).
       if (withPage) qb.addSelect(filtered(em, v).select(raw('count(*)::int')).as(TOTAL));
       return qb;
-    });
+    }, listing.outer);
   const countOf = async () => {
     const [row] = await runListing<{ n: number }>(deps, `${shape}|count`, values, (em, v) =>
       filtered(em, v).select(raw('count(*)::int as n')),
