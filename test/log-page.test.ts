@@ -149,6 +149,17 @@ describe("a page of one token's logs", () => {
       // The brief reads the id and scope; any other field reads the whole token (its status, its dates, …).
       expect(/t_issued_at/.test(page.text), field).toBe(!['id', 'scope', 'logs', '__typename'].includes(field));
     }
+    // Fields selected through fragments count too: each of these needs the whole token.
+    const throughFragments = await run(
+      `query ($id: ID) { requestTokenLogs(filter: { tokenId: $id }, first: 2) { ...Rows } }
+       fragment Rows on RequestTokenLogConnection { edges { node { ... on RequestTokenLog { token { id ...Token } } } } }
+       fragment Token on RequestToken { ... { status maxUses } }`,
+      { id: busy },
+    );
+    const whole = await run(`query ($id: ID!) { requestToken(id: $id) { id status maxUses } }`, { id: busy });
+    for (const { node } of throughFragments.data.requestTokenLogs.edges) expect(node.token).toEqual(whole.data.requestToken);
+    // Read with the page (a token not read there would be loaded by a statement of its own).
+    expect(throughFragments.statements).toHaveLength(1);
     // With no token selected, the page joins none.
     const bare = await run(`query ($id: ID) { requestTokenLogs(filter: { tokenId: $id }, first: 2) { edges { node { id } } } }`, { id: busy });
     expect(bare.statements).toHaveLength(1);
