@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { schema } from '../schema/index.js';
 import { createContext } from '../server/context.js';
 import type { Permission } from '../server/database/entities/api-key.js';
-import { encodeCursor } from '../server/domain/paging.js';
+import { decodeCursor, encodeCursor } from '../server/domain/paging.js';
 import { startTestServer, type TestServer } from './support/harness.js';
 
 /**
@@ -165,5 +165,16 @@ describe("a page of one token's logs", () => {
     expect(bare.statements).toHaveLength(1);
     expect(bare.statements[0].text).not.toMatch(/join/i);
     expect(bare.data.requestTokenLogs.edges).toHaveLength(2);
+  });
+});
+
+describe('cursors', () => {
+  it("are base64url of 'id:' and the id, as they always were, for ids of every length", () => {
+    const ids = ['1', '7', '42', '999', ...Array.from({ length: 40 }, (_, i) => String(BigInt(3) ** BigInt(i) + BigInt(i)))];
+    ids.push('9223372036854775807');
+    for (const id of ids) {
+      expect(encodeCursor(id)).toBe(Buffer.from(`id:${id}`).toString('base64url'));
+      expect(decodeCursor(encodeCursor(id))).toBe(id);
+    }
   });
 });
