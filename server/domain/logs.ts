@@ -228,9 +228,6 @@ export async function listLogs(
       // One token's rows are counted through the primary key's (token_id, …) prefix, about as cheaply as its page is
       // read: the count rides in the page's statement.
       countWithPage: tokenId !== null,
-      page(qb) {
-        qb.addSelect(raw('l.token_id as l_token_id'));
-      },
       // Each row's token in the same statement (a left join on the token's primary key: a refusal no token owns finds
       // none), so that a page of logs with their tokens is one round trip, not two. Joined to the page's rows, after
       // its limit: joined inside, to every row the filter walks, PostgreSQL planned a Memoize node sized for all of
@@ -240,9 +237,9 @@ export async function listLogs(
           ? undefined
           : (inner) =>
               `select p.*, ${tokens === 'brief' ? prefixedBriefColumns('t') : prefixedTokenColumns('t', tolerance)}
-               from (${inner}) p left join request_token t on t.id = p.l_token_id order by p.id desc`,
-      map: (row: LogRow & { l_token_id: string | number }) => {
-        const log = logFromRow(row, row.l_token_id);
+               from (${inner}) p left join request_token t on t.id = p.token_id order by p.id desc`,
+      map: (row: LogRow) => {
+        const log = logFromRow(row);
         if (tokens !== 'none') log.token = tokens === 'brief' ? briefFromPrefixedRow(row) : tokenFromPrefixedRow(row);
         return log;
       },
