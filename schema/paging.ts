@@ -65,3 +65,27 @@ export function selectsTotalCount(info: GraphQLResolveInfo): boolean {
     });
   return info.fieldNodes.some((field) => search(field.selectionSet));
 }
+
+/**
+ * The names of the fields selected at `path` below the field being resolved (through fragments and inline fragments,
+ * aliases ignored, whatever their directives say: a field skipped at run time is still counted, which only ever reads
+ * more), e.g. ['edges', 'node', 'token'] for the token of each row of a page. Empty when nothing is selected there.
+ */
+export function selectedFieldNames(info: GraphQLResolveInfo, path: readonly string[]): Set<string> {
+  const names = new Set<string>();
+  const visit = (set: SelectionSetNode | undefined, depth: number, seen: Set<string>) => {
+    for (const s of set?.selections ?? []) {
+      if (s.kind === Kind.FIELD) {
+        if (depth === path.length) names.add(s.name.value);
+        else if (s.name.value === path[depth]) visit(s.selectionSet, depth + 1, new Set());
+      } else if (s.kind === Kind.INLINE_FRAGMENT) {
+        visit(s.selectionSet, depth, seen);
+      } else if (!seen.has(s.name.value)) {
+        seen.add(s.name.value);
+        visit(info.fragments[s.name.value]?.selectionSet, depth, seen);
+      }
+    }
+  };
+  for (const field of info.fieldNodes) visit(field.selectionSet, 0, new Set());
+  return names;
+}

@@ -6,8 +6,8 @@ import DataLoader from 'dataloader';
 import type { Context } from '../server/context.js';
 import { builder } from './builder.js';
 import { ErrorCodeEnum } from './errors.js';
-import { connectionType, pageCost, selectsTotalCount } from './paging.js';
-import { asQueryError, RequestTokenRef } from './request-token.js';
+import { connectionType, pageCost, selectedFieldNames, selectsTotalCount } from './paging.js';
+import { asQueryError, RequestTokenRef, tokenProjectionFor } from './request-token.js';
 import { DateTime } from './scalars.js';
 
 /** The request's tokens by id, loaded together (a dataloader per request context). */
@@ -27,10 +27,15 @@ export const RequestTokenLogRef = builder.objectRef<LogRecord>('RequestTokenLog'
       type: RequestTokenRef,
       nullable: true,
       description: 'Null when the JWT could not be tied to a stored token.',
-      // A page of requestTokenLogs read each row's token with it (logs.ts). Other log rows (nested pages, a recorded
-      // status) load theirs together: one query per request, each token at most once.
+      // A page of requestTokenLogs read each row's token with it (logs.ts), as much of it as the query selects
+      // (tokenProjectionFor: a brief token only where nothing else is selected). Other log rows (nested pages, a
+      // recorded status) load theirs together: one query per request, each token at most once.
       resolve: (log, _args, ctx) =>
-        log.token !== undefined ? log.token : log.tokenId === null ? null : tokenLoader(ctx).load(log.tokenId),
+        log.token !== undefined
+          ? (log.token as TokenRecord | null)
+          : log.tokenId === null
+            ? null
+            : tokenLoader(ctx).load(log.tokenId),
     }),
     errorCode: t.expose('errorCode', {
       type: ErrorCodeEnum,
@@ -92,11 +97,12 @@ builder.queryField('requestTokenLogs', (t) =>
     complexity: pageCost,
     resolve: (_root, { filter, first, after }, ctx, info) =>
       asQueryError(() =>
-        listLogs(ctx, { ...filter, tokenId: filter?.tokenId == null ? null : String(filter.tokenId) }, {
-          first,
-          after,
-          count: selectsTotalCount(info),
-        }),
+        listLogs(
+          ctx,
+          { ...filter, tokenId: filter?.tokenId == null ? null : String(filter.tokenId) },
+          { first, after, count: selectsTotalCount(info) },
+          tokenProjectionFor(selectedFieldNames(info, ['edges', 'node', 'token'])),
+        ),
       ),
   }),
 );

@@ -8,6 +8,7 @@ import {
   revokeToken,
   tokenJwt,
   type Issued,
+  type TokenProjection,
   type TokenRecord,
 } from '../server/domain/tokens.js';
 import { SigningKeyRetiredError } from '../server/domain/jwt.js';
@@ -62,6 +63,16 @@ export const RequestTokenRef = builder.objectRef<TokenRecord>('RequestToken').im
     }),
   }),
 });
+
+/**
+ * The RequestToken fields whose resolvers read nothing of the token but its id and scope (the `brief` TokenProjection,
+ * server/domain/tokens.ts): a page of logs whose rows' tokens select only these reads those two columns of each.
+ */
+const BRIEF_FIELDS = new Set(['__typename', 'id', 'scope', 'logs']);
+
+/** How much of each token a page of logs must read for `selected`, the token's fields its query selects. */
+export const tokenProjectionFor = (selected: ReadonlySet<string>): TokenProjection =>
+  selected.size === 0 ? 'none' : [...selected].every((name) => BRIEF_FIELDS.has(name)) ? 'brief' : 'full';
 
 const RequestTokenConnection = connectionType('RequestToken', RequestTokenRef);
 

@@ -5,6 +5,7 @@ import { revokeTokensStatement } from '../server/domain/bulk-revoke.js';
 import { truncateLogs } from '../server/domain/log-retention.js';
 import { usageStats, usageStatsQuery } from '../server/domain/usage-stats.js';
 import { listTokens } from '../server/domain/tokens.js';
+import { listLogs } from '../server/domain/logs.js';
 import { forgetUser } from '../server/domain/forget-user.js';
 import { monthOfPartition } from '../server/domain/log-partitions.js';
 import { startTestServer, type TestServer } from './support/harness.js';
@@ -251,5 +252,32 @@ describe('request_token: every secondary index earns its place', () => {
     const page = listed.find((statement) => statement !== count)!;
     expect(count).toBeDefined();
     expect(indexesIn(page.plan)).toContain('request_token_client_id_index');
+  });
+});
+
+/** Every node of a JSON plan, each with the nodes above it. */
+function* planNodes(node: any, above: any[] = []): Generator<{ node: any; above: any[] }> {
+  yield { node, above };
+  for (const child of node.Plans ?? []) yield* planNodes(child, [...above, node]);
+}
+
+describe('a page of the log', () => {
+  const deps = { orm: null as never, pool: null as never, tenant: null, config: { clockToleranceSeconds: 0 } };
+
+  it("looks each row's token up once per row shown, after the page's limit, with no Memoize sized for the filter's rows", async () => {
+    for (const tokens of ['brief', 'full'] as const) {
+      const plans = await ormPlansOf(() =>
+        listLogs({ ...deps, orm: server.db.orm, pool: server.db.pool }, { scope: 'scope-7' }, { first: 20, count: false }, tokens),
+      );
+      expect(plans).toHaveLength(1);
+      const [root] = JSON.parse(plans[0].plan);
+      const lookups = [...planNodes(root.Plan)].filter(({ node }) => node['Relation Name'] === 'request_token' && node.Alias === 't');
+      expect(lookups).toHaveLength(1);
+      const [{ above }] = lookups;
+      // Above the limit: the join is of the page's 21 rows at most, and nothing caches lookups for more.
+      expect(above.some((node) => node['Node Type'] === 'Limit')).toBe(false);
+      expect(above.some((node) => node['Node Type'] === 'Memoize')).toBe(false);
+      expect(above[above.length - 1]['Plan Rows']).toBeLessThanOrEqual(21);
+    }
   });
 });

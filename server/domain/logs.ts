@@ -10,10 +10,19 @@ import { requestEm, tenantQueryBuilder } from '../database/tenant.js';
 import { parseId, parseIds } from './ids.js';
 import { Issues, NotFoundError } from './errors.js';
 import type { ErrorCode } from './errors.js';
-import { countLogsFromRollups } from './log-counts.js';
+import { countLogsFromRollups, rollupCountQuery } from './log-counts.js';
 import { encodeCursor, keysetPage, pageWindow, type Page, type PageArgs } from './paging.js';
 import { markStaleSql } from './usage-rollups.js';
-import { prefixedTokenColumns, tokenFromPrefixedRow, type TokenReadDeps, type TokenRecord } from './tokens.js';
+import {
+  briefFromPrefixedRow,
+  prefixedBriefColumns,
+  prefixedTokenColumns,
+  tokenFromPrefixedRow,
+  type TokenBrief,
+  type TokenProjection,
+  type TokenReadDeps,
+  type TokenRecord,
+} from './tokens.js';
 
 export interface LogRecord {
   id: string;
@@ -26,8 +35,11 @@ export interface LogRecord {
   timestamp: Date;
   /** When recordResponseStatus gave this redemption's use back; null otherwise. */
   releasedAt: Date | null;
-  /** The row's token when it was read with the row (a page of listLogs): null for none; absent when not read. */
-  token?: TokenRecord | null;
+  /**
+   * The row's token when it was read with the row (a page of listLogs, as much of it as its TokenProjection reads):
+   * null for none; absent when not read.
+   */
+  token?: TokenRecord | TokenBrief | null;
 }
 
 /** A log row as a statement reads it (pg's types: ids as text, timestamps as dates). */
@@ -157,7 +169,16 @@ export interface LogFilter {
   until?: Date | null;
 }
 
-export async function listLogs(deps: TokenReadDeps, filter: LogFilter, args: PageArgs): Promise<Page<LogRecord>> {
+/**
+ * A page of the log, newest first, each row with its token (as much of it as `tokens` says: the GraphQL field reads
+ * what its query selects). A filter on one token reads its count in the page's statement: one round trip.
+ */
+export async function listLogs(
+  deps: TokenReadDeps,
+  filter: LogFilter,
+  args: PageArgs,
+  tokens: TokenProjection = 'full',
+): Promise<Page<LogRecord>> {
   const issues = new Issues();
   const { limit, beforeId } = pageWindow(args, issues);
   if (filter.since && filter.until && filter.since > filter.until) issues.add(['filter', 'until'], 'must not be before since');
@@ -179,10 +200,13 @@ export async function listLogs(deps: TokenReadDeps, filter: LogFilter, args: Pag
   if (filter.since) values.since = filter.since;
   if (filter.until) values.until = filter.until;
   const failed = filter.failed == null ? '' : String(filter.failed);
+  // The filters the hourly rollups are keyed by are counted from them (exactly; server/domain/log-counts.ts). Known
+  // before anything runs, so that a page counted otherwise forks no EntityManager.
+  const rollups = rollupCountQuery(deps.tenant, filter) !== null;
   return keysetPage(
     deps,
     {
-      shape: `logs|${tolerance}|${nothing ? 'nothing' : ''}|failed:${failed}`,
+      shape: `logs|${tolerance}|${nothing ? 'nothing' : ''}|failed:${failed}|token:${tokens}`,
       values,
       filtered(em, v) {
         const qb = logQuery(em);
@@ -201,23 +225,29 @@ export async function listLogs(deps: TokenReadDeps, filter: LogFilter, args: Pag
         return qb;
       },
       idColumn: 'l.id',
+      // One token's rows are counted through the primary key's (token_id, …) prefix, about as cheaply as its page is
+      // read: the count rides in the page's statement.
+      countWithPage: tokenId !== null,
       // Each row's token in the same statement (a left join on the token's primary key: a refusal no token owns finds
-      // none), so that a page of logs with their tokens is one round trip, not two. With the join, `l.token` may read
-      // as the joined token's id: the log's own token_id is read under a name of its own.
-      page(qb) {
-        qb.leftJoin('l.token', 't').addSelect(raw(`l.token_id as l_token_id, ${prefixedTokenColumns('t', tolerance)}`));
-      },
-      map: (row: LogRow & { l_token_id: string | number }) => {
-        const log = logFromRow(row, row.l_token_id);
-        log.token = tokenFromPrefixedRow(row);
+      // none), so that a page of logs with their tokens is one round trip, not two. Joined to the page's rows, after
+      // its limit: joined inside, to every row the filter walks, PostgreSQL planned a Memoize node sized for all of
+      // them, whose hash table alone cost milliseconds per page (docs/hot-path.md). The tenant filter is the page's.
+      outer:
+        tokens === 'none'
+          ? undefined
+          : (inner) =>
+              `select p.*, ${tokens === 'brief' ? prefixedBriefColumns('t') : prefixedTokenColumns('t', tolerance)}
+               from (${inner}) p left join request_token t on t.id = p.token_id order by p.id desc`,
+      map: (row: LogRow) => {
+        const log = logFromRow(row);
+        if (tokens !== 'none') log.token = tokens === 'brief' ? briefFromPrefixedRow(row) : tokenFromPrefixedRow(row);
         return log;
       },
     },
     limit,
     beforeId,
     args.count ?? true,
-    // The filters the rollups are keyed by are counted from them (exactly; server/domain/log-counts.ts).
-    () => countLogsFromRollups({ em: requestEm(deps), pool: deps.pool }, deps.tenant, filter),
+    rollups ? () => countLogsFromRollups({ em: requestEm(deps), pool: deps.pool }, deps.tenant, filter) : undefined,
   );
 }
 

@@ -79,6 +79,26 @@ export const prefixedTokenColumns = (t: string, tolerance: string, prefix = 't_'
     `${statusSql(t, tolerance)} as ${prefix}status`,
   ].join(', ');
 
+/**
+ * How much of each row's token a page of logs reads in its statement (server/domain/logs.ts): `none` (nothing: no
+ * join), `brief` (its id and scope, what the SDK's RequestTokenLogs document shows: two columns rather than sixteen,
+ * which the client parses on every row), or `full` (the whole TokenRecord). A few fixed projections rather than one per
+ * GraphQL selection, so that the statements cached per shape (listing-statements.ts) stay few.
+ */
+export type TokenProjection = 'none' | 'brief' | 'full';
+
+/** The part of a token the `brief` projection reads. */
+export type TokenBrief = Pick<TokenRecord, 'id' | 'scope'>;
+
+/** The brief's columns under prefixed names, as `prefixedTokenColumns` names them. */
+export const prefixedBriefColumns = (t: string, prefix = 't_') => `${t}.id as ${prefix}id, ${t}.scope as ${prefix}scope`;
+
+/** The token of `prefixedBriefColumns` in `row`, or null when the row had none (an outer join found no token). */
+export function briefFromPrefixedRow(row: Record<string, unknown>, prefix = 't_'): TokenBrief | null {
+  const id = row[`${prefix}id`];
+  return id == null ? null : { id: String(id), scope: row[`${prefix}scope`] as string };
+}
+
 /** A token row's column names (as `tokenColumns` selects them), and each under its prefix: worked out once. */
 const TOKEN_ROW_COLUMNS = [...TOKEN_ROW_FIELDS.map(columnName), 'client_id', 'kid', 'status'];
 const prefixedColumns = new Map<string, [string, string][]>();
