@@ -175,7 +175,7 @@ async function main() {
       NODE_ENV: 'production',
       LOG_LEVEL: 'error',
       DATA_DIR: join(dir, 'data'),
-      // To compare the service's own modes: GRAPHQL_FAST_PATH=jit|on|off npm run bench.
+      // To compare the service's own modes: GRAPHQL_FAST_PATH=prepared|jit|on|off npm run bench.
       ...(env.GRAPHQL_FAST_PATH ? { GRAPHQL_FAST_PATH: env.GRAPHQL_FAST_PATH } : {}),
       // E.g. 600000 to keep refusal log rows out of the measured window (to see what writing them costs).
       ...(env.REFUSAL_LOG_FLUSH_MS ? { REFUSAL_LOG_FLUSH_MS: env.REFUSAL_LOG_FLUSH_MS } : {}),
