@@ -244,7 +244,6 @@ export function createApp(services: Services, options: AppOptions = {}): App {
     },
   });
   const yogaHandler = (req: IncomingMessage, res: ServerResponse) => void yoga(req, res, { req, res });
-  // Plain JSON POSTs skip Yoga's Fetch-API adaptation, and only that; anything else goes to Yoga.
   // What Yoga's hooks do for a request of a known caller, in their order, for the prepared lane (the other outcomes
   // are left to the hooks): the cached API key, the permission and cost checks, then the rate limit.
   const admitPrepared = (
@@ -274,6 +273,8 @@ export function createApp(services: Services, options: AppOptions = {}): App {
         })
       : undefined;
   const lanes: PreparedCounts = { prepared: 0, preparedThroughYoga: 0 };
+  // Plain JSON POSTs skip Yoga's Fetch-API adaptation (and, for prepared operations, its orchestration); anything else
+  // goes to Yoga.
   const fastPath =
     mode === 'off'
       ? null
