@@ -10,7 +10,8 @@ import { ThroughYoga, type PreparedRun } from './prepared-operations.js';
  * Yoga's own processing of GraphQL parameters (`yoga.getResultForParams`): its `onParams` hooks, and the envelop
  * built by `yoga.getEnveloped` (parse and validate with Yoga's caches and every plugin's rules, the context factory,
  * execute with every plugin's `onExecute`, the permission check among them, and Yoga's error masking), then its
- * `onExecutionResult` hooks. A plugin added to Yoga runs here as it runs there.
+ * `onExecutionResult` hooks. A plugin added to Yoga runs here as it runs there. A document Yoga has validated before
+ * may instead run as a prepared operation (prepared-operations.ts), which only an app without added plugins has.
  *
  * A result without errors is written straight to the socket; a result with errors goes through Yoga's own result
  * processor (status codes, headers, `http` extensions stripped). Whatever is not a plain JSON POST goes to Yoga, with
