@@ -92,6 +92,7 @@ interface Scenario {
 }
 interface Run {
   rps: number;
+  /** Latency percentiles of the answered (2xx) requests, in milliseconds to the microsecond (bench/load.ts). */
   p50: number;
   p99: number;
   peakRss: number;
@@ -128,6 +129,8 @@ const median = (xs: number[]) => {
   const s = [...xs].sort((a, b) => a - b);
   return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
 };
+/** Milliseconds, to two decimals (the load generator measures to the microsecond). */
+const ms = (value: number) => value.toFixed(2);
 const mb = (bytes: number) => `${Math.round(bytes / 1024 / 1024)} MB`;
 
 async function main() {
@@ -172,7 +175,7 @@ async function main() {
       NODE_ENV: 'production',
       LOG_LEVEL: 'error',
       DATA_DIR: join(dir, 'data'),
-      // To compare the service's own modes: GRAPHQL_FAST_PATH=jit|on|off npm run bench.
+      // To compare the service's own modes: GRAPHQL_FAST_PATH=prepared|jit|on|off npm run bench.
       ...(env.GRAPHQL_FAST_PATH ? { GRAPHQL_FAST_PATH: env.GRAPHQL_FAST_PATH } : {}),
       // E.g. 600000 to keep refusal log rows out of the measured window (to see what writing them costs).
       ...(env.REFUSAL_LOG_FLUSH_MS ? { REFUSAL_LOG_FLUSH_MS: env.REFUSAL_LOG_FLUSH_MS } : {}),
@@ -336,7 +339,7 @@ async function main() {
           const run = await load(side, scenario, settings.seconds, headers, dir);
           const keyName = `${scenario.name}/${side.name}`;
           results.set(keyName, [...(results.get(keyName) ?? []), run]);
-          log(`round ${round + 1} ${keyName}: ${Math.round(run.rps)} req/s, p50 ${run.p50} ms, p99 ${run.p99} ms, ` +
+          log(`round ${round + 1} ${keyName}: ${Math.round(run.rps)} req/s, p50 ${ms(run.p50)} ms, p99 ${ms(run.p99)} ms, ` +
             `peak RSS ${mb(run.peakRss)}, server CPU ${Math.round(run.cpuPerRequest)} µs/request${run.non2xx || run.errors || run.timeouts ? `, non-2xx ${run.non2xx}, errors ${run.errors}, timeouts ${run.timeouts}` : ''}`);
         }
       }
@@ -397,7 +400,7 @@ async function main() {
       const oRss = Math.max(...o.map((r) => r.peakRss));
       lines.push(
         `| ${scenario.name} | ${Math.round(oRps)} | ${Math.round(bRps)} | ${(oRps / bRps).toFixed(2)} | ` +
-          `${median(o.map((r) => r.p50))} / ${oP99} | ${median(b.map((r) => r.p50))} / ${bP99} | ${(oP99 / bP99).toFixed(2)} | ` +
+          `${ms(median(o.map((r) => r.p50)))} / ${ms(oP99)} | ${ms(median(b.map((r) => r.p50)))} / ${ms(bP99)} | ${(oP99 / bP99).toFixed(2)} | ` +
           `${mb(oRss)} | ${mb(Math.max(...b.map((r) => r.peakRss)))} | ` +
           `${Math.round(median(o.map((r) => r.cpuPerRequest)))} / ${Math.round(median(b.map((r) => r.cpuPerRequest)))} |`,
       );

@@ -31,9 +31,10 @@ export interface Config {
   logLevel: 'debug' | 'info' | 'warn' | 'error' | 'silent';
   /**
    * Plain JSON POSTs take the lean GraphQL path (server/http/graphql-fast-path.ts) with operations compiled by graphql-jit
-   * ('jit'), or run by Yoga's executor ('on'); 'off' sends everything through Yoga.
+   * ('jit'), or run by Yoga's executor ('on'); 'off' sends everything through Yoga. 'prepared' (the default) is 'jit'
+   * where a document Yoga has validated before runs as a prepared operation (server/http/prepared-operations.ts).
    */
-  graphqlFastPath: 'jit' | 'on' | 'off';
+  graphqlFastPath: 'prepared' | 'jit' | 'on' | 'off';
   /** How often refusals that cannot be tied to a token are written, in batches, to the log. */
   refusalLogFlushMs: number;
   /** The log's monthly partitions are kept created this many months past the current one. */
@@ -193,7 +194,7 @@ export function loadConfig(env: Env = process.env): Config {
     sessionTokenExpiryMinutes,
     clockToleranceSeconds: intVar(env, 'CLOCK_TOLERANCE_SECONDS', 0, 0, 3600),
     logLevel: oneOf(env, 'LOG_LEVEL', ['debug', 'info', 'warn', 'error', 'silent'] as const, 'info'),
-    graphqlFastPath: oneOf(env, 'GRAPHQL_FAST_PATH', ['jit', 'on', 'off'] as const, 'jit'),
+    graphqlFastPath: oneOf(env, 'GRAPHQL_FAST_PATH', ['prepared', 'jit', 'on', 'off'] as const, 'prepared'),
     refusalLogFlushMs: intVar(env, 'REFUSAL_LOG_FLUSH_MS', 250, 10, 600_000),
     logPartitionsAhead: intVar(env, 'LOG_PARTITIONS_AHEAD', 3, 1, 120),
     statsCompactionIntervalSeconds: intVar(env, 'STATS_COMPACTION_INTERVAL_SECONDS', 300, 0, 86_400),

@@ -7,7 +7,7 @@ import { CREATE, RECORD, REDEEM } from './support/operations.js';
 // Two servers on databases of their own, driven through the same sequence of requests: one serves plain JSON POSTs
 // on the lean path (compiled by graphql-jit, the default; or with Yoga's executor), the other sends everything
 // through Yoga. Their answers must be the same.
-for (const mode of ['jit', 'on'] as const) {
+for (const mode of ['prepared', 'jit', 'on'] as const) {
   describe(`GRAPHQL_FAST_PATH=${mode}`, () => {
     let fast: TestServer;
     let yoga: TestServer;

@@ -14,8 +14,9 @@ import { graphiqlTabs } from './graphiql-dashboard-tabs.js';
 import { graphiqlExample } from './graphiql-example.js';
 import { withApiKeyBar } from './graphiql-page.js';
 import { createRateLimiter } from './rate-limit.js';
-import { createFastPath } from './graphql-fast-path.js';
+import { createFastPath, type PreparedCounts } from './graphql-fast-path.js';
 import { useGraphqlJit } from './graphql-jit.js';
+import { CALLER_CONTEXT, createPreparedOperations, usePreparedOutcome } from './prepared-operations.js';
 import { useDocumentCache } from './document-cache.js';
 import { createCostCheck } from './query-cost.js';
 import { createConnectionCap } from './connection-cap.js';
@@ -30,6 +31,8 @@ export interface App {
   listen(port: number, host: string): Promise<string>;
   /** Stops accepting, fails readiness, lets in-flight requests finish (up to the deadline), then closes. */
   stop(deadlineMs?: number): Promise<void>;
+  /** Requests the prepared lane answered, and those it took and left to Yoga (prepared-operations.ts). */
+  readonly lanes: PreparedCounts;
 }
 
 function unauthenticated(message: string): GraphQLError {
@@ -72,9 +75,10 @@ function armorPlugins(): Plugin<Context>[] {
   return armor.protect().plugins as Plugin<Context>[];
 }
 
-/** Where onParams leaves the caller's context for the context factory. */
-const CALLER_CONTEXT = Symbol('caller context');
+/** Where onParams (or the prepared lane, prepared-operations.ts) leaves the caller's context for the context factory. */
 type CallerHolder = { [CALLER_CONTEXT]?: Context };
+
+const BEARER = /^Bearer\s+(\S+)$/i;
 
 /** The one path GraphQL is served at. */
 const GRAPHQL_PATH = '/graphql';
@@ -135,7 +139,7 @@ export function createApp(services: Services, options: AppOptions = {}): App {
    * the 429 of a caller over its rate limit.
    */
   const contextFor = (header: string): Context | null | Promise<Context | null> => {
-    const match = /^Bearer\s+(\S+)$/i.exec(header);
+    const match = BEARER.exec(header);
     if (!match) return null;
     const known = services.authenticator.cached(match[1]);
     if (known !== undefined) return contextOf(known);
@@ -163,11 +167,13 @@ export function createApp(services: Services, options: AppOptions = {}): App {
   const plugins: Plugin<Context>[] = [
     {
       onParams({ request, context: serverContext }) {
+        // Authenticated and counted already, by the prepared lane (its operation is answered here after all).
+        if ((serverContext as CallerHolder | undefined)?.[CALLER_CONTEXT]) return;
         // The node request's header when there is one (both transports pass `{ req, res }`): no Headers object needed.
         const req = (serverContext as { req?: IncomingMessage } | undefined)?.req;
         const header = req ? (req.headers.authorization ?? null) : request.headers.get('authorization');
         if (!header) throw unauthenticated('Missing API key: send "Authorization: Bearer <api key>".');
-        if (!/^Bearer\s+\S+$/i.test(header)) {
+        if (!BEARER.test(header)) {
           throw unauthenticated('The Authorization header must read "Bearer <api key>" (the word Bearer, a space, the key).');
         }
         const context = contextFor(header);
@@ -191,6 +197,11 @@ export function createApp(services: Services, options: AppOptions = {}): App {
     },
   });
 
+  const mode = config.graphqlFastPath;
+  const jit = mode === 'jit' || mode === 'prepared' ? useGraphqlJit() : null;
+  // Off when plugins are added: each of them must see every request (prepared-operations.ts runs only our hooks).
+  const preparing = mode === 'prepared' && !options.plugins?.length;
+  const documentCache = useDocumentCache();
   const yoga = createYoga<{ req: IncomingMessage; res: ServerResponse }, Context>({
     schema,
     graphqlEndpoint: GRAPHQL_PATH,
@@ -208,10 +219,12 @@ export function createApp(services: Services, options: AppOptions = {}): App {
     plugins: [
       ...plugins,
       // Operations compiled by graphql-jit, with the exact answers of graphql-js where they differ (graphql-jit.ts).
-      ...(config.graphqlFastPath === 'jit' ? [useGraphqlJit() as Plugin<Context>] : []),
+      ...(jit ? [jit as Plugin<Context>] : []),
+      // After graphql-jit: the outcome of an operation the prepared lane ran, when Yoga answers it.
+      ...(preparing ? [usePreparedOutcome() as Plugin<Context>] : []),
       ...(options.plugins ?? []),
       // Last, after every plugin has added its validation rules: Yoga's parser and validation cache, cheaper.
-      useDocumentCache(),
+      documentCache,
     ],
     parserAndValidationCache: false,
     // GraphiQL needs introspection: it is offered where introspection is. Its page and assets are inlined from the
@@ -231,11 +244,41 @@ export function createApp(services: Services, options: AppOptions = {}): App {
     },
   });
   const yogaHandler = (req: IncomingMessage, res: ServerResponse) => void yoga(req, res, { req, res });
-  // Plain JSON POSTs skip Yoga's Fetch-API adaptation, and only that; anything else goes to Yoga.
+  // What Yoga's hooks do for a request of a known caller, in their order, for the prepared lane (the other outcomes
+  // are left to the hooks): the cached API key, the permission and cost checks, then the rate limit.
+  const admitPrepared = (
+    req: IncomingMessage,
+    document: DocumentNode,
+    variables: Record<string, unknown> | undefined,
+    operationName: string | undefined,
+  ): Context | null => {
+    const header = req.headers.authorization;
+    const match = header === undefined ? null : BEARER.exec(header);
+    const caller = match && services.authenticator.cached(match[1]);
+    if (!caller) return null;
+    const context = createContext(services, caller);
+    if (admit(document, context, variables, operationName)) return null;
+    if (limiter.take(caller.keyId, caller.rateLimitPerMinute ?? config.rateLimitPerMinute) !== null) return null;
+    return context;
+  };
+  // Yoga's result hooks would not run on the prepared lane: there must be none (Yoga's own plugins have none; if a
+  // later Yoga no longer lists them where we look, the lane stays off).
+  const resultHooks = (yoga as unknown as { onExecutionResultHooks?: unknown[] }).onExecutionResultHooks;
+  const prepared =
+    preparing && resultHooks?.length === 0 && jit
+      ? createPreparedOperations<Context>({
+          validDocument: documentCache.validDocument,
+          compiled: (document, operationName) => jit.compiled({ schema, document, operationName }),
+          admit: admitPrepared,
+        })
+      : undefined;
+  const lanes: PreparedCounts = { prepared: 0, preparedThroughYoga: 0 };
+  // Plain JSON POSTs skip Yoga's Fetch-API adaptation (and, for prepared operations, its orchestration); anything else
+  // goes to Yoga.
   const fastPath =
-    config.graphqlFastPath === 'off'
+    mode === 'off'
       ? null
-      : createFastPath({ yoga, fallback: yogaHandler, onError: (message, error) => log.error(message, error) });
+      : createFastPath({ yoga, fallback: yogaHandler, prepared, counts: lanes, onError: (message, error) => log.error(message, error) });
 
   const server = createServer(
     {
@@ -292,6 +335,7 @@ export function createApp(services: Services, options: AppOptions = {}): App {
   const app: App = {
     server,
     url: '',
+    lanes,
     listen(port, host) {
       return new Promise((resolve, reject) => {
         server.once('error', reject);

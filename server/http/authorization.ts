@@ -159,8 +159,11 @@ export function selectedFields(schema: GraphQLSchema, document: DocumentNode): S
  */
 export function createAuthorizer() {
   const cache = new WeakMap<DocumentNode, Map<string, GraphQLError | null>>();
+  // The authenticator caches a caller, permissions and all: its permission set's key is built once, not per request.
+  const keys = new WeakMap<readonly string[], string>();
   return function authorize(schema: GraphQLSchema, document: DocumentNode, caller: Caller): GraphQLError | null {
-    const cacheKey = [...caller.permissions].sort().join(',');
+    let cacheKey = keys.get(caller.permissions);
+    if (cacheKey === undefined) keys.set(caller.permissions, (cacheKey = [...caller.permissions].sort().join(',')));
     let byPermissions = cache.get(document);
     if (byPermissions?.has(cacheKey)) return byPermissions.get(cacheKey)!;
     let error: GraphQLError | null = null;

@@ -10,7 +10,7 @@ import type { Plugin } from 'graphql-yoga';
  * Parse results (documents and syntax errors) are kept by query text, validation results by document and by the
  * names of the rules in force, as Yoga keys them.
  */
-export function useDocumentCache(options: { max?: number } = {}): Plugin {
+export function useDocumentCache(options: { max?: number } = {}): Plugin & { validDocument(source: string): DocumentNode | null } {
   const max = options.max ?? 1000;
   const parsed = new Map<string, DocumentNode | Error>();
   const validated = new WeakMap<DocumentNode, Map<string, readonly GraphQLError[]>>();
@@ -49,6 +49,15 @@ export function useDocumentCache(options: { max?: number } = {}): Plugin {
   };
 
   return {
+    /**
+     * The document of this query text if it was parsed and passed validation under the rules of the latest request
+     * (every plugin's, as Yoga ran them), else null: what a request for it would find at once.
+     */
+    validDocument(source) {
+      const document = parsed.get(source);
+      if (!document || document instanceof Error) return null;
+      return validated.get(document)?.get(lastKey)?.length === 0 ? document : null;
+    },
     onParse({ params, setParsedDocument }) {
       const source = typeof params.source === 'string' ? params.source : params.source.body;
       const hit = parsed.get(source);

@@ -1,6 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { ExecutionResult } from 'graphql';
 import { processRegularResult, type YogaServerInstance } from 'graphql-yoga';
+import { ThroughYoga, type PreparedRun } from './prepared-operations.js';
 
 /**
  * The lean transport for plain `POST /graphql` JSON requests. Only the transport is bypassed: Yoga's adaptation of
@@ -9,7 +10,8 @@ import { processRegularResult, type YogaServerInstance } from 'graphql-yoga';
  * Yoga's own processing of GraphQL parameters (`yoga.getResultForParams`): its `onParams` hooks, and the envelop
  * built by `yoga.getEnveloped` (parse and validate with Yoga's caches and every plugin's rules, the context factory,
  * execute with every plugin's `onExecute`, the permission check among them, and Yoga's error masking), then its
- * `onExecutionResult` hooks. A plugin added to Yoga runs here as it runs there.
+ * `onExecutionResult` hooks. A plugin added to Yoga runs here as it runs there. A document Yoga has validated before
+ * may instead run as a prepared operation (prepared-operations.ts), which only an app without added plugins has.
  *
  * A result without errors is written straight to the socket; a result with errors goes through Yoga's own result
  * processor (status codes, headers, `http` extensions stripped). Whatever is not a plain JSON POST goes to Yoga, with
@@ -20,8 +22,17 @@ export interface FastPathOptions {
   yoga: YogaServerInstance<{ req: IncomingMessage; res: ServerResponse }, any>;
   /** The Yoga handler, for everything this path does not take. */
   fallback(req: IncomingMessage, res: ServerResponse): void;
+  /** Prepared operations (prepared-operations.ts): documents Yoga validated before, run without its orchestration. */
+  prepared?: PreparedRun<unknown>;
+  /** Counted here: requests the prepared lane answered, and those it took and Yoga answered (errors). */
+  counts?: PreparedCounts;
   /** A failure of this transport itself (Yoga answers and logs the request's own errors). */
   onError(message: string, error: unknown): void;
+}
+
+export interface PreparedCounts {
+  prepared: number;
+  preparedThroughYoga: number;
 }
 
 /** Above this, the body goes to Yoga (which streams it and applies its own size limit). */
@@ -77,7 +88,7 @@ function requestView(req: IncomingMessage, fetchAPI: YogaServerInstance<any, any
   });
 }
 
-export function createFastPath({ yoga, fallback, onError }: FastPathOptions) {
+export function createFastPath({ yoga, fallback, prepared, counts, onError }: FastPathOptions) {
   // Per app instance: clients send a handful of distinct Accept headers; beyond 64, answers are not kept.
   const acceptCache = new Map<string, Accepted | null>();
   const accepted = (accept: string | undefined) => {
@@ -146,21 +157,28 @@ export function createFastPath({ yoga, fallback, onError }: FastPathOptions) {
     // access on the context megamorphic, in every plugin and resolver.
     // An error thrown before execution (a hook refusing the request: no or a bad API key, a rate limit) goes to Yoga,
     // which runs the hooks again and answers as it answers such errors (masked, with their HTTP status).
+    const vars = (variables as Record<string, unknown> | null) ?? undefined;
+    const name = (operationName as string | null) ?? undefined;
     let result: ExecutionResult;
-    try {
-      result = (await yoga.getResultForParams(
-        {
-          params: {
-            query,
-            variables: (variables as Record<string, unknown> | null) ?? undefined,
-            operationName: (operationName as string | null) ?? undefined,
-          },
-          request: requestView(req, yoga.fetchAPI),
-        },
-        { req, res },
-      )) as ExecutionResult;
-    } catch {
-      return handOver(req, res, body);
+    let serverContext: object = { req, res };
+    const taken = prepared?.(req, res, query, vars, name);
+    const outcome = taken === undefined ? undefined : await taken;
+    if (outcome instanceof ThroughYoga) {
+      serverContext = outcome.serverContext;
+      if (counts) counts.preparedThroughYoga++;
+    }
+    if (outcome !== undefined && !(outcome instanceof ThroughYoga)) {
+      result = outcome;
+      if (counts) counts.prepared++;
+    } else {
+      try {
+        result = (await yoga.getResultForParams(
+          { params: { query, variables: vars, operationName: name }, request: requestView(req, yoga.fetchAPI) },
+          serverContext as { req: IncomingMessage; res: ServerResponse },
+        )) as ExecutionResult;
+      } catch {
+        return handOver(req, res, body);
+      }
     }
     if (result == null || typeof result !== 'object' || Symbol.asyncIterator in result) {
       throw new Error('the lean GraphQL path got a streamed result');

@@ -36,11 +36,11 @@ const isPromise = (value: unknown): value is Promise<unknown> =>
  * - It resolves a custom scalar's literal at compile time, without the request's variables, so `data: { a: $v }`
  *   lost `a`. Documents with a variable inside such a literal are not compiled.
  */
-export function useGraphqlJit(): Plugin {
+export function useGraphqlJit(): Plugin & { compiled(args: CompileArgs): CompiledQuery | null } {
   // Per document (Yoga's parser cache hands out the same document for the same text), per operation name.
   const compiled = new WeakMap<DocumentNode, Map<string | undefined, CompiledQuery | null>>();
 
-  const compiledFor = (args: ExecutionArgs): CompiledQuery | null => {
+  const compiledFor = (args: CompileArgs): CompiledQuery | null => {
     let byName = compiled.get(args.document);
     if (!byName) compiled.set(args.document, (byName = new Map()));
     const name = args.operationName ?? undefined;
@@ -56,6 +56,8 @@ export function useGraphqlJit(): Plugin {
   };
 
   return {
+    /** The compiled query for a document and operation name, or null when it runs on the executor it replaced. */
+    compiled: compiledFor,
     onExecute({ args, executeFn, setExecuteFn }) {
       const query = compiledFor(args);
       if (!query) return;
@@ -64,16 +66,7 @@ export function useGraphqlJit(): Plugin {
           if (!result.errors?.length) return result;
           const operation = getOperationAST(execution.document, execution.operationName);
           if (!('data' in result) || !operation || operation.operation === 'query') return executeFn(execution);
-          const errors = result.errors.map((e) =>
-            e.locations || !e.path
-              ? e
-              : new GraphQLError(e.message, {
-                  nodes: fieldNodesAt(execution.document, operation, e.path),
-                  path: e.path,
-                  originalError: e.originalError ?? e,
-                }),
-          );
-          return { ...result, errors };
+          return withFieldLocations(result, execution.document, operation);
         };
         // No promise of our own around the compiled query's (one less turn of the microtask queue per request).
         const result = query.query(execution.rootValue, execution.contextValue, execution.variableValues ?? {});
@@ -81,6 +74,30 @@ export function useGraphqlJit(): Plugin {
       });
     },
   };
+}
+
+export interface CompileArgs {
+  schema: GraphQLSchema;
+  document: DocumentNode;
+  operationName?: string | null;
+}
+
+/**
+ * A compiled mutation's result with errors as graphql-js words them: graphql-jit leaves `locations` off some field
+ * errors, graphql-js gives the field nodes at the error's path (a mutation cannot run again for the exact answer).
+ */
+export function withFieldLocations(result: ExecutionResult, document: DocumentNode, operation: OperationDefinitionNode): ExecutionResult {
+  if (!result.errors?.length) return result;
+  const errors = result.errors.map((e) =>
+    e.locations || !e.path
+      ? e
+      : new GraphQLError(e.message, {
+          nodes: fieldNodesAt(document, operation, e.path),
+          path: e.path,
+          originalError: e.originalError ?? e,
+        }),
+  );
+  return { ...result, errors };
 }
 
 /** Whether a variable sits inside the literal of a custom scalar (graphql-jit would resolve it without variables). */
