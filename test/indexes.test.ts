@@ -28,9 +28,9 @@ beforeAll(async () => {
     [BASE],
   );
   await server.sql(
-    `insert into request_token_log (token_id, error_code, status_code, timestamp)
+    `insert into request_token_log (token_id, error_code, status_code, user_id, timestamp)
      select (select min(id) from request_token) + (i % 20000),
-       case when i % 7 = 0 then 'TOKEN_EXPIRED' end, 200 + (i % 4) * 100,
+       case when i % 7 = 0 then 'TOKEN_EXPIRED' end, 200 + (i % 4) * 100, 'reader-' || (i % 500),
        $1::timestamptz + (i * interval '28.8 seconds')
      from generate_series(0, 299999) i`,
     [BASE],
@@ -279,5 +279,15 @@ describe('a page of the log', () => {
       expect(above.some((node) => node['Node Type'] === 'Memoize')).toBe(false);
       expect(above[above.length - 1]['Plan Rows']).toBeLessThanOrEqual(21);
     }
+  });
+
+  it("reads one user's rows newest first in (user_id, id) order: no sort of all the user's rows, no walk past others'", async () => {
+    const plans = await ormPlansOf(() =>
+      listLogs({ ...deps, orm: server.db.orm, pool: server.db.pool }, { userId: 'reader-7' }, { first: 20, count: false }, 'brief'),
+    );
+    expect(plans).toHaveLength(1);
+    expect(indexesIn(plans[0].plan)).toContain('request_token_log_user_id_id_index');
+    const [root] = JSON.parse(plans[0].plan);
+    expect([...planNodes(root.Plan)].some(({ node }) => node['Node Type'] === 'Sort' && node['Plan Rows'] > 21)).toBe(false);
   });
 });

@@ -31,7 +31,8 @@ export const RequestTokenLog = defineEntity({
     timestamp: p.datetime().primary().defaultRaw('now()').index(),
     /** Null on success. */
     errorCode: p.string().length(40).nullable(),
-    userId: p.string().length(255).nullable().index(),
+    /** Indexed with the id below: a user's attempts newest first. */
+    userId: p.string().length(255).nullable(),
     clientIp: p.string().length(45).nullable(),
     userAgent: p.string().length(512).nullable(),
     statusCode: p.smallint().nullable(),
@@ -51,7 +52,12 @@ export const RequestTokenLog = defineEntity({
   primaryKeys: ['token', 'id', 'timestamp'],
   // Confined to the caller's client by default (server/database/tenant.ts).
   filters: { tenant: tenantFilter },
-  indexes: [{ name: 'request_token_log_client_id_index', properties: ['clientId', 'id'] }],
+  indexes: [
+    { name: 'request_token_log_client_id_index', properties: ['clientId', 'id'] },
+    // A user's attempts newest first, the page read in index order (not every row of the user fetched and sorted, nor
+    // the id index walked backwards past other users' rows); forgetUser's lookups by user too.
+    { name: 'request_token_log_user_id_id_index', properties: ['userId', 'id'] },
+  ],
 });
 
 export type RequestTokenLog = InferEntity<typeof RequestTokenLog>;
