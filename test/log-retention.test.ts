@@ -1,6 +1,7 @@
 import { afterAll, beforeEach, describe, expect, it } from 'vitest';
 import { ensureLogPartitions, listLogPartitions, monthStart, partitionName } from '../server/domain/log-partitions.js';
 import { truncateLogs, type RemovedSpan } from '../server/domain/log-retention.js';
+import { markStaleTimes, rebuildRollups } from '../server/domain/usage-rollups.js';
 import { startTestServer, type TestServer } from './support/harness.js';
 import { issue, redeem } from './support/operations.js';
 
@@ -14,9 +15,15 @@ let server: TestServer;
 afterAll(() => server?.close());
 
 let tokenId: string;
-/** Rows at each instant, ids ascending with time. */
+/**
+ * Rows at each instant, ids ascending with time. Written behind the rollups' back, so the rollups start over (nothing
+ * compacted): a test that compacts does so after seeding.
+ */
 async function seed(times: Date[]) {
   await server.sql('delete from request_token_log');
+  await server.sql('delete from usage_rollup');
+  await server.sql('delete from usage_rollup_stale');
+  await server.sql('update usage_rollup_state set sealed_until = null, compacted_until = null where id = 1');
   await ensureLogPartitions(server.db.pool, { from: times[0], to: new Date() });
   await server.sql(
     `insert into request_token_log (token_id, timestamp, client_id) select $1, t, 1 from unnest($2::timestamptz[]) t order by t`,
@@ -76,6 +83,72 @@ describe('retention by age', () => {
     expect(all).not.toContain(partitionName(monthStart(new Date(now), -1)));
     await redeem(server, { jwt: (await issue(server, { scope: 'r' })).jwt, scope: 'r' });
     expect((await kept()).length).toBe(1);
+  });
+});
+
+describe('inside the month the cut-off cuts through', () => {
+  it('deletes in batches along the time index, rows sharing a time in one batch, and counts each row once', async () => {
+    const now = Date.now();
+    const cutoff = now - 2 * DAY;
+    const at = new Date(cutoff - 3_600_000);
+    // Five rows at one instant, two earlier, one after the cut-off (all in this month or the last).
+    const times = [new Date(cutoff - 3 * 3_600_000), new Date(cutoff - 2 * 3_600_000), at, at, at, at, at, new Date(cutoff + 60_000)];
+    await seed(times);
+    const batches: RemovedSpan[] = [];
+    const result = await truncateLogs(server.db.pool, { maxDays: 2, batchSize: 3 }, { onBatch: (b) => void batches.push(b) });
+    expect(result.count).toBe(7);
+    expect(batches.reduce((n, b) => n + b.count, 0)).toBe(7);
+    // The third row's time is the first batch's bound: the rows at that instant go with it, whatever the size.
+    expect(batches.map((b) => b.count)).toEqual([7]);
+    expect(await kept()).toEqual([times[7].getTime()]);
+  });
+
+  it('takes the rows doomed by either cut-off, by time or by count, each once', async () => {
+    const now = Date.now();
+    // Ids ascending with time, then two older rows written last (an import): the count limit reaches the first three
+    // ids, the time limit the two old rows (ids 6 and 7) and the first two.
+    const times = [now - 5 * DAY, now - 4 * DAY, now - 3 * 3_600_000, now - 2 * 3_600_000, now - 3_600_000].map((t) => new Date(t));
+    await seed(times);
+    const old = [new Date(now - 6 * DAY), new Date(now - 7 * DAY)];
+    await ensureLogPartitions(server.db.pool, { from: old[1], to: old[1] });
+    await server.sql(`insert into request_token_log (token_id, timestamp, client_id) select $1, t, 1 from unnest($2::timestamptz[]) t`, [tokenId, old]);
+    const result = await truncateLogs(server.db.pool, { maxCount: 4, maxDays: 3, batchSize: 2 });
+    expect(result.count).toBe(5);
+    expect(await kept()).toEqual([times[3].getTime(), times[4].getTime()]);
+  });
+});
+
+describe('the count of a month dropped whole', () => {
+  it('is exact from the rollups: whole hours rolled up, stale hours and those past the watermark read from the month', async () => {
+    const now = Date.now();
+    const month = monthStart(new Date(now), -2);
+    const hour = (h: number, minute = 0) => new Date(month.getTime() + DAY + h * 3_600_000 + minute * 60_000);
+    // Three rows in each of six hours of the month two back, one row now.
+    const times = [0, 1, 2, 3, 4, 5].flatMap((h) => [hour(h, 1), hour(h, 20), hour(h, 40)]);
+    await seed([...times, new Date(now - 1000)]);
+    await rebuildRollups(server.db.pool, {}, { lagMs: 0 });
+    // A row written later into hour 1, the way the service's writers do it: its hour marked stale with it.
+    const client = await server.db.pool.connect();
+    try {
+      await client.query('begin');
+      await client.query(`insert into request_token_log (token_id, timestamp, client_id) values ($1, $2, 1)`, [tokenId, hour(1, 50)]);
+      await markStaleTimes(client, [hour(1, 50)]);
+      await client.query('commit');
+    } finally {
+      client.release();
+    }
+    // The watermark back to hour 4: hours 4 and 5 count from the month, whatever rollup rows they still have.
+    await server.sql('update usage_rollup_state set compacted_until = $1 where id = 1', [hour(4)]);
+    await server.sql('update usage_rollup set attempts = attempts + 100 where hour >= $1', [hour(4)]);
+    const [{ n }] = await server.sql<{ n: number }>(`select count(*)::int as n from "${partitionName(month)}"`);
+    expect(n).toBe(19);
+
+    const steps: RemovedSpan[] = [];
+    const maxDays = Math.floor((now - monthStart(new Date(now), -1).getTime()) / DAY);
+    const result = await truncateLogs(server.db.pool, { maxDays }, { onBatch: (b) => void steps.push(b) });
+    expect(steps.map((s) => [s.droppedPartition, s.count])).toEqual([[partitionName(month), 19]]);
+    expect(result).toMatchObject({ count: 19, oldest: hour(0, 1), newest: hour(5, 40) });
+    expect(await names()).not.toContain(partitionName(month));
   });
 });
 

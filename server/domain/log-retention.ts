@@ -1,7 +1,7 @@
 import type pg from 'pg';
 import { LOG_TABLE, listLogPartitions, UPKEEP_LOCK, type LogPartition } from './log-partitions.js';
 import { Issues } from './errors.js';
-import { markStaleRange, markStaleSql } from './usage-rollups.js';
+import { markStaleRange, markStaleSpanSql } from './usage-rollups.js';
 
 export interface RetentionPolicy {
   /** Keep at most this many log rows, the newest (by id). */
@@ -186,12 +186,11 @@ export async function truncateLogs(
         // Counted under the detach's lock: nothing can be added between the count and the drop. A month doomed by the
         // count alone that got a newer row meanwhile (an import of old rows) stays, and is cut through below.
         await client.query(`alter table ${LOG_TABLE} detach partition "${partition.name}"`);
-        const { rows } = await client.query(`select ${AGGREGATE} from "${partition.name}"`);
-        const span: RemovedSpan = { ...rowsOf(rows[0]), droppedPartition: partition.name };
+        const span: RemovedSpan = { ...(await monthRows(client, partition)), droppedPartition: partition.name };
         const byTime = cutoffTime !== null && partition.to <= cutoffTime;
         if (!byTime && span.lastId !== null && BigInt(span.lastId) > BigInt(cutoffId ?? 0)) return null;
         await client.query(`drop table "${partition.name}"`);
-        if (span.count > 0) {
+        if (span.oldest !== null) {
           // The usage rollups of the hours the month held are rebuilt (server/domain/usage-rollups.ts): marked in this
           // transaction, so statistics read them from the (now empty) log until the next compaction.
           await markStaleRange(client, span.oldest, new Date(span.newest!.getTime() + 1));
@@ -206,36 +205,29 @@ export async function truncateLogs(
         continue;
       }
     }
-    if (!(await mayHoldDoomed(pool, partition, { cutoffId, cutoffTime }).catch(goneIsFalse))) continue;
-    const limit = `$${values.length + 1}`;
-    for (;;) {
-      const batch = await inTransaction(pool, async (client) => {
-        const result = await client.query(
-          // `id = any(array(…))` makes each batch an index lookup of the ids picked; a join with the picked ids would
-          // let the planner hash-join against a scan of the whole partition on every batch.
-          `with deleted as (
-             delete from "${partition.name}"
-             where id = any(array(select id from "${partition.name}" where ${condition} order by id limit ${limit}))
-             returning id, timestamp
-           ), marked as (
-             -- The usage rollups of the hours these rows leave are rebuilt (server/domain/usage-rollups.ts).
-             ${markStaleSql('deleted', 'timestamp')}
-           )
-           select ${AGGREGATE} from deleted`,
-          [...values, batchSize],
-        ).catch(goneIsNull);
-        if (result === null) return null;
-        const { rows } = result;
-        const span: RemovedSpan = { ...rowsOf(rows[0]), droppedPartition: null };
-        if (span.count > 0) await options.onRemoved?.(client, span);
-        return span;
-      });
-      if (batch === null) break; // the month was dropped meanwhile (another retention)
-      if (batch.count > 0) {
-        options.onBatch?.(batch);
-        add(total, batch);
+    // Inside the month: one pass per cut-off, each along its own index (the time limit along `timestamp`, the count
+    // limit along `id`), in batches whose bounds that index gives; a row doomed by both goes in the first pass.
+    const passes: Cut[] = [];
+    if (cutoffTime !== null && partition.from < cutoffTime) passes.push({ column: 'timestamp', below: cutoffTime, inclusive: false });
+    if (cutoffId !== null && (await minIdWithin(pool, partition, cutoffId).catch(goneIsFalse))) {
+      passes.push({ column: 'id', below: cutoffId, inclusive: true });
+    }
+    for (const pass of passes) {
+      for (;;) {
+        const batch = await inTransaction(pool, async (client) => {
+          const result = await client.query(batchSql(partition.name, pass), [pass.below, batchSize]).catch(goneIsNull);
+          if (result === null) return null;
+          const span: RemovedSpan = { ...rowsOf(result.rows[0]), droppedPartition: null };
+          if (span.count > 0) await options.onRemoved?.(client, span);
+          return span;
+        });
+        if (batch === null) break; // the month was dropped meanwhile (another retention)
+        if (batch.count > 0) {
+          options.onBatch?.(batch);
+          add(total, batch);
+        }
+        if (batch.count < batchSize) break;
       }
-      if (batch.count < batchSize) break;
     }
   }
   return total;
@@ -269,14 +261,66 @@ function goneIsFalse(error: unknown): false {
   throw error;
 }
 
-/** Whether a month may hold doomed rows: it starts before the time limit, or its oldest id is within the count limit. */
-async function mayHoldDoomed(
-  pool: pg.Pool,
-  partition: LogPartition,
-  cut: { cutoffId: string | null; cutoffTime: Date | null },
-): Promise<boolean> {
-  if (cut.cutoffTime !== null && partition.from < cut.cutoffTime) return true;
-  if (cut.cutoffId === null) return false;
+/** One cut-off inside a month: the rows whose `column` is below it (or at it, when inclusive). */
+interface Cut {
+  column: 'timestamp' | 'id';
+  below: Date | string;
+  inclusive: boolean;
+}
+
+/**
+ * One batch of a cut-off inside a month ($1 the cut-off, $2 the batch size): the batch's upper bound is the value of
+ * the batch-size-th doomed row along the cut-off's own index (an index-only step), and the DELETE takes the range up
+ * to it by the same index, so a batch costs what its rows cost, wherever it starts (rows sharing the bound's time go
+ * together, so a batch may exceed the size). The statement returns the batch's aggregate and marks stale the sealed
+ * hours from its oldest row to its newest (server/domain/usage-rollups.ts).
+ */
+function batchSql(partition: string, cut: Cut): string {
+  const doomed = `${cut.column} ${cut.inclusive ? '<=' : '<'} $1`;
+  return `with bound as (
+       select ${cut.column} as at from "${partition}" where ${doomed} order by ${cut.column} offset $2::int - 1 limit 1
+     ), deleted as (
+       delete from "${partition}" where ${doomed} and ${cut.column} <= coalesce((select at from bound), $1)
+       returning id, timestamp
+     ), span as (
+       select ${AGGREGATE} from deleted
+     ), marked as (
+       ${markStaleSpanSql('span', 'oldest', 'newest')}
+     )
+     select * from span`;
+}
+
+/**
+ * What a detached month held: its id and time range from its own indexes, and its number of rows from the hourly
+ * rollups where they hold whole hours, counted in the month only for the hours they do not (stale hours, hours from
+ * the compaction's watermark on): the exact count (the rollups' argument, server/domain/usage-rollups.ts, holds under
+ * the detach's lock: no writer can reach the month), without reading millions of rows while the log is locked.
+ */
+async function monthRows(client: pg.PoolClient, partition: LogPartition): Promise<DoomedRows> {
+  const month = `"${partition.name}"`;
+  const { rows } = await client.query(
+    `with w as (
+       select $1::timestamptz as since, least($2::timestamptz,
+         (select coalesce(max(compacted_until), '-infinity') from usage_rollup_state where id = 1)) as rolled
+     )
+     select (
+         (select coalesce(sum(r.attempts), 0) from w, usage_rollup r
+          where r.hour >= w.since and r.hour < w.rolled
+            and not exists (select from usage_rollup_stale s where s.hour = r.hour))
+         + (select count(*) from w, usage_rollup_stale s
+              join ${month} l on l.timestamp >= s.hour and l.timestamp < s.hour + interval '1 hour'
+            where s.hour >= w.since and s.hour < w.rolled)
+         + (select count(*) from w, ${month} l where l.timestamp >= greatest(w.since, w.rolled))
+       )::int as n,
+       (select min(id) from ${month}) as first_id, (select max(id) from ${month}) as last_id,
+       (select min(timestamp) from ${month}) as oldest, (select max(timestamp) from ${month}) as newest`,
+    [partition.from, partition.to],
+  );
+  return rowsOf(rows[0]);
+}
+
+/** Whether a month holds a row within the count limit (its smallest id, from its id index). */
+async function minIdWithin(pool: pg.Pool, partition: LogPartition, cutoffId: string): Promise<boolean> {
   const { rows } = await pool.query(`select min(id) as m from "${partition.name}"`);
-  return rows[0].m !== null && BigInt(rows[0].m) <= BigInt(cut.cutoffId);
+  return rows[0].m !== null && BigInt(rows[0].m) <= BigInt(cutoffId);
 }
