@@ -167,6 +167,49 @@ describe('two retentions at once', () => {
   });
 });
 
+describe('a month detached but not dropped', () => {
+  it('(retention stopped between the two) is dropped by the next retention; a table of any other name stays', async () => {
+    await seed([new Date(Date.now() - 1000)]);
+    await server.sql('create table request_token_log_y2001m01_retired (id bigint)');
+    await server.sql('create table request_token_log_y2001m02 (id bigint)');
+    await truncateLogs(server.db.pool, { maxDays: 1 });
+    const tables = await server.sql<{ name: string }>(
+      `select relname as name from pg_class where relname in ('request_token_log_y2001m01_retired', 'request_token_log_y2001m02')`,
+    );
+    expect(tables.map((t) => t.name)).toEqual(['request_token_log_y2001m02']);
+    await server.sql('drop table request_token_log_y2001m02');
+  });
+
+  it('holds no lock on the log or on api_client while its files go: the month leaves the log without its foreign key', async () => {
+    const now = Date.now();
+    const old = monthStart(new Date(now), -2);
+    await seed([new Date(old.getTime() + DAY), new Date(now - 1000)]);
+    const dropped: string[] = [];
+    const pool = server.db.pool;
+    const spy = {
+      connect: () => pool.connect(),
+      async query(text: string, values?: unknown[]) {
+        if (/^drop table/.test(text)) {
+          // The month is out of the log, without a foreign key, and this statement runs outside any transaction.
+          const [{ keys }] = await server.sql<{ keys: number }>(
+            `select count(*)::int as keys from pg_constraint where conrelid = to_regclass($1) and contype = 'f'`,
+            [text.replace('drop table if exists ', '')],
+          );
+          dropped.push(`${text} (${keys} foreign keys)`);
+        }
+        return pool.query(text, values);
+      },
+    } as unknown as typeof pool;
+    expect((await truncateLogs(spy, { maxDays: 1 })).count).toBe(1);
+    // The month with the row, and the empty one after it (dropped by the time limit).
+    expect(dropped).toEqual([
+      `drop table if exists "${partitionName(old)}_retired" (0 foreign keys)`,
+      `drop table if exists "${partitionName(monthStart(old, 1))}_retired" (0 foreign keys)`,
+    ]);
+    expect(await names()).not.toContain(partitionName(old));
+  });
+});
+
 describe('retention by count', () => {
   it('keeps exactly the newest maxCount rows across months, dropping the months wholly beyond it', async () => {
     const now = Date.now();

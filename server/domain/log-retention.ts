@@ -172,6 +172,7 @@ export async function truncateLogs(
   // Each month, oldest first: dropped whole when every row is doomed and no new row can come (it ended before now),
   // else its doomed rows (if any) deleted in batches.
   const total = none();
+  await dropRetired(pool);
   for (const partition of await listLogPartitions(pool)) {
     const whole = await wholeMonthDoomed(pool, partition, { cutoffId, cutoffTime, now }).catch(goneIsFalse);
     if (whole) {
@@ -189,7 +190,16 @@ export async function truncateLogs(
         const span: RemovedSpan = { ...(await monthRows(client, partition)), droppedPartition: partition.name };
         const byTime = cutoffTime !== null && partition.to <= cutoffTime;
         if (!byTime && span.lastId !== null && BigInt(span.lastId) > BigInt(cutoffId ?? 0)) return null;
-        await client.query(`drop table "${partition.name}"`);
+        // Out of the log now; dropped once this commits, in a transaction of its own (dropTable): the drop's commit frees
+        // the month's files (hundreds of ms for a large month), and no lock on the log or on api_client is held
+        // meanwhile. Its foreign key goes here, under the detach's lock on api_client, so that the drop takes no lock
+        // but the month's own; renamed, so a month left behind by a crash is unmistakably retention's.
+        const { rows: keys } = await client.query<{ name: string }>(
+          `select conname as name from pg_constraint where conrelid = to_regclass($1) and contype = 'f'`,
+          [`"${partition.name}"`],
+        );
+        for (const key of keys) await client.query(`alter table "${partition.name}" drop constraint "${key.name}"`);
+        await client.query(`alter table "${partition.name}" rename to "${partition.name}${RETIRED}"`);
         if (span.oldest !== null) {
           // The usage rollups of the hours the month held are rebuilt (server/domain/usage-rollups.ts): marked in this
           // transaction, so statistics read them from the (now empty) log until the next compaction.
@@ -199,6 +209,7 @@ export async function truncateLogs(
         return span;
       }, (span) => span === null);
       if (removed === 'gone') continue;
+      if (removed) await dropTable(pool, `${partition.name}${RETIRED}`);
       if (removed) {
         if (removed.count > 0) options.onBatch?.(removed);
         add(total, removed);
@@ -259,6 +270,25 @@ function goneIsNull(error: unknown): null {
 function goneIsFalse(error: unknown): false {
   if (isGone(error)) return false;
   throw error;
+}
+
+/** The suffix of a month detached by retention, out of the log, whose table is about to be dropped. */
+const RETIRED = '_retired';
+
+/** Another retention may be dropping the same month (dropRetired): gone is fine. */
+async function dropTable(pool: pg.Pool, name: string): Promise<void> {
+  await pool.query(`drop table if exists "${name}"`).catch(goneIsNull);
+}
+
+/** Drops the months a previous retention detached but did not get to drop (it crashed, or lost its connection). */
+async function dropRetired(pool: pg.Pool): Promise<void> {
+  const { rows } = await pool.query<{ name: string }>(
+    `select c.relname as name from pg_class c
+     where c.relkind = 'r' and c.relnamespace = current_schema()::regnamespace and c.relname like $1
+       and not c.relispartition`,
+    [`${LOG_TABLE}\\_y%${RETIRED}`],
+  );
+  for (const { name } of rows) await dropTable(pool, name);
 }
 
 /** One cut-off inside a month: the rows whose `column` is below it (or at it, when inclusive). */
