@@ -124,8 +124,9 @@ async function inTransaction<T>(
 /**
  * Deletes the log rows beyond the newest `maxCount` and/or older than `maxDays` (or `all` of them), oldest first. The
  * log is partitioned by month (server/domain/log-partitions.ts): a month whose rows are all doomed, and which can get
- * no new rows (it ended before the call), is detached and dropped whole, in one short transaction, whatever its size;
- * inside the months the cut-offs cut through, rows are deleted in batches so that no row lock is held long. The
+ * no new rows (it ended before the call), leaves the log whole, in one short transaction whatever its size (counted
+ * from the rollups), and its table is dropped after; inside the months the cut-offs cut through, rows are deleted in
+ * batches along the cut-off's index so that no row lock is held long (docs/scaling.md, "Retention"). The
  * cut-offs are fixed once at the start: rows written meanwhile are kept. Idempotency keys stay (a retry with a key
  * still answers its redemption, without the log row) until they expire (IDEMPOTENCY_KEY_RETENTION_HOURS).
  * Returns what was deleted (with `dryRun`, what would be).
