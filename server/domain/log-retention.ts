@@ -225,9 +225,12 @@ export async function truncateLogs(
       passes.push({ column: 'id', below: cutoffId, inclusive: true });
     }
     for (const pass of passes) {
+      let after: Date | string | null = null;
       for (;;) {
         const batch = await inTransaction(pool, async (client) => {
-          const result = await client.query(batchSql(partition.name, pass), [pass.below, batchSize]).catch(goneIsNull);
+          const result = await client
+            .query(batchSql(partition.name, pass, after !== null), [pass.below, batchSize, ...(after === null ? [] : [after])])
+            .catch(goneIsNull);
           if (result === null) return null;
           const span: RemovedSpan = { ...rowsOf(result.rows[0]), droppedPartition: null };
           if (span.count > 0) await options.onRemoved?.(client, span);
@@ -239,6 +242,7 @@ export async function truncateLogs(
           add(total, batch);
         }
         if (batch.count < batchSize) break;
+        after = pass.column === 'timestamp' ? batch.newest : batch.lastId;
       }
     }
   }
@@ -306,8 +310,10 @@ interface Cut {
  * together, so a batch may exceed the size). The statement returns the batch's aggregate and marks stale the sealed
  * hours from its oldest row to its newest (server/domain/usage-rollups.ts).
  */
-function batchSql(partition: string, cut: Cut): string {
-  const doomed = `${cut.column} ${cut.inclusive ? '<=' : '<'} $1`;
+function batchSql(partition: string, cut: Cut, after: boolean): string {
+  // After the first batch, $3 is the previous batch's bound: every row up to it is gone, so the scans start past it
+  // instead of stepping over the index entries of the rows just deleted (dead until a vacuum) on every batch.
+  const doomed = `${cut.column} ${cut.inclusive ? '<=' : '<'} $1${after ? ` and ${cut.column} > $3` : ''}`;
   return `with bound as (
        select ${cut.column} as at from "${partition}" where ${doomed} order by ${cut.column} offset $2::int - 1 limit 1
      ), deleted as (
