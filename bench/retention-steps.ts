@@ -33,6 +33,19 @@ pg.Client.prototype.query = function (this: pg.Client, config: any, ...rest: any
 // RETENTION_OLD=path: compare with another version of the module (e.g. the previous commit's, copied beside it).
 const truncateLogs: typeof current = process.env.RETENTION_OLD ? (await import(process.env.RETENTION_OLD)).truncateLogs : current;
 const pool = new pg.Pool({ connectionString: url, max: 2 });
+// pool.query hands its client a callback (no promise to time above): time it here.
+const poolQuery = pool.query.bind(pool) as (text: string, values?: unknown[]) => Promise<pg.QueryResult>;
+pool.query = (async (text: string, values?: unknown[]) => {
+  const started = performance.now();
+  try {
+    const result = await poolQuery(text, values);
+    timings.push({ text: text.replace(/\s+/g, ' ').trim(), ms: performance.now() - started, rows: result.rowCount ?? null });
+    return result;
+  } catch (error) {
+    timings.push({ text: `(failed) ${text.replace(/\s+/g, ' ').trim()}`, ms: performance.now() - started, rows: null });
+    throw error;
+  }
+}) as typeof pool.query;
 try {
   const started = performance.now();
   const result = await truncateLogs(pool, {
