@@ -203,6 +203,17 @@ describe('request_token: every secondary index earns its place', () => {
        select $1, 'rare', 1, $2::timestamptz + i * interval '1 hour' from generate_series(1, 30) i`,
       [small, BASE],
     );
+    // A user of many tokens, the oldest ones (as the most active user of bench:scale is, behind newer tokens of others).
+    await server.sql(
+      `insert into request_token (client_id, scope, user_id, max_uses, issued_at)
+       select 1, 'heavy', 'user-heavy', 1, $1::timestamptz + i * interval '1 second' from generate_series(1, 300) i`,
+      [BASE],
+    );
+    await server.sql(
+      `insert into request_token (client_id, scope, user_id, max_uses, issued_at)
+       select 1, 'scope-' || (i % 40), 'user-' || (i % 5000), 3, $1::timestamptz from generate_series(0, 4999) i`,
+      [BASE],
+    );
     await server.sql('analyze request_token');
   });
 
@@ -214,18 +225,24 @@ describe('request_token: every secondary index earns its place', () => {
       'request_token_client_id_index',
       'request_token_issued_at_index',
       'request_token_scope_issued_at_index',
-      'request_token_user_id_index',
+      'request_token_user_id_id_index',
     ]);
   });
 
   it('user_id: the tokens of one user (listing, forgetUser)', async () => {
     const listed = await ormPlansOf(() => listTokens(tokenDeps(null), { userId: 'user-42' }, { first: 20 }));
     expect(listed.length).toBeGreaterThan(0);
-    for (const { plan } of listed) expect(indexesIn(plan)).toContain('request_token_user_id_index');
+    for (const { plan } of listed) expect(indexesIn(plan)).toContain('request_token_user_id_id_index');
+    // A user of 300 tokens: the page in index order, (user_id, id) read backwards, 21 rows, no sort of the user's
+    // tokens, and not the primary key walked backwards past 5,000 newer tokens of other users.
+    const [page] = await ormPlansOf(() => listTokens(tokenDeps(null), { userId: 'user-heavy' }, { first: 20 }));
+    expect(indexesIn(page.plan)).toEqual(['request_token_user_id_id_index']);
+    expect(page.plan).toContain('"Scan Direction":"Backward"');
+    expect(page.plan).not.toContain('"Node Type":"Sort"');
     // forgetUser runs for real (user-43's 4 tokens are revoked; no other test reads them), its statements EXPLAINed after.
     const forgotten = await ormPlansOf(() => forgetUser({ orm: server.db.orm, tenant: null }, 'user-43'));
     const revocation = forgotten.find(({ text }) => /^\s*update "request_token"/i.test(text));
-    expect(indexesIn(revocation!.plan)).toContain('request_token_user_id_index');
+    expect(indexesIn(revocation!.plan)).toContain('request_token_user_id_id_index');
   });
 
   it('(scope, issued_at): the tokens of one scope, newest first, and their count', async () => {

@@ -8,6 +8,7 @@ import { Migration20261130083643_usage_rollups } from './Migration20261130083643
 import { Migration20261130084216_request_token_scope_index } from './Migration20261130084216_request_token_scope_index.js';
 import { Migration20261130090000_log_partitioned_by_month } from './Migration20261130090000_log_partitioned_by_month.js';
 import { Migration20261130091000_idempotency_token_fk_no_update_cascade } from './Migration20261130091000_idempotency_token_fk_no_update_cascade.js';
+import { Migration20261130122533_request_token_user_id_id_index } from './Migration20261130122533_request_token_user_id_id_index.js';
 
 /**
  * Every migration, in order. Listed explicitly so they run the same under tsx, vitest and a build.
@@ -23,4 +24,5 @@ export const migrationsList: MigrationObject[] = [
   { name: 'Migration20261130084216_request_token_scope_index', class: Migration20261130084216_request_token_scope_index },
   { name: 'Migration20261130090000_log_partitioned_by_month', class: Migration20261130090000_log_partitioned_by_month },
   { name: 'Migration20261130091000_idempotency_token_fk_no_update_cascade', class: Migration20261130091000_idempotency_token_fk_no_update_cascade },
+  { name: 'Migration20261130122533_request_token_user_id_id_index', class: Migration20261130122533_request_token_user_id_id_index },
 ];
