@@ -103,6 +103,18 @@ describe('inside the month the cut-off cuts through', () => {
     expect(await kept()).toEqual([times[7].getTime()]);
   });
 
+  it('bounds batches to the microsecond: rows a few microseconds apart, in batches of two, all go', async () => {
+    await seed([new Date(Date.now() - 1000)]);
+    await server.sql(
+      `insert into request_token_log (token_id, timestamp, client_id)
+       select $1, date_trunc('second', now() - interval '3 days') + i * interval '7 microseconds', 1 from generate_series(1, 9) i`,
+      [tokenId],
+    );
+    const result = await truncateLogs(server.db.pool, { maxDays: 2, batchSize: 2 });
+    expect(result.count).toBe(9);
+    expect((await kept()).length).toBe(1);
+  });
+
   it('takes the rows doomed by either cut-off, by time or by count, each once', async () => {
     const now = Date.now();
     // Ids ascending with time, then two older rows written last (an import): the count limit reaches the first three

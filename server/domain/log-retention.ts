@@ -225,15 +225,14 @@ export async function truncateLogs(
       passes.push({ column: 'id', below: cutoffId, inclusive: true });
     }
     for (const pass of passes) {
-      let after: Date | string | null = null;
+      let after: string | null = null;
       for (;;) {
         const batch = await inTransaction(pool, async (client) => {
-          const result = await client
-            .query(batchSql(partition.name, pass, after !== null), [pass.below, batchSize, ...(after === null ? [] : [after])])
-            .catch(goneIsNull);
-          if (result === null) return null;
-          const span: RemovedSpan = { ...rowsOf(result.rows[0]), droppedPartition: null };
+          const deleted = await deleteBatch(client, partition.name, pass, batchSize, after).catch(goneIsNull);
+          if (deleted === null) return null;
+          const span: RemovedSpan = { ...rowsOf(deleted.result.rows[0]), droppedPartition: null };
           if (span.count > 0) await options.onRemoved?.(client, span);
+          after = deleted.bound;
           return span;
         });
         if (batch === null) break; // the month was dropped meanwhile (another retention)
@@ -241,8 +240,7 @@ export async function truncateLogs(
           options.onBatch?.(batch);
           add(total, batch);
         }
-        if (batch.count < batchSize) break;
-        after = pass.column === 'timestamp' ? batch.newest : batch.lastId;
+        if (batch.count < batchSize || after === null) break;
       }
     }
   }
@@ -304,27 +302,48 @@ interface Cut {
 }
 
 /**
- * One batch of a cut-off inside a month ($1 the cut-off, $2 the batch size): the batch's upper bound is the value of
- * the batch-size-th doomed row along the cut-off's own index (an index-only step), and the DELETE takes the range up
- * to it by the same index, so a batch costs what its rows cost, wherever it starts (rows sharing the bound's time go
- * together, so a batch may exceed the size). The statement returns the batch's aggregate and marks stale the sealed
- * hours from its oldest row to its newest (server/domain/usage-rollups.ts).
+ * One batch of a cut-off inside a month, in two statements: the batch's upper bound, the value of the batch-size-th
+ * doomed row along the cut-off's own index (an index-only step; none when fewer rows are left), then the DELETE of the
+ * range up to it by the same index, so that a batch costs what its rows cost, wherever it starts (rows sharing the
+ * bound's value go together, so a batch may exceed the size). From the second batch on, `after` is the previous
+ * batch's bound: every row up to it is gone, so both scans start past it instead of stepping over the index entries
+ * of the rows just deleted (dead until a vacuum). The DELETE returns the batch's aggregate and marks stale the sealed
+ * hours from its oldest row to its newest (server/domain/usage-rollups.ts). Two statements rather than a COALESCE of
+ * the bound: Citus refuses a non-immutable function inside COALESCE in a DELETE.
  */
-function batchSql(partition: string, cut: Cut, after: boolean): string {
-  // After the first batch, $3 is the previous batch's bound: every row up to it is gone, so the scans start past it
-  // instead of stepping over the index entries of the rows just deleted (dead until a vacuum) on every batch.
-  const doomed = `${cut.column} ${cut.inclusive ? '<=' : '<'} $1${after ? ` and ${cut.column} > $3` : ''}`;
-  return `with bound as (
-       select ${cut.column} as at from "${partition}" where ${doomed} order by ${cut.column} offset $2::int - 1 limit 1
-     ), deleted as (
-       delete from "${partition}" where ${doomed} and ${cut.column} <= coalesce((select at from bound), $1)
+async function deleteBatch(
+  client: pg.PoolClient,
+  partition: string,
+  cut: Cut,
+  batchSize: number,
+  after: string | null,
+): Promise<{ result: pg.QueryResult<DoomedRow>; bound: string | null }> {
+  // Bounds travel as text, so a timestamp keeps its microseconds (a JS Date would cut them, and a bound below the
+  // batch's last row could end the batches early).
+  const type = cut.column === 'id' ? 'bigint' : 'timestamptz';
+  const values: unknown[] = [cut.below];
+  const doomed = [`${cut.column} ${cut.inclusive ? '<=' : '<'} $1`];
+  if (after !== null) doomed.push(`${cut.column} > $${values.push(after)}::${type}`);
+  const { rows } = await client.query<{ at: string }>(
+    `select ${cut.column}::text as at from "${partition}" where ${doomed.join(' and ')}
+     order by ${cut.column} offset $${values.length + 1}::int - 1 limit 1`,
+    [...values, batchSize],
+  );
+  const bound = rows.length > 0 ? rows[0].at : null;
+  if (bound !== null) doomed.push(`${cut.column} <= $${values.push(bound)}::${type}`);
+  const result = await client.query<DoomedRow>(
+    `with deleted as (
+       delete from "${partition}" where ${doomed.join(' and ')}
        returning id, timestamp
      ), span as (
        select ${AGGREGATE} from deleted
      ), marked as (
        ${markStaleSpanSql('span', 'oldest', 'newest')}
      )
-     select * from span`;
+     select * from span`,
+    values,
+  );
+  return { result, bound };
 }
 
 /**
