@@ -138,16 +138,29 @@ describe('indexes behind the dashboard operations (EXPLAIN on 300,000 log rows)'
     }
   });
 
-  it('retention finds the cut-off by reading the id index backwards and walks each batch along it', async () => {
+  it('retention finds the cut-off by reading the id index backwards and walks each cut-off\'s batches along its index', async () => {
     const plans = await plansOf((pool) => truncateLogs(pool, { maxCount: 290_000, maxDays: 97 }));
     const [cutoff] = plans;
-    // The first batch deleted inside a month (the months before the data are dropped whole, as DDL).
-    const firstBatch = plans.find((plan) => plan.includes('"Operation":"Delete"'))!;
+    // Deleted inside a month (the months before the data are dropped whole, as DDL): the time limit's batches, then
+    // the count limit's.
+    const batches = plans.filter((plan) => plan.includes('"Operation":"Delete"'));
+    const firstBatch = batches[0];
     expect(plans.some((plan) => /^alter table request_token_log detach partition "request_token_log_y\d{4}m\d{2}"$/.test(plan))).toBe(true);
     expect(cutoff).toContain('"Scan Direction":"Backward"');
     expect(indexesIn(cutoff)).toEqual(['request_token_log_id_index']);
-    // Oldest first along the id index, stopping at the batch size: no sort of the doomed rows, no sequential scan.
-    expect(indexesIn(firstBatch)).toContain('request_token_log_id_index');
+    // Oldest first along each cut-off's own index, the batch's bound read from it too: no sort of the doomed rows, no
+    // sequential scan.
+    const logIndexes = (plan: string) => indexesIn(plan).filter((name) => name.startsWith('request_token_log'));
+    expect(logIndexes(firstBatch)).toEqual(['request_token_log_timestamp_index']);
+    expect(logIndexes(batches.at(-1)!)).toEqual(['request_token_log_id_index']);
+    expect(firstBatch).not.toContain('"Node Type":"Sort"');
+    // From the second batch on, the DELETE and the read of its bound start past the previous batch's bound (its rows'
+    // entries are dead).
+    const startsPastBound = (plan: string) => plan.split('\\"timestamp\\" > ').length - 1;
+    expect(startsPastBound(firstBatch)).toBe(0);
+    expect(startsPastBound(batches[1])).toBe(1);
+    const bounds = plans.filter((plan) => plan.includes('"Node Type":"Limit"') && plan.includes('request_token_log_y'));
+    expect(bounds.filter((plan) => startsPastBound(plan) === 1).length).toBeGreaterThan(0);
     // Partitions the planner reads whole are ones it thinks empty (never analysed: months ahead, months before the
     // data) or the month the time limit (day 3) cuts mostly away: never a month that is kept.
     const seqScanned = [...firstBatch.matchAll(/"Node Type":"Seq Scan"[^}]*?"Relation Name":"([^"]+)"/g)].map((m) => m[1]);
@@ -202,6 +215,17 @@ describe('request_token: every secondary index earns its place', () => {
        select $1, 'rare', 1, $2::timestamptz + i * interval '1 hour' from generate_series(1, 30) i`,
       [small, BASE],
     );
+    // A user of many tokens, the oldest ones (as the most active user of bench:scale is, behind newer tokens of others).
+    await server.sql(
+      `insert into request_token (client_id, scope, user_id, max_uses, issued_at)
+       select 1, 'heavy', 'user-heavy', 1, $1::timestamptz + i * interval '1 second' from generate_series(1, 300) i`,
+      [BASE],
+    );
+    await server.sql(
+      `insert into request_token (client_id, scope, user_id, max_uses, issued_at)
+       select 1, 'scope-' || (i % 40), 'user-' || (i % 5000), 3, $1::timestamptz from generate_series(0, 4999) i`,
+      [BASE],
+    );
     await server.sql('analyze request_token');
     // Looked up once per pool (whether the tables are on Citus): done here, so that it is not among the statements.
     await logIsDistributed(server.db.pool);
@@ -215,18 +239,24 @@ describe('request_token: every secondary index earns its place', () => {
       'request_token_client_id_index',
       'request_token_issued_at_index',
       'request_token_scope_issued_at_index',
-      'request_token_user_id_index',
+      'request_token_user_id_id_index',
     ]);
   });
 
   it('user_id: the tokens of one user (listing, forgetUser)', async () => {
     const listed = await ormPlansOf(() => listTokens(tokenDeps(null), { userId: 'user-42' }, { first: 20 }));
     expect(listed.length).toBeGreaterThan(0);
-    for (const { plan } of listed) expect(indexesIn(plan)).toContain('request_token_user_id_index');
+    for (const { plan } of listed) expect(indexesIn(plan)).toContain('request_token_user_id_id_index');
+    // A user of 300 tokens: the page in index order, (user_id, id) read backwards, 21 rows, no sort of the user's
+    // tokens, and not the primary key walked backwards past 5,000 newer tokens of other users.
+    const [page] = await ormPlansOf(() => listTokens(tokenDeps(null), { userId: 'user-heavy' }, { first: 20 }));
+    expect(indexesIn(page.plan)).toEqual(['request_token_user_id_id_index']);
+    expect(page.plan).toContain('"Scan Direction":"Backward"');
+    expect(page.plan).not.toContain('"Node Type":"Sort"');
     // forgetUser runs for real (user-43's 4 tokens are revoked; no other test reads them), its statements EXPLAINed after.
     const forgotten = await ormPlansOf(() => forgetUser({ orm: server.db.orm, tenant: null }, 'user-43'));
     const revocation = forgotten.find(({ text }) => /^\s*update "request_token"/i.test(text));
-    expect(indexesIn(revocation!.plan)).toContain('request_token_user_id_index');
+    expect(indexesIn(revocation!.plan)).toContain('request_token_user_id_id_index');
   });
 
   it('(scope, issued_at): the tokens of one scope, newest first, and their count', async () => {

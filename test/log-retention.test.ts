@@ -1,6 +1,7 @@
 import { afterAll, beforeEach, describe, expect, it } from 'vitest';
 import { ensureLogPartitions, listLogPartitions, monthStart, partitionName } from '../server/domain/log-partitions.js';
 import { truncateLogs, type RemovedSpan } from '../server/domain/log-retention.js';
+import { markStaleTimes, rebuildRollups } from '../server/domain/usage-rollups.js';
 import { startTestServer, type TestServer } from './support/harness.js';
 import { issue, redeem } from './support/operations.js';
 
@@ -14,9 +15,15 @@ let server: TestServer;
 afterAll(() => server?.close());
 
 let tokenId: string;
-/** Rows at each instant, ids ascending with time. */
+/**
+ * Rows at each instant, ids ascending with time. Written behind the rollups' back, so the rollups start over (nothing
+ * compacted): a test that compacts does so after seeding.
+ */
 async function seed(times: Date[]) {
   await server.sql('delete from request_token_log');
+  await server.sql('delete from usage_rollup');
+  await server.sql('delete from usage_rollup_stale');
+  await server.sql('update usage_rollup_state set sealed_until = null, compacted_until = null where id = 1');
   await ensureLogPartitions(server.db.pool, { from: times[0], to: new Date() });
   await server.sql(
     `insert into request_token_log (token_id, timestamp, client_id) select $1, t, 1 from unnest($2::timestamptz[]) t order by t`,
@@ -79,6 +86,84 @@ describe('retention by age', () => {
   });
 });
 
+describe('inside the month the cut-off cuts through', () => {
+  it('deletes in batches along the time index, rows sharing a time in one batch, and counts each row once', async () => {
+    const now = Date.now();
+    const cutoff = now - 2 * DAY;
+    const at = new Date(cutoff - 3_600_000);
+    // Five rows at one instant, two earlier, one after the cut-off (all in this month or the last).
+    const times = [new Date(cutoff - 3 * 3_600_000), new Date(cutoff - 2 * 3_600_000), at, at, at, at, at, new Date(cutoff + 60_000)];
+    await seed(times);
+    const batches: RemovedSpan[] = [];
+    const result = await truncateLogs(server.db.pool, { maxDays: 2, batchSize: 3 }, { onBatch: (b) => void batches.push(b) });
+    expect(result.count).toBe(7);
+    expect(batches.reduce((n, b) => n + b.count, 0)).toBe(7);
+    // The third row's time is the first batch's bound: the rows at that instant go with it, whatever the size.
+    expect(batches.map((b) => b.count)).toEqual([7]);
+    expect(await kept()).toEqual([times[7].getTime()]);
+  });
+
+  it('bounds batches to the microsecond: rows a few microseconds apart, in batches of two, all go', async () => {
+    await seed([new Date(Date.now() - 1000)]);
+    await server.sql(
+      `insert into request_token_log (token_id, timestamp, client_id)
+       select $1, date_trunc('second', now() - interval '3 days') + i * interval '7 microseconds', 1 from generate_series(1, 9) i`,
+      [tokenId],
+    );
+    const result = await truncateLogs(server.db.pool, { maxDays: 2, batchSize: 2 });
+    expect(result.count).toBe(9);
+    expect((await kept()).length).toBe(1);
+  });
+
+  it('takes the rows doomed by either cut-off, by time or by count, each once', async () => {
+    const now = Date.now();
+    // Ids ascending with time, then two older rows written last (an import): the count limit reaches the first three
+    // ids, the time limit the two old rows (ids 6 and 7) and the first two.
+    const times = [now - 5 * DAY, now - 4 * DAY, now - 3 * 3_600_000, now - 2 * 3_600_000, now - 3_600_000].map((t) => new Date(t));
+    await seed(times);
+    const old = [new Date(now - 6 * DAY), new Date(now - 7 * DAY)];
+    await ensureLogPartitions(server.db.pool, { from: old[1], to: old[1] });
+    await server.sql(`insert into request_token_log (token_id, timestamp, client_id) select $1, t, 1 from unnest($2::timestamptz[]) t`, [tokenId, old]);
+    const result = await truncateLogs(server.db.pool, { maxCount: 4, maxDays: 3, batchSize: 2 });
+    expect(result.count).toBe(5);
+    expect(await kept()).toEqual([times[3].getTime(), times[4].getTime()]);
+  });
+});
+
+describe('the count of a month dropped whole', () => {
+  it('is exact from the rollups: whole hours rolled up, stale hours and those past the watermark read from the month', async () => {
+    const now = Date.now();
+    const month = monthStart(new Date(now), -2);
+    const hour = (h: number, minute = 0) => new Date(month.getTime() + DAY + h * 3_600_000 + minute * 60_000);
+    // Three rows in each of six hours of the month two back, one row now.
+    const times = [0, 1, 2, 3, 4, 5].flatMap((h) => [hour(h, 1), hour(h, 20), hour(h, 40)]);
+    await seed([...times, new Date(now - 1000)]);
+    await rebuildRollups(server.db.pool, {}, { lagMs: 0 });
+    // A row written later into hour 1, the way the service's writers do it: its hour marked stale with it.
+    const client = await server.db.pool.connect();
+    try {
+      await client.query('begin');
+      await client.query(`insert into request_token_log (token_id, timestamp, client_id) values ($1, $2, 1)`, [tokenId, hour(1, 50)]);
+      await markStaleTimes(client, [hour(1, 50)]);
+      await client.query('commit');
+    } finally {
+      client.release();
+    }
+    // The watermark back to hour 4: hours 4 and 5 count from the month, whatever rollup rows they still have.
+    await server.sql('update usage_rollup_state set compacted_until = $1 where id = 1', [hour(4)]);
+    await server.sql('update usage_rollup set attempts = attempts + 100 where hour >= $1', [hour(4)]);
+    const [{ n }] = await server.sql<{ n: number }>(`select count(*)::int as n from "${partitionName(month)}"`);
+    expect(n).toBe(19);
+
+    const steps: RemovedSpan[] = [];
+    const maxDays = Math.floor((now - monthStart(new Date(now), -1).getTime()) / DAY);
+    const result = await truncateLogs(server.db.pool, { maxDays }, { onBatch: (b) => void steps.push(b) });
+    expect(steps.map((s) => [s.droppedPartition, s.count])).toEqual([[partitionName(month), 19]]);
+    expect(result).toMatchObject({ count: 19, oldest: hour(0, 1), newest: hour(5, 40) });
+    expect(await names()).not.toContain(partitionName(month));
+  });
+});
+
 describe('two retentions at once', () => {
   it('drop each month once between them, delete each row once, and neither fails', async () => {
     const now = Date.now();
@@ -91,6 +176,49 @@ describe('two retentions at once', () => {
     const results = await Promise.all([1, 2].map(() => truncateLogs(server.db.pool, { maxCount: 1, batchSize: 1 })));
     expect(results[0].count + results[1].count).toBe(6);
     expect(await kept()).toEqual([times[6].getTime()]);
+  });
+});
+
+describe('a month detached but not dropped', () => {
+  it('(retention stopped between the two) is dropped by the next retention; a table of any other name stays', async () => {
+    await seed([new Date(Date.now() - 1000)]);
+    await server.sql('create table request_token_log_y2001m01_retired (id bigint)');
+    await server.sql('create table request_token_log_y2001m02 (id bigint)');
+    await truncateLogs(server.db.pool, { maxDays: 1 });
+    const tables = await server.sql<{ name: string }>(
+      `select relname as name from pg_class where relname in ('request_token_log_y2001m01_retired', 'request_token_log_y2001m02')`,
+    );
+    expect(tables.map((t) => t.name)).toEqual(['request_token_log_y2001m02']);
+    await server.sql('drop table request_token_log_y2001m02');
+  });
+
+  it('holds no lock on the log or on api_client while its files go: the month leaves the log without its foreign key', async () => {
+    const now = Date.now();
+    const old = monthStart(new Date(now), -2);
+    await seed([new Date(old.getTime() + DAY), new Date(now - 1000)]);
+    const dropped: string[] = [];
+    const pool = server.db.pool;
+    const spy = {
+      connect: () => pool.connect(),
+      async query(text: string, values?: unknown[]) {
+        if (/^drop table/.test(text)) {
+          // The month is out of the log, without a foreign key, and this statement runs outside any transaction.
+          const [{ keys }] = await server.sql<{ keys: number }>(
+            `select count(*)::int as keys from pg_constraint where conrelid = to_regclass($1) and contype = 'f'`,
+            [text.replace('drop table if exists ', '')],
+          );
+          dropped.push(`${text} (${keys} foreign keys)`);
+        }
+        return pool.query(text, values);
+      },
+    } as unknown as typeof pool;
+    expect((await truncateLogs(spy, { maxDays: 1 })).count).toBe(1);
+    // The month with the row, and the empty one after it (dropped by the time limit).
+    expect(dropped).toEqual([
+      `drop table if exists "${partitionName(old)}_retired" (0 foreign keys)`,
+      `drop table if exists "${partitionName(monthStart(old, 1))}_retired" (0 foreign keys)`,
+    ]);
+    expect(await names()).not.toContain(partitionName(old));
   });
 });
 

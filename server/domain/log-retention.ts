@@ -1,7 +1,7 @@
 import type pg from 'pg';
 import { LOG_TABLE, listLogPartitions, UPKEEP_LOCK, type LogPartition } from './log-partitions.js';
 import { Issues } from './errors.js';
-import { markStaleRange, markStaleSql } from './usage-rollups.js';
+import { markStaleRange, markStaleSpanSql } from './usage-rollups.js';
 
 export interface RetentionPolicy {
   /** Keep at most this many log rows, the newest (by id). */
@@ -124,8 +124,9 @@ async function inTransaction<T>(
 /**
  * Deletes the log rows beyond the newest `maxCount` and/or older than `maxDays` (or `all` of them), oldest first. The
  * log is partitioned by month (server/domain/log-partitions.ts): a month whose rows are all doomed, and which can get
- * no new rows (it ended before the call), is detached and dropped whole, in one short transaction, whatever its size;
- * inside the months the cut-offs cut through, rows are deleted in batches so that no row lock is held long. The
+ * no new rows (it ended before the call), leaves the log whole, in one short transaction whatever its size (counted
+ * from the rollups), and its table is dropped after; inside the months the cut-offs cut through, rows are deleted in
+ * batches along the cut-off's index so that no row lock is held long (docs/scaling.md, "Retention"). The
  * cut-offs are fixed once at the start: rows written meanwhile are kept. Idempotency keys stay (a retry with a key
  * still answers its redemption, without the log row) until they expire (IDEMPOTENCY_KEY_RETENTION_HOURS).
  * Returns what was deleted (with `dryRun`, what would be).
@@ -172,6 +173,7 @@ export async function truncateLogs(
   // Each month, oldest first: dropped whole when every row is doomed and no new row can come (it ended before now),
   // else its doomed rows (if any) deleted in batches.
   const total = none();
+  await dropRetired(pool);
   for (const partition of await listLogPartitions(pool)) {
     const whole = await wholeMonthDoomed(pool, partition, { cutoffId, cutoffTime, now }).catch(goneIsFalse);
     if (whole) {
@@ -186,12 +188,20 @@ export async function truncateLogs(
         // Counted under the detach's lock: nothing can be added between the count and the drop. A month doomed by the
         // count alone that got a newer row meanwhile (an import of old rows) stays, and is cut through below.
         await client.query(`alter table ${LOG_TABLE} detach partition "${partition.name}"`);
-        const { rows } = await client.query(`select ${AGGREGATE} from "${partition.name}"`);
-        const span: RemovedSpan = { ...rowsOf(rows[0]), droppedPartition: partition.name };
+        const span: RemovedSpan = { ...(await monthRows(client, partition)), droppedPartition: partition.name };
         const byTime = cutoffTime !== null && partition.to <= cutoffTime;
         if (!byTime && span.lastId !== null && BigInt(span.lastId) > BigInt(cutoffId ?? 0)) return null;
-        await client.query(`drop table "${partition.name}"`);
-        if (span.count > 0) {
+        // Out of the log now; dropped once this commits, in a transaction of its own (dropTable): the drop's commit frees
+        // the month's files (hundreds of ms for a large month), and no lock on the log or on api_client is held
+        // meanwhile. Its foreign key goes here, under the detach's lock on api_client, so that the drop takes no lock
+        // but the month's own; renamed, so a month left behind by a crash is unmistakably retention's.
+        const { rows: keys } = await client.query<{ name: string }>(
+          `select conname as name from pg_constraint where conrelid = to_regclass($1) and contype = 'f'`,
+          [`"${partition.name}"`],
+        );
+        for (const key of keys) await client.query(`alter table "${partition.name}" drop constraint "${key.name}"`);
+        await client.query(`alter table "${partition.name}" rename to "${partition.name}${RETIRED}"`);
+        if (span.oldest !== null) {
           // The usage rollups of the hours the month held are rebuilt (server/domain/usage-rollups.ts): marked in this
           // transaction, so statistics read them from the (now empty) log until the next compaction.
           await markStaleRange(client, span.oldest, new Date(span.newest!.getTime() + 1));
@@ -200,42 +210,38 @@ export async function truncateLogs(
         return span;
       }, (span) => span === null);
       if (removed === 'gone') continue;
+      if (removed) await dropTable(pool, `${partition.name}${RETIRED}`);
       if (removed) {
         if (removed.count > 0) options.onBatch?.(removed);
         add(total, removed);
         continue;
       }
     }
-    if (!(await mayHoldDoomed(pool, partition, { cutoffId, cutoffTime }).catch(goneIsFalse))) continue;
-    const limit = `$${values.length + 1}`;
-    for (;;) {
-      const batch = await inTransaction(pool, async (client) => {
-        const result = await client.query(
-          // `id = any(array(…))` makes each batch an index lookup of the ids picked; a join with the picked ids would
-          // let the planner hash-join against a scan of the whole partition on every batch.
-          `with deleted as (
-             delete from "${partition.name}"
-             where id = any(array(select id from "${partition.name}" where ${condition} order by id limit ${limit}))
-             returning id, timestamp
-           ), marked as (
-             -- The usage rollups of the hours these rows leave are rebuilt (server/domain/usage-rollups.ts).
-             ${markStaleSql('deleted', 'timestamp')}
-           )
-           select ${AGGREGATE} from deleted`,
-          [...values, batchSize],
-        ).catch(goneIsNull);
-        if (result === null) return null;
-        const { rows } = result;
-        const span: RemovedSpan = { ...rowsOf(rows[0]), droppedPartition: null };
-        if (span.count > 0) await options.onRemoved?.(client, span);
-        return span;
-      });
-      if (batch === null) break; // the month was dropped meanwhile (another retention)
-      if (batch.count > 0) {
-        options.onBatch?.(batch);
-        add(total, batch);
+    // Inside the month: one pass per cut-off, each along its own index (the time limit along `timestamp`, the count
+    // limit along `id`), in batches whose bounds that index gives; a row doomed by both goes in the first pass.
+    const passes: Cut[] = [];
+    if (cutoffTime !== null && partition.from < cutoffTime) passes.push({ column: 'timestamp', below: cutoffTime, inclusive: false });
+    if (cutoffId !== null && (await minIdWithin(pool, partition, cutoffId).catch(goneIsFalse))) {
+      passes.push({ column: 'id', below: cutoffId, inclusive: true });
+    }
+    for (const pass of passes) {
+      let after: string | null = null;
+      for (;;) {
+        const batch = await inTransaction(pool, async (client) => {
+          const deleted = await deleteBatch(client, partition.name, pass, batchSize, after).catch(goneIsNull);
+          if (deleted === null) return null;
+          const span: RemovedSpan = { ...rowsOf(deleted.result.rows[0]), droppedPartition: null };
+          if (span.count > 0) await options.onRemoved?.(client, span);
+          after = deleted.bound;
+          return span;
+        });
+        if (batch === null) break; // the month was dropped meanwhile (another retention)
+        if (batch.count > 0) {
+          options.onBatch?.(batch);
+          add(total, batch);
+        }
+        if (batch.count < batchSize || after === null) break;
       }
-      if (batch.count < batchSize) break;
     }
   }
   return total;
@@ -269,14 +275,108 @@ function goneIsFalse(error: unknown): false {
   throw error;
 }
 
-/** Whether a month may hold doomed rows: it starts before the time limit, or its oldest id is within the count limit. */
-async function mayHoldDoomed(
-  pool: pg.Pool,
-  partition: LogPartition,
-  cut: { cutoffId: string | null; cutoffTime: Date | null },
-): Promise<boolean> {
-  if (cut.cutoffTime !== null && partition.from < cut.cutoffTime) return true;
-  if (cut.cutoffId === null) return false;
+/** The suffix of a month detached by retention, out of the log, whose table is about to be dropped. */
+const RETIRED = '_retired';
+
+/** Another retention may be dropping the same month (dropRetired): gone is fine. */
+async function dropTable(pool: pg.Pool, name: string): Promise<void> {
+  await pool.query(`drop table if exists "${name}"`).catch(goneIsNull);
+}
+
+/** Drops the months a previous retention detached but did not get to drop (it crashed, or lost its connection). */
+async function dropRetired(pool: pg.Pool): Promise<void> {
+  const { rows } = await pool.query<{ name: string }>(
+    `select c.relname as name from pg_class c
+     where c.relkind = 'r' and c.relnamespace = current_schema()::regnamespace and c.relname like $1
+       and not c.relispartition`,
+    [`${LOG_TABLE}\\_y%${RETIRED}`],
+  );
+  for (const { name } of rows) await dropTable(pool, name);
+}
+
+/** One cut-off inside a month: the rows whose `column` is below it (or at it, when inclusive). */
+interface Cut {
+  column: 'timestamp' | 'id';
+  below: Date | string;
+  inclusive: boolean;
+}
+
+/**
+ * One batch of a cut-off inside a month, in two statements: the batch's upper bound, the value of the batch-size-th
+ * doomed row along the cut-off's own index (an index-only step; none when fewer rows are left), then the DELETE of the
+ * range up to it by the same index, so that a batch costs what its rows cost, wherever it starts (rows sharing the
+ * bound's value go together, so a batch may exceed the size). From the second batch on, `after` is the previous
+ * batch's bound: every row up to it is gone, so both scans start past it instead of stepping over the index entries
+ * of the rows just deleted (dead until a vacuum). The DELETE returns the batch's aggregate and marks stale the sealed
+ * hours from its oldest row to its newest (server/domain/usage-rollups.ts). Two statements rather than a COALESCE of
+ * the bound: Citus refuses a non-immutable function inside COALESCE in a DELETE.
+ */
+async function deleteBatch(
+  client: pg.PoolClient,
+  partition: string,
+  cut: Cut,
+  batchSize: number,
+  after: string | null,
+): Promise<{ result: pg.QueryResult<DoomedRow>; bound: string | null }> {
+  // Bounds travel as text, so a timestamp keeps its microseconds (a JS Date would cut them, and a bound below the
+  // batch's last row could end the batches early).
+  const type = cut.column === 'id' ? 'bigint' : 'timestamptz';
+  const values: unknown[] = [cut.below];
+  const doomed = [`${cut.column} ${cut.inclusive ? '<=' : '<'} $1`];
+  if (after !== null) doomed.push(`${cut.column} > $${values.push(after)}::${type}`);
+  const { rows } = await client.query<{ at: string }>(
+    `select ${cut.column}::text as at from "${partition}" where ${doomed.join(' and ')}
+     order by ${cut.column} offset $${values.length + 1}::int - 1 limit 1`,
+    [...values, batchSize],
+  );
+  const bound = rows.length > 0 ? rows[0].at : null;
+  if (bound !== null) doomed.push(`${cut.column} <= $${values.push(bound)}::${type}`);
+  const result = await client.query<DoomedRow>(
+    `with deleted as (
+       delete from "${partition}" where ${doomed.join(' and ')}
+       returning id, timestamp
+     ), span as (
+       select ${AGGREGATE} from deleted
+     ), marked as (
+       ${markStaleSpanSql('span', 'oldest', 'newest')}
+     )
+     select * from span`,
+    values,
+  );
+  return { result, bound };
+}
+
+/**
+ * What a detached month held: its id and time range from its own indexes, and its number of rows from the hourly
+ * rollups where they hold whole hours, counted in the month only for the hours they do not (stale hours, hours from
+ * the compaction's watermark on): the exact count (the rollups' argument, server/domain/usage-rollups.ts, holds under
+ * the detach's lock: no writer can reach the month), without reading millions of rows while the log is locked.
+ */
+async function monthRows(client: pg.PoolClient, partition: LogPartition): Promise<DoomedRows> {
+  const month = `"${partition.name}"`;
+  const { rows } = await client.query(
+    `with w as (
+       select $1::timestamptz as since, least($2::timestamptz,
+         (select coalesce(max(compacted_until), '-infinity') from usage_rollup_state where id = 1)) as rolled
+     )
+     select (
+         (select coalesce(sum(r.attempts), 0) from w, usage_rollup r
+          where r.hour >= w.since and r.hour < w.rolled
+            and not exists (select from usage_rollup_stale s where s.hour = r.hour))
+         + (select count(*) from w, usage_rollup_stale s
+              join ${month} l on l.timestamp >= s.hour and l.timestamp < s.hour + interval '1 hour'
+            where s.hour >= w.since and s.hour < w.rolled)
+         + (select count(*) from w, ${month} l where l.timestamp >= greatest(w.since, w.rolled))
+       )::int as n,
+       (select min(id) from ${month}) as first_id, (select max(id) from ${month}) as last_id,
+       (select min(timestamp) from ${month}) as oldest, (select max(timestamp) from ${month}) as newest`,
+    [partition.from, partition.to],
+  );
+  return rowsOf(rows[0]);
+}
+
+/** Whether a month holds a row within the count limit (its smallest id, from its id index). */
+async function minIdWithin(pool: pg.Pool, partition: LogPartition, cutoffId: string): Promise<boolean> {
   const { rows } = await pool.query(`select min(id) as m from "${partition.name}"`);
-  return rows[0].m !== null && BigInt(rows[0].m) <= BigInt(cut.cutoffId);
+  return rows[0].m !== null && BigInt(rows[0].m) <= BigInt(cutoffId);
 }

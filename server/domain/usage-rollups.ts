@@ -47,6 +47,18 @@ export const markStaleSql = (relation: string, column: string) =>
      where ${column} < (select sealed_until from usage_rollup_state where id = 1)
      on conflict do nothing`;
 
+/**
+ * An INSERT (usable as a data-modifying CTE) marking stale every sealed hour from `oldest` to `newest` (columns of the
+ * one-row `relation`): for a batch that removed rows between those times, one statement whatever the batch's size.
+ * Hours in between that lost no row are marked too, which costs a rebuild and changes no figure.
+ */
+export const markStaleSpanSql = (relation: string, oldest: string, newest: string) =>
+  `insert into usage_rollup_stale (hour)
+     select h from ${relation} x, usage_rollup_state s,
+       generate_series(date_trunc('hour', x.${oldest}, 'UTC'), date_trunc('hour', x.${newest}, 'UTC'), interval '1 hour') as h
+     where s.id = 1 and h < s.sealed_until
+     on conflict do nothing`;
+
 /** Marks stale the sealed hours these times fall in (already written rows; same transaction as the write). */
 export async function markStaleTimes(db: Queryable, times: Date[]): Promise<void> {
   if (times.length === 0) return;

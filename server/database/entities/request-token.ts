@@ -20,7 +20,8 @@ export const RequestToken = defineEntity({
     targetHost: p.text().nullable().lazy(),
     targetPath: p.text().nullable().lazy(),
     targetParams: p.json<Record<string, string[]>>().nullable().lazy(),
-    userId: p.string().length(255).nullable().index(),
+    // Indexed with the id below: a user's tokens, newest first.
+    userId: p.string().length(255).nullable(),
     loginMode: p.enum([...LOGIN_MODES]).default('NONE'),
     data: p.json<Record<string, unknown>>().nullable(),
     maxUses: p.integer(),
@@ -50,6 +51,9 @@ export const RequestToken = defineEntity({
   indexes: [
     // Tenant listings, newest first.
     { name: 'request_token_client_id_index', properties: ['clientId', 'id'] },
+    // A user's tokens newest first, the page read in index order (21 rows, not every row of the user sorted, nor the
+    // primary key walked backwards past other users' tokens); forgetUser's lookups by user too.
+    { name: 'request_token_user_id_id_index', properties: ['userId', 'id'] },
     // Usage statistics and bulk revocation filter by scope and issue time together.
     { name: 'request_token_scope_issued_at_index', properties: ['scope', 'issuedAt'] },
   ],

@@ -9,6 +9,7 @@ import { Migration20261130084216_request_token_scope_index } from './Migration20
 import { Migration20261130090000_log_partitioned_by_month } from './Migration20261130090000_log_partitioned_by_month.js';
 import { Migration20261130091000_idempotency_token_fk_no_update_cascade } from './Migration20261130091000_idempotency_token_fk_no_update_cascade.js';
 import { Migration20261130114512_usage_rollup_day } from './Migration20261130114512_usage_rollup_day.js';
+import { Migration20261130122533_request_token_user_id_id_index } from './Migration20261130122533_request_token_user_id_id_index.js';
 import { Migration20261130124209_log_user_id_id_index } from './Migration20261130124209_log_user_id_id_index.js';
 
 /**
@@ -26,5 +27,6 @@ export const migrationsList: MigrationObject[] = [
   { name: 'Migration20261130090000_log_partitioned_by_month', class: Migration20261130090000_log_partitioned_by_month },
   { name: 'Migration20261130091000_idempotency_token_fk_no_update_cascade', class: Migration20261130091000_idempotency_token_fk_no_update_cascade },
   { name: 'Migration20261130114512_usage_rollup_day', class: Migration20261130114512_usage_rollup_day },
+  { name: 'Migration20261130122533_request_token_user_id_id_index', class: Migration20261130122533_request_token_user_id_id_index },
   { name: 'Migration20261130124209_log_user_id_id_index', class: Migration20261130124209_log_user_id_id_index },
 ];
