@@ -8,6 +8,10 @@ export type LoginMode = (typeof LOGIN_MODES)[number];
 export const TOKEN_STATUSES = ['ACTIVE', 'NOT_YET_VALID', 'EXPIRED', 'EXHAUSTED', 'REVOKED'] as const;
 export type TokenStatus = (typeof TOKEN_STATUSES)[number];
 
+/**
+ * Its pages are filled to 90 % (Migration20261130125500_request_token_fillfactor: a storage parameter, which an entity
+ * cannot carry), so that a redemption's new row version fits on its page (a HOT update, no index entries).
+ */
 export const RequestToken = defineEntity({
   name: 'RequestToken',
   tableName: 'request_token',
