@@ -1,4 +1,4 @@
-import pg from 'pg';
+import type pg from 'pg';
 import { answerFailedBatch, createMicroBatcher, type MicroBatchOptions, type Waiting } from './micro-batch.js';
 import { namedStatement, sqlValue, type SqlType } from './named-sql.js';
 import { ISSUE_PARAMS, ISSUE_SQL, tokenColumns, type TokenRow } from './tokens.js';

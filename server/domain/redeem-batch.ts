@@ -1,4 +1,4 @@
-import pg from 'pg';
+import type pg from 'pg';
 import {
   PER_REDEMPTION_PARAMS,
   REDEEM_ALONE_SQL,
