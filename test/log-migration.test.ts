@@ -36,12 +36,8 @@ let keysBefore: { token_id: string; key: string; fingerprint: string; log_id: st
 const LOG_COLUMNS = 'id, token_id, error_code, user_id, client_ip, user_agent, status_code, timestamp, released_at, client_id';
 
 beforeAll(async () => {
-  url = await createTestDatabase();
   // A session time zone far from UTC: partitions are UTC months whatever the connection's zone.
-  const owner = new pg.Client({ connectionString: url });
-  await owner.connect();
-  await owner.query(`alter database "${new URL(url).pathname.slice(1)}" set timezone to 'Pacific/Chatham'`);
-  await owner.end();
+  url = await createTestDatabase({ timeZone: 'Pacific/Chatham' });
   orm = await MikroORM.init({ ...ormOptions(url, 2), logger: () => {} });
   await orm.getMigrator().up({ to: BEFORE });
   db = new pg.Client({ connectionString: url });

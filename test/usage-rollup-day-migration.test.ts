@@ -20,12 +20,8 @@ let orm: MikroORM;
 let pool: pg.Pool;
 
 beforeAll(async () => {
-  url = await createTestDatabase();
   // A session time zone far from UTC: the days are UTC days whatever the connection's zone.
-  const owner = new pg.Client({ connectionString: url });
-  await owner.connect();
-  await owner.query(`alter database "${new URL(url).pathname.slice(1)}" set timezone to 'Pacific/Chatham'`);
-  await owner.end();
+  url = await createTestDatabase({ timeZone: 'Pacific/Chatham' });
   orm = await MikroORM.init({ ...ormOptions(url, 2), logger: () => {} });
   await orm.getMigrator().up();
   pool = new pg.Pool({ connectionString: url, max: 3 });

@@ -16,13 +16,15 @@ export const TEST_SECRET = 'test-secret-test-secret-test-secret-0123456789';
  * Creates an empty database on the run's PostgreSQL server and returns its URL. On a Citus cluster (CITUS_TEST=1) it is
  * migrated and distributed too, as an operator would do before starting the service, unless `plain` is asked for.
  */
-export async function createTestDatabase({ plain = false }: { plain?: boolean } = {}): Promise<string> {
+export async function createTestDatabase({ plain = false, timeZone }: { plain?: boolean; timeZone?: string } = {}): Promise<string> {
   const serverUrl = inject('databaseUrl');
   const name = `rt_test_${randomBytes(6).toString('hex')}`;
   const admin = new pg.Client({ connectionString: serverUrl });
   await admin.connect();
   try {
     await admin.query(`create database ${name}`);
+    // Every session of the database in this zone (a zone far from UTC shows what depends on the session's zone).
+    if (timeZone) await admin.query(`alter database ${name} set timezone to '${timeZone}'`);
   } finally {
     await admin.end();
   }
