@@ -1,3 +1,4 @@
+import { inTransaction } from '../database/transaction.js';
 import type pg from 'pg';
 import { LOG_TABLE, listLogPartitions, UPKEEP_LOCK, type LogPartition } from './log-partitions.js';
 import { Issues } from './errors.js';
@@ -101,26 +102,6 @@ function add(total: DoomedRows, part: DoomedRows): void {
 
 const none = (): DoomedRows => ({ count: 0, firstId: null, lastId: null, oldest: null, newest: null });
 
-/** Runs `step` in a transaction of its own on one connection (`onRemoved` joins it); rolled back when `undo` says so. */
-async function inTransaction<T>(
-  pool: pg.Pool,
-  step: (client: pg.PoolClient) => Promise<T>,
-  undo: (result: T) => boolean = () => false,
-): Promise<T> {
-  const client = await pool.connect();
-  try {
-    await client.query('begin');
-    const result = await step(client);
-    await client.query(undo(result) ? 'rollback' : 'commit');
-    return result;
-  } catch (error) {
-    await client.query('rollback').catch(() => {});
-    throw error;
-  } finally {
-    client.release();
-  }
-}
-
 /**
  * Deletes the log rows beyond the newest `maxCount` and/or older than `maxDays` (or `all` of them), oldest first. The
  * log is partitioned by month (server/domain/log-partitions.ts): a month whose rows are all doomed, and which can get
@@ -208,7 +189,7 @@ export async function truncateLogs(
           await options.onRemoved?.(client, span);
         }
         return span;
-      }, (span) => span === null);
+      }, { undo: (span) => span === null });
       if (removed === 'gone') continue;
       if (removed) await dropTable(pool, `${partition.name}${RETIRED}`);
       if (removed) {

@@ -1,3 +1,4 @@
+import { inTransaction } from '../database/transaction.js';
 import type pg from 'pg';
 import { logIsDistributed } from './citus.js';
 import { ERROR_CODES, Issues, type ErrorCode } from './errors.js';
@@ -360,18 +361,9 @@ export async function runStatsStatement<R extends pg.QueryResultRow>(
   text: string,
   values: unknown[],
 ): Promise<R[]> {
-  const client = await pool.connect();
-  try {
-    await client.query(`begin read only; set local statement_timeout = ${STATS_STATEMENT_TIMEOUT_MS}`);
-    const { rows } = await client.query<R>(text, values);
-    await client.query('commit');
-    return rows;
-  } catch (error) {
-    await client.query('rollback').catch(() => {});
-    throw error;
-  } finally {
-    client.release();
-  }
+  return inTransaction(pool, async (client) => (await client.query<R>(text, values)).rows, {
+    begin: `begin read only; set local statement_timeout = ${STATS_STATEMENT_TIMEOUT_MS}`,
+  });
 }
 
 /**
