@@ -40,9 +40,12 @@ describe('inTransaction', () => {
   });
 
   it('rolls back a result that `undo` refuses, and returns it all the same', async () => {
-    const undo = (n: number) => n > 2;
-    expect(await inTransaction(pool, async (c) => (await c.query('insert into t values (3)'), 3), { undo })).toBe(3);
-    expect(await inTransaction(pool, async (c) => (await c.query('insert into t values (2)'), 2), { undo })).toBe(2);
+    const insert = (n: number) => inTransaction(pool, async (c) => {
+      await c.query('insert into t values ($1)', [n]);
+      return n;
+    }, { undo: (n) => n > 2 });
+    expect(await insert(3)).toBe(3);
+    expect(await insert(2)).toBe(2);
     expect(await rows()).toEqual([1, 2]);
   });
 
