@@ -3,6 +3,7 @@ import { exportJWK, exportPKCS8, generateKeyPair, importJWK, importPKCS8, type J
 import type { MikroORM } from '@mikro-orm/postgresql';
 import type pg from 'pg';
 import { SigningKey } from '../database/entities/signing-key.js';
+import { inTransaction } from '../database/transaction.js';
 import { Issues, NotFoundError } from './errors.js';
 
 /**
@@ -266,22 +267,17 @@ export async function rotateSigningKey(
     const { kty, crv, x, y } = await exportJWK(pair.publicKey);
     publicJwk = Object.fromEntries(Object.entries({ kty, crv, x, y }).filter(([, v]) => v !== undefined)) as JWK;
   }
-  const client = await pool.connect();
   try {
-    await client.query('begin');
-    await client.query(`update signing_key set state = 'verify' where state = 'active'`);
-    const { rows } = await client.query(
-      `insert into signing_key (kid, algorithm, state, encrypted_key, public_jwk) values ($1, $2, 'active', $3, $4)
-       returning kid, algorithm, state, created_at, retired_at`,
-      [kid, algorithm, encryptKeyMaterial(kek, kid, plain), publicJwk],
-    );
-    await client.query('commit');
-    return keyFromRow(rows[0]);
-  } catch (error) {
-    await client.query('rollback').catch(() => {});
-    throw error;
+    return await inTransaction(pool, async (client) => {
+      await client.query(`update signing_key set state = 'verify' where state = 'active'`);
+      const { rows } = await client.query(
+        `insert into signing_key (kid, algorithm, state, encrypted_key, public_jwk) values ($1, $2, 'active', $3, $4)
+         returning kid, algorithm, state, created_at, retired_at`,
+        [kid, algorithm, encryptKeyMaterial(kek, kid, plain), publicJwk],
+      );
+      return keyFromRow(rows[0]);
+    });
   } finally {
-    client.release();
     plain.fill(0);
   }
 }
