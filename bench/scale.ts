@@ -517,6 +517,9 @@ async function main() {
         process.once('SIGINT', resolve);
         process.once('SIGTERM', resolve);
       });
+      // A second signal (tsx relays the one sent to it, `pkill -f` sends one to each) must not kill this process
+      // before the cleanup below has stopped the embedded PostgreSQL: with no listener left, Node would exit at once.
+      for (const signal of ['SIGINT', 'SIGTERM'] as const) process.on(signal, () => log(`${signal}: stopping already`));
     }
   } finally {
     for (const client of clients) await client.end().catch(() => {});
