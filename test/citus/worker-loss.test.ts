@@ -9,10 +9,10 @@ import { citusCluster, workerCtl } from '../support/citus.js';
 // A worker stopped (fast shutdown) and killed (immediate shutdown: a crash) while statements run on it, again and
 // again: every error the coordinator raises for it must be one the service answers as a retryable 503
 // (server/database/db-errors.ts), never a masked "Unexpected error.". The errors are the real ones, of the statement
-// kinds the service runs: one shard (the hot paths), several shards with an INSERT … SELECT (a micro-batch), an
-// explicit transaction (inTransaction), a read still running. The rarest (a statement in flight when the worker dies:
-// internal_error with libpq's message, io_error from a COPY, a commit lost) show up a few times in ten outages, not
-// in every run. Runs only through `npm run test:citus`.
+// kinds the service runs: one shard (the hot paths), several shards with an INSERT … SELECT (Citus moves its rows by
+// COPY, as it does the refusal log's), an explicit transaction (inTransaction, bulk issue), a read still running.
+// The rarest (a statement in flight when the worker dies: internal_error with libpq's message, io_error from a COPY,
+// a commit lost) show up a few times in ten outages, not in every run. Runs only through `npm run test:citus`.
 const citus = inject('citus');
 
 let server: TestServer;
@@ -139,7 +139,8 @@ describe.skipIf(!citus)('a worker going away under load', () => {
     const loop = async (w: number) => {
       for (let i = w; running; i++) {
         const token = tokens[i % tokens.length];
-        // Half with an idempotency key (one statement each), half without (micro-batched), and some issues (batched).
+        // Half with an idempotency key, half without, and some issues (one delegated call each: micro-batching is off on
+        // Citus, docs/scaling.md).
         const [query, variables] =
           i % 5 === 4
             ? [CREATE, { input: { scope: `${scope}-issued`, maxUses: 1 } }]
