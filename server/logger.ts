@@ -13,8 +13,19 @@ export function createLogger(level: Config['logLevel']): Logger {
     },
     error(message, error) {
       if (at > LEVELS.error) return;
-      const detail = error instanceof Error ? `\n${error.stack ?? error.message}` : error ? `\n${String(error)}` : '';
+      const detail = error instanceof Error ? `\n${error.stack ?? error.message}${databaseFields(error)}` : error ? `\n${String(error)}` : '';
       process.stderr.write(`${stamp()} error ${message}${detail}\n`);
     },
   };
+}
+
+/** A database error's SQLSTATE and where PostgreSQL (or a Citus worker) raised it, which its stack does not say. */
+function databaseFields(error: Error): string {
+  const e = error as Error & { code?: unknown; routine?: unknown; where?: unknown };
+  const fields = [
+    typeof e.code === 'string' && `code ${e.code}`,
+    typeof e.routine === 'string' && `routine ${e.routine}`,
+    typeof e.where === 'string' && `where ${e.where.split('\n')[0]}`,
+  ].filter(Boolean);
+  return fields.length ? `\n    (${fields.join(', ')})` : '';
 }

@@ -34,6 +34,22 @@ const BY_SQLSTATE: Record<string, TransientReason> = {
 
 const SOCKET_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENOTCONN']);
 
+/**
+ * A lost node answered by the server that relays it, without the SQLSTATE that says so. Citus's coordinator reports
+ * its link to a worker that was stopped or killed mid-statement with internal_error (XX000): libpq gives such a result
+ * no SQLSTATE (`SSL SYSCALL error: EOF detected`, `server closed the connection unexpectedly`, from ReportResultError,
+ * "while executing command on host:port"); a COPY to a shard (a multi-shard INSERT … SELECT) passes the worker's
+ * message on without its code (`terminating connection due to administrator command`), or says
+ * `failed to COPY to shard N on host:port` or `failed to complete COPY on host:port` (io_error, 58030); and a transaction whose worker went away during COMMIT ends
+ * with `could not commit transaction for shard N on at least one active node`. The same loss before a command was sent
+ * or while connecting comes as 08006 instead. Any other XX000 or 58030 stays a bug (or a disk's failure).
+ */
+const RELAYED_LOSS =
+  /^(server closed the connection unexpectedly|SSL SYSCALL error|SSL error|SSL connection has been closed unexpectedly|could not receive data from server|could not send data to server|connection not open|no connection to the server|invalid socket|terminating connection (due to|because of) |the database system is (shutting down|starting up|in recovery mode|not yet accepting connections|not accepting connections)|could not commit transaction (for shard \d+ on at least one active node|on any active nodes?)\b)/;
+const RELAYED_COPY_LOSS = /^failed to (complete COPY on|COPY to shard \d+ on) /;
+/** Citus: a worker went away while its part of the transaction was being committed (see commitOutcomeUnknown). */
+const COMMIT_LOST = /^could not commit transaction (for shard \d+ on at least one active node|on any active nodes?)\b/;
+
 function classifyOne(error: Record<string, any>): TransientReason | null {
   const code = typeof error.code === 'string' ? error.code : '';
   if (BY_SQLSTATE[code]) return BY_SQLSTATE[code];
@@ -45,6 +61,8 @@ function classifyOne(error: Record<string, any>): TransientReason | null {
   // connection_exception class, except 08P01 (protocol_violation), which is a bug.
   if (code.startsWith('08') && code !== '08P01') return 'DATABASE_UNAVAILABLE';
   if (SOCKET_CODES.has(code)) return 'DATABASE_UNAVAILABLE';
+  if (code === 'XX000' && RELAYED_LOSS.test(String(error.message))) return 'DATABASE_UNAVAILABLE';
+  if (code === '58030' && RELAYED_COPY_LOSS.test(String(error.message))) return 'DATABASE_UNAVAILABLE';
   const message = typeof error.message === 'string' ? error.message : '';
   // pg-pool's connectionTimeoutMillis and knex's acquireConnectionTimeout.
   if (message === 'timeout exceeded when trying to connect' || error.name === 'KnexTimeoutError') return 'POOL_EXHAUSTED';
@@ -70,4 +88,15 @@ export function transientReason(error: unknown): TransientReason | null {
     queue.push(e.cause, e.previous, e.originalError, ...(Array.isArray(e.errors) ? e.errors : []));
   }
   return null;
+}
+
+/**
+ * Whether `error` leaves it unknown if the statement's transaction was committed: on Citus, a worker that went away
+ * while its part was being committed (a transaction on one worker commits there without two-phase commit). Like a
+ * connection lost during COMMIT on PostgreSQL, the client's retry is safe only with an idempotency key, and a batch
+ * (micro-batch.ts) must not run its members again.
+ */
+export function commitOutcomeUnknown(error: unknown): boolean {
+  const e = error as { code?: unknown; message?: unknown } | null;
+  return e?.code === 'XX000' && COMMIT_LOST.test(String(e.message));
 }

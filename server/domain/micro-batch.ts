@@ -1,4 +1,5 @@
 import pg from 'pg';
+import { commitOutcomeUnknown } from '../database/db-errors.js';
 
 /**
  * The queue that redemptions (redeem-batch.ts) and issues (issue-batch.ts) share statements through. While every
@@ -85,14 +86,15 @@ export function createMicroBatcher<In, Out>(
  * What a batch statement's failure means for its members. PostgreSQL refused the statement (one bad value, a statement
  * timeout): it was rolled back, nothing of it was stored, and each member runs again alone (`alone`), so an error
  * reaches only the call it belongs to. Anything else (no connection came free, the connection was lost, perhaps after
- * the commit) is every member's answer as it is: running them again could not help, or could store or count twice.
+ * the commit; on Citus also PostgreSQL's own report that a worker went away during the commit, commitOutcomeUnknown)
+ * is every member's answer as it is: running them again could not help, or could store or count twice.
  */
 export async function answerFailedBatch<In, Out>(
   batch: Waiting<In, Out>[],
   error: unknown,
   alone: (values: In) => Promise<Out>,
 ): Promise<void> {
-  if (!(error instanceof pg.DatabaseError)) {
+  if (!(error instanceof pg.DatabaseError) || commitOutcomeUnknown(error)) {
     for (const one of batch) one.reject(error);
     return;
   }

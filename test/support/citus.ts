@@ -66,12 +66,12 @@ export function citusCluster(): { dir: string; basePort: number } {
   return { dir, basePort: Number(process.env.CITUS_BASE_PORT ?? 9750) };
 }
 
-/** Stops (fast shutdown) or starts worker `n` of the cluster. */
-export function workerCtl(action: 'stop' | 'start', n: number): void {
+/** Stops (fast shutdown, or `immediate`: its processes killed, as in a crash) or starts worker `n` of the cluster. */
+export function workerCtl(action: 'stop' | 'start', n: number, mode: 'fast' | 'immediate' = 'fast'): void {
   const { dir } = citusCluster();
   const data = join(dir, `node${n}`);
   asPostgres(
-    action === 'stop' ? `${BIN}/pg_ctl -D ${data} -m fast -w stop` : `${BIN}/pg_ctl -D ${data} -l ${data}/log -w start`,
+    action === 'stop' ? `${BIN}/pg_ctl -D ${data} -m ${mode} -w stop` : `${BIN}/pg_ctl -D ${data} -l ${data}/log -w start`,
   );
 }
 

@@ -49,6 +49,8 @@ export interface TestServer {
   services: Services;
   db: Database;
   app: App;
+  /** What the service logged as errors (an unexpected error's cause among them). */
+  loggedErrors: unknown[];
   /** Runs a GraphQL operation over real HTTP with the admin key (or `key`; null sends none). */
   gql<T = any>(query: string, variables?: Record<string, unknown>, key?: string | null): Promise<GraphQLResponse<T>>;
   /** Runs SQL directly against the test database. */
@@ -90,6 +92,7 @@ export async function startTestServer(
     services,
     db,
     app,
+    loggedErrors: errors,
     async gql(query, variables, key = apiKey) {
       const headers: Record<string, string> = { 'content-type': 'application/json' };
       if (key !== null) headers.authorization = `Bearer ${key}`;
