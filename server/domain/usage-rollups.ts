@@ -255,16 +255,21 @@ export async function compactRollups(pool: pg.Pool, options: CompactionOptions =
 
       while (!result.waitedOut && !options.signal?.aborted) {
         const step = await inTransaction(async () => {
-          const { rows: [state] } = await client.query<{ compacted_until: Date | null; next: Date | null }>(
-            // The first hour at or after the watermark that holds anything: empty stretches are skipped at once.
-            `select s.compacted_until, date_trunc('hour', least(
-                 (select min(timestamp) from request_token_log where timestamp >= coalesce(s.compacted_until, '-infinity')),
-                 (select min(issued_at) from request_token where issued_at >= coalesce(s.compacted_until, '-infinity'))
-               ), 'UTC') as next
-             from usage_rollup_state s where s.id = 1 for update`,
+          const { rows: [state] } = await client.query<{ compacted_until: Date | null }>(
+            'select compacted_until from usage_rollup_state where id = 1 for update',
           );
           if (state.compacted_until !== null && state.compacted_until >= target) return null;
-          const next = state.next === null || state.next > target ? target : state.next;
+          // The first hour at or after the watermark that holds anything: empty stretches are skipped at once. (A
+          // statement of its own: on Citus the log and the tokens are distributed, the state a table on the
+          // coordinator, and Citus refuses a statement that joins the two kinds.)
+          const { rows: [first] } = await client.query<{ next: Date | null }>(
+            `select date_trunc('hour', least(
+                 (select min(timestamp) from request_token_log where timestamp >= $1),
+                 (select min(issued_at) from request_token where issued_at >= $1)
+               ), 'UTC') as next`,
+            [state.compacted_until ?? '-infinity'],
+          );
+          const next = first.next === null || first.next > target ? target : first.next;
           const from = state.compacted_until ?? next;
           const until = new Date(Math.min(next.getTime() + CHUNK_HOURS * HOUR_MS, target.getTime()));
           // [from, next) holds nothing: it is rolled up (to no rows) in the same step.
