@@ -21,7 +21,7 @@ describe('refusals that cannot be tied to a token', () => {
   });
   afterAll(() => server?.close());
 
-  it('make no database query on the request path, and are written by one INSERT when flushed', async () => {
+  it('make no database query on the request path, and are written by one statement when flushed', async () => {
     const jwt = await forged();
     // Warm the API key cache: the first request of a key reads it.
     await server.gql(REDEEM, { input: { jwt, scope: 's' } });
@@ -37,7 +37,7 @@ describe('refusals that cannot be tied to a token', () => {
     queries = 0;
 
     const inputs: Record<string, string>[] = [
-      ...Array.from({ length: 40 }, (_, i) => ({ jwt, scope: 's', clientIp: '198.51.100.7', userAgent: `agent ${i} "q" \\N \\ end \t é ✓ \u2028` })),
+      ...Array.from({ length: 40 }, (_, i) => ({ jwt, scope: 's', clientIp: '198.51.100.7', userAgent: i % 2 ? `agent ${i} "q" \\N \\ end \t é ✓ \u2028` : `agent ${i}\ta tab, no backslash` })),
       ...Array.from({ length: 10 }, () => ({ jwt: 'garbage', scope: 's', userId: 'u9' })),
     ];
     const results = await Promise.all(inputs.map((input) => server.gql(REDEEM, { input })));

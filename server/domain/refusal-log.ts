@@ -4,7 +4,7 @@ import type pg from 'pg';
 import { from as copyFrom } from 'pg-copy-streams';
 import type { RejectionCode } from './errors.js';
 import { NO_TOKEN_ID } from '../database/entities/request-token-log.js';
-import { markStaleSql, markStaleTimes } from './usage-rollups.js';
+import { markStaleTimes } from './usage-rollups.js';
 
 /** One redemption attempt refused before it could be tied to a token (malformed JWT, bad signature). */
 export interface UntiedRefusal {
@@ -51,29 +51,34 @@ interface Row {
 
 const SEQUENCE = `pg_get_serial_sequence('request_token_log', 'id')`;
 
-// Rows whose ids were reserved (nearly all) go in with COPY, which costs PostgreSQL about a third of a multi-row INSERT;
-// the few without an id get one from the sequence through this INSERT.
+// Rows are written with COPY, which costs PostgreSQL about half of what the multi-row INSERT it replaced did
+// (json_to_recordset, then the stale-hour check over every inserted row; `npx tsx bench/refusal-cost.ts`): rows with
+// a reserved id carry it, the others get theirs from the column's default (the sequence), as an INSERT would.
 // Their token_id is NO_TOKEN_ID (the log has no null token).
-const COPY_SQL =
-  'copy request_token_log (id, token_id, error_code, user_id, client_ip, user_agent, timestamp, client_id) from stdin';
+const COPY_COLUMNS = 'token_id, error_code, user_id, client_ip, user_agent, timestamp, client_id';
+const COPY_SQL = `copy request_token_log (${COPY_COLUMNS}) from stdin`;
+const COPY_WITH_IDS_SQL = `copy request_token_log (id, ${COPY_COLUMNS}) from stdin`;
+const SPECIAL = /[\\\t\n\r]/;
+/** A value as a field of COPY's text format (most need no escaping: checked first). */
 const copyField = (v: string | null) =>
-  v === null ? '\\N' : v.replace(/\\/g, '\\\\').replace(/\t/g, '\\t').replace(/\n/g, '\\n').replace(/\r/g, '\\r');
-
-// Rows carry the time of the attempt, not of the write: a row written after its hour was sealed for the usage rollups
-// (the database was away for a while) marks that hour stale, in the same statement (server/domain/usage-rollups.ts).
-const INSERT_SQL = `with logged as (
-    insert into request_token_log (id, token_id, error_code, user_id, client_ip, user_agent, timestamp, client_id)
-    select coalesce(id, nextval(${SEQUENCE})), ${NO_TOKEN_ID}, code, user_id, client_ip, user_agent, at, client_id
-    from json_to_recordset($1::json)
-      as r(id bigint, code text, user_id text, client_ip text, user_agent text, at timestamptz, client_id bigint)
-    returning timestamp
-  )
-  ${markStaleSql('logged', 'timestamp')}`;
+  v === null
+    ? '\\N'
+    : SPECIAL.test(v)
+      ? v.replace(/\\/g, '\\\\').replace(/\t/g, '\\t').replace(/\n/g, '\\n').replace(/\r/g, '\\r')
+      : v;
+/** The rows as COPY's text format, one line each, in one string. */
+const copyText = (rows: Row[], withIds: boolean) => {
+  let text = '';
+  for (const { id, refusal: r, at } of rows) {
+    text += `${withIds ? `${id}\t` : ''}${NO_TOKEN_ID}\t${copyField(r.code)}\t${copyField(r.userId)}\t${copyField(r.clientIp)}\t${copyField(r.userAgent)}\t${at.toISOString()}\t${copyField(r.clientId)}\n`;
+  }
+  return text;
+};
 
 /**
  * Refusals that no token can be tied to are the cheapest attack on the service (anyone can send garbage), so they
  * never touch the database on the request path: each attempt still gets its own log row, but rows are queued in
- * memory and written in batches (one multi-row INSERT per flush) off the request path, and on shutdown.
+ * memory and written in batches (one COPY per flush) off the request path, and on shutdown.
  */
 export function createRefusalLog(pool: pg.Pool, options: RefusalLogOptions): RefusalLog {
   // No ids reserved by default: reserved ids would be older than rows written meanwhile, and pages of the log run
@@ -108,18 +113,17 @@ export function createRefusalLog(pool: pg.Pool, options: RefusalLogOptions): Ref
   };
   const initial = reserve > 0 ? refill() : Promise.resolve();
 
+  // Rows carry the time of the attempt, not of the write: a row written after its hour was sealed for the usage
+  // rollups (the database was away for a while) marks that hour stale, in the same transaction
+  // (server/domain/usage-rollups.ts).
   async function copy(rows: Row[]): Promise<void> {
-    const text = rows
-      .map((r) =>
-        [r.id, NO_TOKEN_ID, r.refusal.code, r.refusal.userId, r.refusal.clientIp, r.refusal.userAgent, r.at.toISOString(), r.refusal.clientId]
-          .map(copyField)
-          .join('\t'),
-      )
-      .join('\n');
+    const reserved = rows.filter((r) => r.id !== null);
+    const given = reserved.length === rows.length ? [] : rows.filter((r) => r.id === null);
     const client = await pool.connect();
     try {
       await client.query('begin');
-      await pipeline(Readable.from([`${text}\n`]), client.query(copyFrom(COPY_SQL)));
+      if (reserved.length) await pipeline(Readable.from([copyText(reserved, true)]), client.query(copyFrom(COPY_WITH_IDS_SQL)));
+      if (given.length) await pipeline(Readable.from([copyText(given, false)]), client.query(copyFrom(COPY_SQL)));
       await markStaleTimes(client, rows.map((r) => r.at));
       await client.query('commit');
       client.release();
@@ -134,22 +138,7 @@ export function createRefusalLog(pool: pg.Pool, options: RefusalLogOptions): Ref
     while (queue.length > 0) {
       const rows = queue.slice(0, batch);
       try {
-        if (rows.every((r) => r.id !== null)) await copy(rows);
-        else {
-          await pool.query({
-            name: 'log-untied-batch',
-            text: INSERT_SQL,
-            // One JSON document (JSON.stringify is native) rather than seven arrays, which pg escapes element by
-            // element in JavaScript: that cost about 5% of a refusal's CPU time under a flood of them.
-            values: [
-              JSON.stringify(
-                rows.map(({ id, refusal: r, at }) => ({
-                  id, code: r.code, user_id: r.userId, client_ip: r.clientIp, user_agent: r.userAgent, at, client_id: r.clientId,
-                })),
-              ),
-            ],
-          });
-        }
+        await copy(rows);
       } catch (error) {
         options.onError(`could not write ${rows.length} refusal log rows; keeping them for the next flush`, error);
         return;
