@@ -210,6 +210,8 @@ async function main() {
       ...(env.GRAPHQL_FAST_PATH ? { GRAPHQL_FAST_PATH: env.GRAPHQL_FAST_PATH } : {}),
       // E.g. 600000 to keep refusal log rows out of the measured window (to see what writing them costs).
       ...(env.REFUSAL_LOG_FLUSH_MS ? { REFUSAL_LOG_FLUSH_MS: env.REFUSAL_LOG_FLUSH_MS } : {}),
+      // With REFUSAL_LOG_FLUSH_MS, REFUSAL_LOG_FLUSH_ROWS=0 (rows are otherwise written once 1,000 wait).
+      ...(env.REFUSAL_LOG_FLUSH_ROWS ? { REFUSAL_LOG_FLUSH_ROWS: env.REFUSAL_LOG_FLUSH_ROWS } : {}),
       // REDEEM_BATCH_MAX=1 compares with micro-batching off.
       ...(env.REDEEM_BATCH_MAX ? { REDEEM_BATCH_MAX: env.REDEEM_BATCH_MAX } : {}),
       // ISSUE_BATCH_MAX=1 compares with batched issuance off.

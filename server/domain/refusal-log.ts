@@ -34,6 +34,11 @@ export interface RefusalLog {
 
 export interface RefusalLogOptions {
   flushMs: number;
+  /**
+   * A flush starts as soon as this many rows wait (and none is under way), not only on the timer: under a flood,
+   * smaller writes more often rather than one burst of PostgreSQL work every `flushMs`. 0: the timer only.
+   */
+  flushRows?: number;
   /** Ids reserved per round trip, a refill starting when half are used; 0 (default): none. */
   reserve?: number;
   /** Rows per INSERT. */
@@ -66,11 +71,34 @@ const copyField = (v: string | null) =>
     : SPECIAL.test(v)
       ? v.replace(/\\/g, '\\\\').replace(/\t/g, '\\t').replace(/\n/g, '\\n').replace(/\r/g, '\\r')
       : v;
-/** The rows as COPY's text format, one line each, in one string. */
+/**
+ * The rows as COPY's text format, one line each, in one string. A flood repeats itself (the same code, address, agent
+ * and client, many attempts in one millisecond), so the fields of the row before are reused when they are the same.
+ */
 const copyText = (rows: Row[], withIds: boolean) => {
   let text = '';
+  let last: UntiedRefusal | null = null;
+  let fields = '';
+  let lastMs = Number.NaN;
+  let time = '';
   for (const { id, refusal: r, at } of rows) {
-    text += `${withIds ? `${id}\t` : ''}${NO_TOKEN_ID}\t${copyField(r.code)}\t${copyField(r.userId)}\t${copyField(r.clientIp)}\t${copyField(r.userAgent)}\t${at.toISOString()}\t${copyField(r.clientId)}\n`;
+    if (
+      last === null ||
+      r.code !== last.code ||
+      r.userId !== last.userId ||
+      r.clientIp !== last.clientIp ||
+      r.userAgent !== last.userAgent ||
+      r.clientId !== last.clientId
+    ) {
+      fields = `${copyField(r.code)}\t${copyField(r.userId)}\t${copyField(r.clientIp)}\t${copyField(r.userAgent)}`;
+      last = r;
+    }
+    const ms = at.getTime();
+    if (ms !== lastMs) {
+      time = at.toISOString();
+      lastMs = ms;
+    }
+    text += `${withIds ? `${id}\t` : ''}${NO_TOKEN_ID}\t${fields}\t${time}\t${copyField(last.clientId)}\n`;
   }
   return text;
 };
@@ -86,6 +114,11 @@ export function createRefusalLog(pool: pg.Pool, options: RefusalLogOptions): Ref
   const reserve = options.reserve ?? 0;
   const batch = options.batch ?? 5000;
   const maxPending = options.maxPending ?? 100_000;
+  const flushRows = options.flushRows ?? 0;
+  // Flushes started and not finished; and whether the last write failed (then only the timer retries, rather than
+  // every new row while the database is away).
+  let inFlight = 0;
+  let failing = false;
   let ids: string[] = [];
   let refilling: Promise<void> | null = null;
   let queue: Row[] = [];
@@ -141,8 +174,10 @@ export function createRefusalLog(pool: pg.Pool, options: RefusalLogOptions): Ref
         await copy(rows);
       } catch (error) {
         options.onError(`could not write ${rows.length} refusal log rows; keeping them for the next flush`, error);
+        failing = true;
         return;
       }
+      failing = false;
       queue = queue.slice(rows.length);
       for (const r of rows) if (r.id !== null) queuedIds.delete(r.id);
     }
@@ -153,7 +188,10 @@ export function createRefusalLog(pool: pg.Pool, options: RefusalLogOptions): Ref
   }
 
   // Flushes are chained, so rows are written once and in order.
-  const flush = () => (writing = writing.then(writeQueued));
+  const flush = () => {
+    inFlight++;
+    return (writing = writing.then(writeQueued).finally(() => void inFlight--));
+  };
 
   const timer = setInterval(() => {
     if (queue.length > 0) void flush();
@@ -170,6 +208,7 @@ export function createRefusalLog(pool: pg.Pool, options: RefusalLogOptions): Ref
       if (reserve > 0 && ids.length < reserve / 2 && !closed) void refill();
       queue.push({ id, refusal, at });
       if (id !== null) queuedIds.add(id);
+      if (flushRows > 0 && queue.length >= flushRows && inFlight === 0 && !failing && !closed) void flush();
       return id;
     },
     flush,
