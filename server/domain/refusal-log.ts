@@ -4,7 +4,7 @@ import type pg from 'pg';
 import { from as copyFrom } from 'pg-copy-streams';
 import type { RejectionCode } from './errors.js';
 import { NO_TOKEN_ID } from '../database/entities/request-token-log.js';
-import { markStaleTimes } from './usage-rollups.js';
+import { markStaleTimesSql } from './usage-rollups.js';
 
 /** One redemption attempt refused before it could be tied to a token (malformed JWT, bad signature). */
 export interface UntiedRefusal {
@@ -157,8 +157,9 @@ export function createRefusalLog(pool: pg.Pool, options: RefusalLogOptions): Ref
       await client.query('begin');
       if (reserved.length) await pipeline(Readable.from([copyText(reserved, true)]), client.query(copyFrom(COPY_WITH_IDS_SQL)));
       if (given.length) await pipeline(Readable.from([copyText(given, false)]), client.query(copyFrom(COPY_SQL)));
-      await markStaleTimes(client, rows.map((r) => r.at));
-      await client.query('commit');
+      // The stale hours and the commit in one round trip (a simple query of two statements).
+      const stale = markStaleTimesSql(rows.map((r) => r.at));
+      await client.query(stale ? `${stale}; commit` : 'commit');
       client.release();
     } catch (error) {
       await client.query('rollback').catch(() => {});
