@@ -19,7 +19,7 @@ export interface UntiedRefusal {
 export interface RefusalLog {
   /**
    * Queues the attempt's log row without waiting on the database. Returns its log id when ids are reserved ahead
-   * (`reserve` > 0) and one is left, else null: the row is still written, with an id given on insert.
+   * (`reserve` > 0) and one is left, else null: the row is still written, with an id given when it is written.
    */
   record(refusal: UntiedRefusal, at?: Date): string | null;
   /** Writes every queued row now. */
@@ -41,7 +41,7 @@ export interface RefusalLogOptions {
   flushRows?: number;
   /** Ids reserved per round trip, a refill starting when half are used; 0 (default): none. */
   reserve?: number;
-  /** Rows per INSERT. */
+  /** Rows per COPY (per transaction). */
   batch?: number;
   /** Past this many queued rows (the database is down, or a flood), new attempts are counted and dropped. */
   maxPending?: number;
