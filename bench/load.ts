@@ -60,5 +60,7 @@ process.stdout.write(
     non2xx: result.non2xx,
     errors: result.errors,
     timeouts: result.timeouts,
+    // The load generator's own CPU time (user + system), in milliseconds, for the per-process table of bench/run.ts.
+    cpuMs: (process.cpuUsage().user + process.cpuUsage().system) / 1000,
   })}\n`,
 );

@@ -4,7 +4,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
-import { readFile, rm, writeFile } from 'node:fs/promises';
+import { readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { clusterTempDir } from '../test/support/temp-dir.js';
 import { cpus, loadavg, totalmem } from 'node:os';
 import { join } from 'node:path';
@@ -74,6 +74,29 @@ async function cpuMs(pid: number): Promise<number> {
   const fields = (await readFile(`/proc/${pid}/stat`, 'utf8')).split(') ')[1].split(' ');
   return ((Number(fields[11]) + Number(fields[12])) * 1000) / 100; // utime, stime in clock ticks (USER_HZ = 100)
 }
+/** The PostgreSQL cluster's processes (postmaster and its children) and their CPU time, when the cluster is embedded. */
+let postmasterPidFile: string | null = null;
+async function clusterCpu(): Promise<Map<number, number>> {
+  const cpu = new Map<number, number>();
+  if (!postmasterPidFile) return cpu;
+  const postmaster = Number((await readFile(postmasterPidFile, 'utf8')).split('\n')[0]);
+  for (const entry of await readdir('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = await readFile(`/proc/${entry}/stat`, 'utf8');
+      const fields = stat.split(') ')[1].split(' ');
+      if (Number(entry) === postmaster || Number(fields[1]) === postmaster) {
+        cpu.set(Number(entry), ((Number(fields[11]) + Number(fields[12])) * 1000) / 100);
+      }
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return cpu;
+}
+/** CPU milliseconds the cluster used between two readings (a process that exited meanwhile is not counted). */
+const clusterCpuSince = (before: Map<number, number>, after: Map<number, number>) =>
+  [...after].reduce((sum, [pid, ms]) => sum + ms - (before.get(pid) ?? 0), 0);
 const resetPeak = (pid: number) => writeFile(`/proc/${pid}/clear_refs`, '5').catch(() => {});
 
 interface Side {
@@ -98,6 +121,10 @@ interface Run {
   peakRss: number;
   /** Server CPU per request, in microseconds: less sensitive to a busy machine than throughput. */
   cpuPerRequest: number;
+  /** PostgreSQL's CPU per request (every process of an embedded cluster, whichever side caused it), in microseconds. */
+  dbCpuPerRequest: number;
+  /** The load generator's CPU per request, in microseconds. */
+  loadCpuPerRequest: number;
   non2xx: number;
   errors: number;
   timeouts: number;
@@ -109,6 +136,7 @@ async function load(side: Side, scenario: Scenario, seconds: number, headers: Re
   await writeFile(jobFile, JSON.stringify({ url: side.url, path, headers, bodies, connections: scenario.connections ?? settings.connections, seconds }));
   await resetPeak(side.pid);
   const cpuBefore = await cpuMs(side.pid);
+  const dbBefore = await clusterCpu();
   let sampled = 0;
   const sampler = setInterval(() => {
     void memory(side.pid).then((m) => (sampled = Math.max(sampled, m.rss)), () => {});
@@ -122,7 +150,9 @@ async function load(side: Side, scenario: Scenario, seconds: number, headers: Re
   const result = JSON.parse(out.trim().split('\n').pop()!);
   const { hwm } = await memory(side.pid);
   const cpuPerRequest = ((await cpuMs(side.pid)) - cpuBefore) * 1000 / Math.max(result.total, 1);
-  return { ...result, peakRss: Math.max(sampled, hwm), cpuPerRequest } as Run;
+  const dbCpuPerRequest = (clusterCpuSince(dbBefore, await clusterCpu()) * 1000) / Math.max(result.total, 1);
+  const loadCpuPerRequest = ((result.cpuMs ?? 0) * 1000) / Math.max(result.total, 1);
+  return { ...result, peakRss: Math.max(sampled, hwm), cpuPerRequest, dbCpuPerRequest, loadCpuPerRequest } as Run;
 }
 
 const median = (xs: number[]) => {
@@ -147,6 +177,7 @@ async function main() {
       log('starting an embedded PostgreSQL');
       embedded = await startEmbeddedDatabase({ dir: join(dir, 'pg'), port: await freePort(), persistent: false, serviceRoleCreatesDatabases: true });
       serverUrl = embedded.url;
+      postmasterPidFile = join(dir, 'pg', 'postmaster.pid');
     }
     const dbName = `rt_bench_${randomBytes(4).toString('hex')}`;
     const root = new pg.Client({ connectionString: serverUrl });
@@ -179,6 +210,8 @@ async function main() {
       ...(env.GRAPHQL_FAST_PATH ? { GRAPHQL_FAST_PATH: env.GRAPHQL_FAST_PATH } : {}),
       // E.g. 600000 to keep refusal log rows out of the measured window (to see what writing them costs).
       ...(env.REFUSAL_LOG_FLUSH_MS ? { REFUSAL_LOG_FLUSH_MS: env.REFUSAL_LOG_FLUSH_MS } : {}),
+      // With REFUSAL_LOG_FLUSH_MS, REFUSAL_LOG_FLUSH_ROWS=0 (rows are otherwise written once 1,000 wait).
+      ...(env.REFUSAL_LOG_FLUSH_ROWS ? { REFUSAL_LOG_FLUSH_ROWS: env.REFUSAL_LOG_FLUSH_ROWS } : {}),
       // REDEEM_BATCH_MAX=1 compares with micro-batching off.
       ...(env.REDEEM_BATCH_MAX ? { REDEEM_BATCH_MAX: env.REDEEM_BATCH_MAX } : {}),
       // ISSUE_BATCH_MAX=1 compares with batched issuance off.
@@ -340,7 +373,8 @@ async function main() {
           const keyName = `${scenario.name}/${side.name}`;
           results.set(keyName, [...(results.get(keyName) ?? []), run]);
           log(`round ${round + 1} ${keyName}: ${Math.round(run.rps)} req/s, p50 ${ms(run.p50)} ms, p99 ${ms(run.p99)} ms, ` +
-            `peak RSS ${mb(run.peakRss)}, server CPU ${Math.round(run.cpuPerRequest)} µs/request${run.non2xx || run.errors || run.timeouts ? `, non-2xx ${run.non2xx}, errors ${run.errors}, timeouts ${run.timeouts}` : ''}`);
+            `peak RSS ${mb(run.peakRss)}, server CPU ${Math.round(run.cpuPerRequest)} µs/request, ` +
+            `PostgreSQL ${Math.round(run.dbCpuPerRequest)}, load generator ${Math.round(run.loadCpuPerRequest)}${run.non2xx || run.errors || run.timeouts ? `, non-2xx ${run.non2xx}, errors ${run.errors}, timeouts ${run.timeouts}` : ''}`);
         }
       }
     }
@@ -387,8 +421,8 @@ async function main() {
     lines.push(`machine: ${cpus().length} × ${cpus()[0]?.model ?? 'unknown CPU'}, ${mb(totalmem())} RAM, Node ${process.version}, PostgreSQL ${pgVersion}`);
     lines.push(`settings: ${settings.connections} connections, ${settings.seconds} s per run, ${settings.rounds} rounds (medians), DB pool ${settings.poolSize} for both sides; load average before ${loadBefore.map((l) => l.toFixed(2)).join(' ')}, after ${loadAfter.map((l) => l.toFixed(2)).join(' ')}`);
     lines.push('');
-    lines.push('| scenario | ours req/s | baseline req/s | ratio | ours p50 / p99 ms | baseline p50 / p99 ms | p99 ratio | ours peak RSS | baseline peak RSS | server CPU µs/req ours / baseline |');
-    lines.push('|---|---|---|---|---|---|---|---|---|---|');
+    lines.push('| scenario | ours req/s | baseline req/s | ratio | ours p50 / p99 ms | baseline p50 / p99 ms | p99 ratio | ours peak RSS | baseline peak RSS | server CPU µs/req ours / baseline | PostgreSQL CPU µs/req ours / baseline | load generator CPU µs/req ours / baseline |');
+    lines.push('|---|---|---|---|---|---|---|---|---|---|---|---|');
     const verdicts: string[] = [];
     for (const scenario of scenarios) {
       const o = results.get(`${scenario.name}/ours`)!;
@@ -402,7 +436,9 @@ async function main() {
         `| ${scenario.name} | ${Math.round(oRps)} | ${Math.round(bRps)} | ${(oRps / bRps).toFixed(2)} | ` +
           `${ms(median(o.map((r) => r.p50)))} / ${ms(oP99)} | ${ms(median(b.map((r) => r.p50)))} / ${ms(bP99)} | ${(oP99 / bP99).toFixed(2)} | ` +
           `${mb(oRss)} | ${mb(Math.max(...b.map((r) => r.peakRss)))} | ` +
-          `${Math.round(median(o.map((r) => r.cpuPerRequest)))} / ${Math.round(median(b.map((r) => r.cpuPerRequest)))} |`,
+          `${Math.round(median(o.map((r) => r.cpuPerRequest)))} / ${Math.round(median(b.map((r) => r.cpuPerRequest)))} | ` +
+          `${Math.round(median(o.map((r) => r.dbCpuPerRequest)))} / ${Math.round(median(b.map((r) => r.dbCpuPerRequest)))} | ` +
+          `${Math.round(median(o.map((r) => r.loadCpuPerRequest)))} / ${Math.round(median(b.map((r) => r.loadCpuPerRequest)))} |`,
       );
       // Issue 14's targets, for every scenario: throughput at least the baseline's, p99 at most 1.5 × the baseline's,
       // peak RSS at most 250 MB.

@@ -37,6 +37,8 @@ export interface Config {
   graphqlFastPath: 'prepared' | 'jit' | 'on' | 'off';
   /** How often refusals that cannot be tied to a token are written, in batches, to the log. */
   refusalLogFlushMs: number;
+  /** A flush starts as soon as this many such refusals wait, without waiting for the timer; 0: the timer only. */
+  refusalLogFlushRows: number;
   /** The log's monthly partitions are kept created this many months past the current one. */
   logPartitionsAhead: number;
   /** How often the usage rollups are compacted (server/domain/usage-rollups.ts); 0: never by the service (use cron). */
@@ -196,6 +198,7 @@ export function loadConfig(env: Env = process.env): Config {
     logLevel: oneOf(env, 'LOG_LEVEL', ['debug', 'info', 'warn', 'error', 'silent'] as const, 'info'),
     graphqlFastPath: oneOf(env, 'GRAPHQL_FAST_PATH', ['prepared', 'jit', 'on', 'off'] as const, 'prepared'),
     refusalLogFlushMs: intVar(env, 'REFUSAL_LOG_FLUSH_MS', 250, 10, 600_000),
+    refusalLogFlushRows: intVar(env, 'REFUSAL_LOG_FLUSH_ROWS', 1000, 0, 100_000),
     logPartitionsAhead: intVar(env, 'LOG_PARTITIONS_AHEAD', 3, 1, 120),
     statsCompactionIntervalSeconds: intVar(env, 'STATS_COMPACTION_INTERVAL_SECONDS', 300, 0, 86_400),
     redeemBatchMax: intVar(env, 'REDEEM_BATCH_MAX', 64, 1, 1000),

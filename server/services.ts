@@ -73,6 +73,7 @@ export async function createServices(config: Config, options: ServiceOptions): P
     );
     const refusalLog = createRefusalLog(db.pool, {
       flushMs: config.refusalLogFlushMs,
+      flushRows: config.refusalLogFlushRows,
       onError(message, error) {
         log.error(message, error);
         if (transientReason(error) === 'LOG_PARTITION_MISSING') upkeep.nudge();

@@ -2,6 +2,7 @@ import { SignJWT } from 'jose';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { generateApiKey } from '../server/domain/api-keys.js';
+import { createRefusalLog } from '../server/domain/refusal-log.js';
 import { createTestDatabase, startTestServer, TEST_SECRET, type TestServer } from './support/harness.js';
 import { REDEEM } from './support/operations.js';
 import { freePort } from './support/ports.js';
@@ -21,7 +22,7 @@ describe('refusals that cannot be tied to a token', () => {
   });
   afterAll(() => server?.close());
 
-  it('make no database query on the request path, and are written by one INSERT when flushed', async () => {
+  it('make no database query on the request path, and are written by one statement when flushed', async () => {
     const jwt = await forged();
     // Warm the API key cache: the first request of a key reads it.
     await server.gql(REDEEM, { input: { jwt, scope: 's' } });
@@ -37,7 +38,7 @@ describe('refusals that cannot be tied to a token', () => {
     queries = 0;
 
     const inputs: Record<string, string>[] = [
-      ...Array.from({ length: 40 }, (_, i) => ({ jwt, scope: 's', clientIp: '198.51.100.7', userAgent: `agent ${i} "q" \\N \\ end \t é ✓ \u2028` })),
+      ...Array.from({ length: 40 }, (_, i) => ({ jwt, scope: 's', clientIp: '198.51.100.7', userAgent: i % 2 ? `agent ${i} "q" \\N \\ end \t é ✓ \u2028` : `agent ${i}\ta tab, no backslash` })),
       ...Array.from({ length: 10 }, () => ({ jwt: 'garbage', scope: 's', userId: 'u9' })),
     ];
     const results = await Promise.all(inputs.map((input) => server.gql(REDEEM, { input })));
@@ -112,5 +113,49 @@ describe('a graceful shutdown', () => {
     } finally {
       await db.end();
     }
+  });
+});
+
+describe('a flood of such refusals', () => {
+  let server: TestServer;
+  beforeAll(async () => {
+    // No timer within the test: only the row count starts a write.
+    server = await startTestServer({ REFUSAL_LOG_FLUSH_MS: '600000', REFUSAL_LOG_FLUSH_ROWS: '20' });
+  });
+  afterAll(() => server?.close());
+
+  it('is written as soon as REFUSAL_LOG_FLUSH_ROWS rows wait, without the timer', async () => {
+    const jwt = await forged();
+    await Promise.all(Array.from({ length: 25 }, () => server.gql(REDEEM, { input: { jwt, scope: 's', userId: 'flood' } })));
+    let written = 0;
+    for (let i = 0; i < 100 && written < 20; i++) {
+      await new Promise((r) => setTimeout(r, 50));
+      written = (await server.sql(`select count(*)::int as n from request_token_log where user_id = 'flood'`))[0].n;
+    }
+    expect(written).toBeGreaterThanOrEqual(20);
+    await server.services.refusalLog.flush();
+    expect((await server.sql(`select count(*)::int as n from request_token_log where user_id = 'flood'`))[0].n).toBe(25);
+  });
+
+  it('while the database cannot be reached, waits for the timer instead of trying again on every new row', async () => {
+    // A real pool to a port where nothing listens: every write fails.
+    const pool = new pg.Pool({ connectionString: `postgres://x:y@127.0.0.1:${await freePort()}/none`, connectionTimeoutMillis: 1000 });
+    let attempts = 0;
+    const errors: string[] = [];
+    const original = pool.connect.bind(pool);
+    pool.connect = (() => {
+      attempts++;
+      return original();
+    }) as typeof pool.connect;
+    const log = createRefusalLog(pool, { flushMs: 600_000, flushRows: 5, onError: (message) => errors.push(message) });
+    const refusal = { code: 'TOKEN_MALFORMED', userId: null, clientIp: null, userAgent: null, clientId: null } as const;
+    for (let i = 0; i < 5; i++) log.record(refusal);
+    await new Promise((r) => setTimeout(r, 300));
+    expect(attempts).toBe(1);
+    for (let i = 0; i < 50; i++) log.record(refusal);
+    await new Promise((r) => setTimeout(r, 300));
+    expect(attempts).toBe(1);
+    expect(errors.some((m) => m.includes('could not write 5 refusal log rows'))).toBe(true);
+    await pool.end();
   });
 });

@@ -110,7 +110,7 @@ export function createIssueBatcher(pool: pg.Pool, options: IssueBatchOptions): I
     });
   }
 
-  const batcher = createMicroBatcher(options, run, (waitedMs) => new IssueQueueTimeout(waitedMs));
+  const batcher = createMicroBatcher(options, run, (waitedMs) => new IssueQueueTimeout(waitedMs), single);
   return { stats: batcher.stats, issue: batcher.submit };
 }
 

@@ -37,6 +37,11 @@ export function createMicroBatcher<In, Out>(
   /** Answers every member of `batch` (resolve or reject each); batches of one included. */
   run: (batch: Waiting<In, Out>[]) => Promise<void>,
   timeout: (waitedMs: number) => Error,
+  /**
+   * One call's statement, as `run` runs a batch of one. With it, a call that finds a slot free and nobody waiting
+   * (low load: every call) runs it at once, without the queue's bookkeeping (its waiting entry, a promise around it).
+   */
+  alone?: (values: In) => Promise<Out>,
 ): MicroBatcher<In, Out> {
   const queue: Waiting<In, Out>[] = [];
   let busy = 0;
@@ -60,16 +65,25 @@ export function createMicroBatcher<In, Out>(
       busy++;
       stats.statements++;
       if (batch.length > 1) stats.batched += batch.length;
-      void run(batch).finally(() => {
-        busy--;
-        pump();
-      });
+      void run(batch).finally(done);
     }
   }
+
+  const done = () => {
+    busy--;
+    pump();
+  };
 
   return {
     stats,
     submit(values) {
+      if (alone && queue.length === 0 && busy < options.slots) {
+        busy++;
+        stats.statements++;
+        const answer = alone(values);
+        answer.then(done, done);
+        return answer;
+      }
       return new Promise<Out>((resolve, reject) => {
         queue.push({ values, since: performance.now(), resolve, reject });
         pump();

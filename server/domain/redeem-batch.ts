@@ -102,14 +102,20 @@ export function createRedeemBatcher(pool: pg.Pool, options: RedeemBatchOptions):
       })
     ).rows[0] ?? null;
 
+  // A lone click on a batch connection.
+  const alone = async (values: RedemptionValues) =>
+    (
+      await pool.query<RedeemedRow>({
+        name: REDEEM_ALONE_SQL.name,
+        text: REDEEM_ALONE_SQL.text,
+        values: REDEEM_ALONE_SQL.values({ ...values, key: null, fingerprint: null }),
+      })
+    ).rows[0] ?? null;
+
   async function run(batch: Waiting<RedemptionValues, RedeemedRow | null>[]): Promise<void> {
     if (batch.length === 1) {
       const [one] = batch;
-      const { name, text } = REDEEM_ALONE_SQL;
-      await pool.query<RedeemedRow>({ name, text, values: REDEEM_ALONE_SQL.values({ ...one.values, key: null, fingerprint: null }) }).then(
-        ({ rows }) => one.resolve(rows[0] ?? null),
-        one.reject,
-      );
+      await alone(one.values).then(one.resolve, one.reject);
       return;
     }
     let rows: (RedeemedRow & { n: number })[];
@@ -131,7 +137,7 @@ export function createRedeemBatcher(pool: pg.Pool, options: RedeemBatchOptions):
     batch.forEach((one, n) => one.resolve(byIndex.get(n) ?? null));
   }
 
-  const batcher = createMicroBatcher(options, run, (waitedMs) => new RedeemQueueTimeout(waitedMs));
+  const batcher = createMicroBatcher(options, run, (waitedMs) => new RedeemQueueTimeout(waitedMs), alone);
   return { stats: batcher.stats, consume: batcher.submit };
 }
 

@@ -4,7 +4,7 @@ import type pg from 'pg';
 import { from as copyFrom } from 'pg-copy-streams';
 import type { RejectionCode } from './errors.js';
 import { NO_TOKEN_ID } from '../database/entities/request-token-log.js';
-import { markStaleSql, markStaleTimes } from './usage-rollups.js';
+import { markStaleTimesSql } from './usage-rollups.js';
 
 /** One redemption attempt refused before it could be tied to a token (malformed JWT, bad signature). */
 export interface UntiedRefusal {
@@ -19,7 +19,7 @@ export interface UntiedRefusal {
 export interface RefusalLog {
   /**
    * Queues the attempt's log row without waiting on the database. Returns its log id when ids are reserved ahead
-   * (`reserve` > 0) and one is left, else null: the row is still written, with an id given on insert.
+   * (`reserve` > 0) and one is left, else null: the row is still written, with an id given when it is written.
    */
   record(refusal: UntiedRefusal, at?: Date): string | null;
   /** Writes every queued row now. */
@@ -34,9 +34,14 @@ export interface RefusalLog {
 
 export interface RefusalLogOptions {
   flushMs: number;
+  /**
+   * A flush starts as soon as this many rows wait (and none is under way), not only on the timer: under a flood,
+   * smaller writes more often rather than one burst of PostgreSQL work every `flushMs`. 0: the timer only.
+   */
+  flushRows?: number;
   /** Ids reserved per round trip, a refill starting when half are used; 0 (default): none. */
   reserve?: number;
-  /** Rows per INSERT. */
+  /** Rows per COPY (per transaction). */
   batch?: number;
   /** Past this many queued rows (the database is down, or a flood), new attempts are counted and dropped. */
   maxPending?: number;
@@ -51,29 +56,57 @@ interface Row {
 
 const SEQUENCE = `pg_get_serial_sequence('request_token_log', 'id')`;
 
-// Rows whose ids were reserved (nearly all) go in with COPY, which costs PostgreSQL about a third of a multi-row INSERT;
-// the few without an id get one from the sequence through this INSERT.
+// Rows are written with COPY, which costs PostgreSQL about half of what the multi-row INSERT it replaced did
+// (json_to_recordset, then the stale-hour check over every inserted row; `npx tsx bench/refusal-cost.ts`): rows with
+// a reserved id carry it, the others get theirs from the column's default (the sequence), as an INSERT would.
 // Their token_id is NO_TOKEN_ID (the log has no null token).
-const COPY_SQL =
-  'copy request_token_log (id, token_id, error_code, user_id, client_ip, user_agent, timestamp, client_id) from stdin';
+const COPY_COLUMNS = 'token_id, error_code, user_id, client_ip, user_agent, timestamp, client_id';
+const COPY_SQL = `copy request_token_log (${COPY_COLUMNS}) from stdin`;
+const COPY_WITH_IDS_SQL = `copy request_token_log (id, ${COPY_COLUMNS}) from stdin`;
+const SPECIAL = /[\\\t\n\r]/;
+/** A value as a field of COPY's text format (most need no escaping: checked first). */
 const copyField = (v: string | null) =>
-  v === null ? '\\N' : v.replace(/\\/g, '\\\\').replace(/\t/g, '\\t').replace(/\n/g, '\\n').replace(/\r/g, '\\r');
-
-// Rows carry the time of the attempt, not of the write: a row written after its hour was sealed for the usage rollups
-// (the database was away for a while) marks that hour stale, in the same statement (server/domain/usage-rollups.ts).
-const INSERT_SQL = `with logged as (
-    insert into request_token_log (id, token_id, error_code, user_id, client_ip, user_agent, timestamp, client_id)
-    select coalesce(id, nextval(${SEQUENCE})), ${NO_TOKEN_ID}, code, user_id, client_ip, user_agent, at, client_id
-    from json_to_recordset($1::json)
-      as r(id bigint, code text, user_id text, client_ip text, user_agent text, at timestamptz, client_id bigint)
-    returning timestamp
-  )
-  ${markStaleSql('logged', 'timestamp')}`;
+  v === null
+    ? '\\N'
+    : SPECIAL.test(v)
+      ? v.replace(/\\/g, '\\\\').replace(/\t/g, '\\t').replace(/\n/g, '\\n').replace(/\r/g, '\\r')
+      : v;
+/**
+ * The rows as COPY's text format, one line each, in one string. A flood repeats itself (the same code, address, agent
+ * and client, many attempts in one millisecond), so the fields of the row before are reused when they are the same.
+ */
+const copyText = (rows: Row[], withIds: boolean) => {
+  let text = '';
+  let last: UntiedRefusal | null = null;
+  let fields = '';
+  let lastMs = Number.NaN;
+  let time = '';
+  for (const { id, refusal: r, at } of rows) {
+    if (
+      last === null ||
+      r.code !== last.code ||
+      r.userId !== last.userId ||
+      r.clientIp !== last.clientIp ||
+      r.userAgent !== last.userAgent ||
+      r.clientId !== last.clientId
+    ) {
+      fields = `${copyField(r.code)}\t${copyField(r.userId)}\t${copyField(r.clientIp)}\t${copyField(r.userAgent)}`;
+      last = r;
+    }
+    const ms = at.getTime();
+    if (ms !== lastMs) {
+      time = at.toISOString();
+      lastMs = ms;
+    }
+    text += `${withIds ? `${id}\t` : ''}${NO_TOKEN_ID}\t${fields}\t${time}\t${copyField(last.clientId)}\n`;
+  }
+  return text;
+};
 
 /**
  * Refusals that no token can be tied to are the cheapest attack on the service (anyone can send garbage), so they
  * never touch the database on the request path: each attempt still gets its own log row, but rows are queued in
- * memory and written in batches (one multi-row INSERT per flush) off the request path, and on shutdown.
+ * memory and written in batches (one COPY per flush) off the request path, and on shutdown.
  */
 export function createRefusalLog(pool: pg.Pool, options: RefusalLogOptions): RefusalLog {
   // No ids reserved by default: reserved ids would be older than rows written meanwhile, and pages of the log run
@@ -81,6 +114,11 @@ export function createRefusalLog(pool: pg.Pool, options: RefusalLogOptions): Ref
   const reserve = options.reserve ?? 0;
   const batch = options.batch ?? 5000;
   const maxPending = options.maxPending ?? 100_000;
+  const flushRows = options.flushRows ?? 0;
+  // Flushes started and not finished; and whether the last write failed (then only the timer retries, rather than
+  // every new row while the database is away).
+  let inFlight = 0;
+  let failing = false;
   let ids: string[] = [];
   let refilling: Promise<void> | null = null;
   let queue: Row[] = [];
@@ -108,20 +146,20 @@ export function createRefusalLog(pool: pg.Pool, options: RefusalLogOptions): Ref
   };
   const initial = reserve > 0 ? refill() : Promise.resolve();
 
+  // Rows carry the time of the attempt, not of the write: a row written after its hour was sealed for the usage
+  // rollups (the database was away for a while) marks that hour stale, in the same transaction
+  // (server/domain/usage-rollups.ts).
   async function copy(rows: Row[]): Promise<void> {
-    const text = rows
-      .map((r) =>
-        [r.id, NO_TOKEN_ID, r.refusal.code, r.refusal.userId, r.refusal.clientIp, r.refusal.userAgent, r.at.toISOString(), r.refusal.clientId]
-          .map(copyField)
-          .join('\t'),
-      )
-      .join('\n');
+    const reserved = rows.filter((r) => r.id !== null);
+    const given = reserved.length === rows.length ? [] : rows.filter((r) => r.id === null);
     const client = await pool.connect();
     try {
       await client.query('begin');
-      await pipeline(Readable.from([`${text}\n`]), client.query(copyFrom(COPY_SQL)));
-      await markStaleTimes(client, rows.map((r) => r.at));
-      await client.query('commit');
+      if (reserved.length) await pipeline(Readable.from([copyText(reserved, true)]), client.query(copyFrom(COPY_WITH_IDS_SQL)));
+      if (given.length) await pipeline(Readable.from([copyText(given, false)]), client.query(copyFrom(COPY_SQL)));
+      // The stale hours and the commit in one round trip (a simple query of two statements).
+      const stale = markStaleTimesSql(rows.map((r) => r.at));
+      await client.query(stale ? `${stale}; commit` : 'commit');
       client.release();
     } catch (error) {
       await client.query('rollback').catch(() => {});
@@ -134,26 +172,13 @@ export function createRefusalLog(pool: pg.Pool, options: RefusalLogOptions): Ref
     while (queue.length > 0) {
       const rows = queue.slice(0, batch);
       try {
-        if (rows.every((r) => r.id !== null)) await copy(rows);
-        else {
-          await pool.query({
-            name: 'log-untied-batch',
-            text: INSERT_SQL,
-            // One JSON document (JSON.stringify is native) rather than seven arrays, which pg escapes element by
-            // element in JavaScript: that cost about 5% of a refusal's CPU time under a flood of them.
-            values: [
-              JSON.stringify(
-                rows.map(({ id, refusal: r, at }) => ({
-                  id, code: r.code, user_id: r.userId, client_ip: r.clientIp, user_agent: r.userAgent, at, client_id: r.clientId,
-                })),
-              ),
-            ],
-          });
-        }
+        await copy(rows);
       } catch (error) {
         options.onError(`could not write ${rows.length} refusal log rows; keeping them for the next flush`, error);
+        failing = true;
         return;
       }
+      failing = false;
       queue = queue.slice(rows.length);
       for (const r of rows) if (r.id !== null) queuedIds.delete(r.id);
     }
@@ -164,7 +189,10 @@ export function createRefusalLog(pool: pg.Pool, options: RefusalLogOptions): Ref
   }
 
   // Flushes are chained, so rows are written once and in order.
-  const flush = () => (writing = writing.then(writeQueued));
+  const flush = () => {
+    inFlight++;
+    return (writing = writing.then(writeQueued).finally(() => void inFlight--));
+  };
 
   const timer = setInterval(() => {
     if (queue.length > 0) void flush();
@@ -181,6 +209,7 @@ export function createRefusalLog(pool: pg.Pool, options: RefusalLogOptions): Ref
       if (reserve > 0 && ids.length < reserve / 2 && !closed) void refill();
       queue.push({ id, refusal, at });
       if (id !== null) queuedIds.add(id);
+      if (flushRows > 0 && queue.length >= flushRows && inFlight === 0 && !failing && !closed) void flush();
       return id;
     },
     flush,

@@ -59,11 +59,23 @@ export const markStaleSpanSql = (relation: string, oldest: string, newest: strin
      where s.id = 1 and h < s.sealed_until
      on conflict do nothing`;
 
+const hoursOf = (times: Date[]) =>
+  [...new Set(times.map((t) => Math.floor(t.getTime() / HOUR_MS) * HOUR_MS))].map((h) => new Date(h));
+
 /** Marks stale the sealed hours these times fall in (already written rows; same transaction as the write). */
 export async function markStaleTimes(db: Queryable, times: Date[]): Promise<void> {
   if (times.length === 0) return;
-  const hours = [...new Set(times.map((t) => Math.floor(t.getTime() / HOUR_MS) * HOUR_MS))].map((h) => new Date(h));
-  await db.query(`${markStaleSql('unnest($1::timestamptz[]) as t(at)', 't.at')}`, [hours]);
+  await db.query(`${markStaleSql('unnest($1::timestamptz[]) as t(at)', 't.at')}`, [hoursOf(times)]);
+}
+
+/**
+ * markStaleTimes as a statement without parameters (the hours written as literals), so that it can share one round
+ * trip with the statements around it (`…; commit`); null for no times.
+ */
+export function markStaleTimesSql(times: Date[]): string | null {
+  if (times.length === 0) return null;
+  const hours = hoursOf(times).map((h) => h.toISOString());
+  return markStaleSql(`unnest('{${hours.join(',')}}'::timestamptz[]) as t(at)`, 't.at');
 }
 
 /**
