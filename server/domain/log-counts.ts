@@ -116,8 +116,8 @@ const rolledUpSum = (column: string, rollup: string[]) => `coalesce((select sum(
 
 /**
  * The count of a log listing from the rollups, or null for a filter they cannot answer: a token, a user or a status
- * (the rollups are not keyed by them). Answered: the tenant (the row's client), the scope, refusals or successes (the
- * error code) and the time window, in any combination.
+ * (the rollups are not keyed by them), and on Citus (`citus`) a scope. Answered: the tenant (the row's client), the
+ * scope, refusals or successes (the error code) and the time window, in any combination.
  *
  * The scope: the listing takes the log rows of the caller's client whose token is one of the caller's tokens of that
  * scope; the rollups count log rows by the row's client and its token's scope. The two agree because a log row naming
@@ -138,15 +138,9 @@ export function rollupCountQuery(
     rollup.push('r.client_id = :client::bigint');
     log.push('l.client_id = :client::bigint');
   }
-  if (filter.scope != null) {
-    rollup.push('r.scope = :scope::text');
-    // As the listing has it: the row's token is one of the caller's tokens of the scope. A lookup by the token's
-    // primary key per row (the tail is an hour or so of rows), never a join the planner could make a hash join
-    // over every token of the scope.
-    log.push(
-      `(select t.scope from request_token t where t.id = l.token_id${tenant !== null ? ' and t.client_id = :client::bigint' : ''}) = :scope::text`,
-    );
-  }
+  // On Citus a scope is not counted here: the tail's tokens would be a correlated lookup of a distributed table.
+  if (filter.scope != null && citus) return null;
+  if (filter.scope != null) rollup.push('r.scope = :scope::text');
   if (filter.failed === true) {
     rollup.push(`r.error_code <> ''`);
     log.push('l.error_code is not null');
@@ -158,18 +152,36 @@ export function rollupCountQuery(
   // (which cannot know how long the ranges are: a retention leaves hundreds of stale hours) may read every row of a
   // month instead, looking each one's token up. Citus cannot push a lateral subquery over the distributed log down:
   // there the ranges are a plain join (and a scope is never counted here).
-  const tail = citus
-    ? `select count(*) from live v join request_token_log l on l.timestamp >= v.lo and l.timestamp < v.hi
-          where v.lo < v.hi${and(log)}`
-    : `select count(*) from live v, lateral (
-           select 1 from request_token_log l where l.timestamp >= v.lo and l.timestamp < v.hi${and(log)}
-           offset 0
-         ) l where v.lo < v.hi`;
-  const text = `${RANGES_SQL}
+  if (filter.scope == null) {
+    const tail = citus
+      ? `select count(*) from live v join request_token_log l on l.timestamp >= v.lo and l.timestamp < v.hi
+            where v.lo < v.hi${and(log)}`
+      : `select count(*) from live v, lateral (
+             select 1 from request_token_log l where l.timestamp >= v.lo and l.timestamp < v.hi${and(log)}
+             offset 0
+           ) l where v.lo < v.hi`;
+    return bind(`${RANGES_SQL}
      select ${rolledUpSum('attempts', rollup)}
        + (${tail})
-       as n`;
-  return bind(text, named);
+       as n`, named);
+  }
+  // A scope, as the listing has it: the row's token is one of the caller's tokens of the scope. The tail's rows are
+  // counted by token (an hour or so of rows, a few thousand tokens), and those tokens are found among the scope's in
+  // one scan of the (scope, client_id, id) index (`id = any(…)`: the index alone, in id order), rather than each row's
+  // token looked up by its primary key (bench:scale: 2,700 rows, 9.7 ms for the statement, now 6.5 ms). Never a join
+  // the planner could make a hash join over every token of the scope.
+  const owner = tenant !== null ? ' and t.client_id = :client::bigint' : '';
+  return bind(`${RANGES_SQL}, tail as materialized (
+       select l.token_id, count(*) as n from live v, lateral (
+         select l.token_id from request_token_log l where l.timestamp >= v.lo and l.timestamp < v.hi${and(log)}
+         offset 0
+       ) l where v.lo < v.hi group by l.token_id
+     )
+     select ${rolledUpSum('attempts', rollup)}
+       + (select coalesce(sum(g.n), 0) from tail g where g.token_id in (
+           select t.id from request_token t
+           where t.scope = :scope::text${owner} and t.id = any(array(select token_id from tail))))
+       as n`, named);
 }
 
 /**
@@ -224,14 +236,11 @@ async function runCount(em: EntityManager, query: { text: string; values: unknow
 }
 
 /**
- * The count of rollupCountQuery, or null for a filter it cannot answer. On Citus, not a scope either: its lookup of
- * each live row's token is a correlated subquery over a distributed table.
+ * The count of rollupCountQuery, or null for a filter it cannot answer (on Citus, a scope either: rollupCountQuery).
  */
 export async function countLogsFromRollups(deps: CountDeps, tenant: Tenant, filter: RollupCountFilter): Promise<number | null> {
   if (!rollupCountQuery(tenant, filter)) return null;
-  const citus = await logIsDistributed(deps.pool);
-  if (citus && filter.scope != null) return null;
-  return runCount(deps.em, rollupCountQuery(tenant, filter, { citus }));
+  return runCount(deps.em, rollupCountQuery(tenant, filter, { citus: await logIsDistributed(deps.pool) }));
 }
 
 /**

@@ -82,6 +82,12 @@ export interface Listing<T> {
   filtered(em: EntityManager, values: ListingValues): QueryBuilder<any, any>;
   /** The column pages run by (newest first), e.g. `l.id`. */
   idColumn: string;
+  /**
+   * Columns that lead the page's order before `idColumn` (descending too), each one the filter holds to a single value:
+   * the order is the same, and it names an index on (…, those columns, id) to the planner, which then reads the page
+   * in that index's order (listTokens' scope).
+   */
+  leadingOrder?: string[];
   /** The page's own additions to its query (its columns); the count does without them. */
   page?(qb: QueryBuilder<any, any>): void;
   /**
@@ -123,7 +129,10 @@ export async function keysetPage<T extends { id: string }>(
     runListing<Record<string, unknown>>(deps, `${shape}|page${withPage ? '+count' : ''}`, pageValues, (em, v) => {
       const qb = filtered(em, v);
       if (v.$before !== undefined) qb.andWhere({ [idColumn]: { $lt: v.$before } });
-      qb.orderBy({ [idColumn]: 'desc' }).limit(v.$limit as number);
+      const order: Record<string, 'desc'> = {};
+      for (const column of listing.leadingOrder ?? []) order[column] = 'desc';
+      order[idColumn] = 'desc';
+      qb.orderBy(order).limit(v.$limit as number);
       listing.page?.(qb);
       // The same filter, tenant included, as the count's own statement has (uncorrelated: PostgreSQL runs it once).
       if (withPage) qb.addSelect(filtered(em, v).select(raw('count(*)::int')).as(TOTAL));

@@ -401,6 +401,14 @@ export async function listTokens(deps: TokenReadDeps, filter: TokenFilter, args:
   if (filter.scope != null) values.scope = filter.scope;
   if (filter.userId != null) values.userId = filter.userId;
   if (filter.status != null) values.status = filter.status;
+  // A tenant's scope is a range of one value, and the page is ordered by the scope, then the id: the same rows in the
+  // same order, read backwards along (scope, client_id, id) from the page's first row. Said as `scope = ?` ordered by
+  // the id alone, the planner drops the constant scope from the order, prices the primary key walked backwards as if the
+  // scope's tokens were spread evenly over it, and walks it past every newer token of other scopes (bench:scale: the
+  // 20,000 tokens issued last, 11 ms a page, where the index reads 21 entries). The collation is deterministic, so
+  // `>= x and <= x` is `= x`. An admin key (every client) keeps `=`: the index does not order a scope's tokens of every
+  // client by id.
+  const scopeRange = filter.scope != null && deps.tenant !== null;
   return keysetPage(
     deps,
     {
@@ -408,12 +416,13 @@ export async function listTokens(deps: TokenReadDeps, filter: TokenFilter, args:
       values,
       filtered(em, v) {
         const qb = tokenQuery(em, tolerance);
-        if (v.scope !== undefined) qb.andWhere({ scope: v.scope });
+        if (v.scope !== undefined) qb.andWhere({ scope: scopeRange ? { $gte: v.scope, $lte: v.scope } : v.scope });
         if (v.userId !== undefined) qb.andWhere({ userId: v.userId });
         if (v.status !== undefined) qb.andWhere(`(${statusSql('t', tolerance)}) = ?`, [v.status]);
         return qb;
       },
       idColumn: 't.id',
+      leadingOrder: scopeRange ? ['t.scope'] : undefined,
       map: tokenFromRow,
     },
     limit,

@@ -17,7 +17,8 @@ export const RequestToken = defineEntity({
   tableName: 'request_token',
   properties: {
     id: p.bigint('string').primary().autoincrement(),
-    // No index of its own: `(scope, issued_at)` below serves every lookup by scope (test/indexes.test.ts).
+    // No index of its own: `(scope, issued_at)` and `(scope, client_id, id)` below serve every lookup by scope
+    // (test/indexes.test.ts).
     scope: p.string().length(100),
     targetUrl: p.text().nullable(),
     // The target URL taken apart at issue time, so that redemption can match it in SQL.
@@ -60,6 +61,10 @@ export const RequestToken = defineEntity({
     { name: 'request_token_user_id_id_index', properties: ['userId', 'id'] },
     // Usage statistics and bulk revocation filter by scope and issue time together.
     { name: 'request_token_scope_issued_at_index', properties: ['scope', 'issuedAt'] },
+    // A tenant's tokens of one scope newest first, the page read in index order: 21 entries, not the primary key walked
+    // backwards past the newer tokens of other scopes (20,000 in bench:scale: 11 ms), nor the scope's tokens sorted.
+    // The listing states its order so that the planner takes it (listTokens, server/domain/tokens.ts).
+    { name: 'request_token_scope_client_id_id_index', properties: ['scope', 'clientId', 'id'] },
   ],
 });
 

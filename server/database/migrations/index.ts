@@ -12,6 +12,7 @@ import { Migration20261130114512_usage_rollup_day } from './Migration20261130114
 import { Migration20261130122533_request_token_user_id_id_index } from './Migration20261130122533_request_token_user_id_id_index.js';
 import { Migration20261130124209_log_user_id_id_index } from './Migration20261130124209_log_user_id_id_index.js';
 import { Migration20261130125500_request_token_fillfactor } from './Migration20261130125500_request_token_fillfactor.js';
+import { Migration20261130144255_listing_indexes } from './Migration20261130144255_listing_indexes.js';
 
 /**
  * Every migration, in order. Listed explicitly so they run the same under tsx, vitest and a build.
@@ -31,4 +32,5 @@ export const migrationsList: MigrationObject[] = [
   { name: 'Migration20261130122533_request_token_user_id_id_index', class: Migration20261130122533_request_token_user_id_id_index },
   { name: 'Migration20261130124209_log_user_id_id_index', class: Migration20261130124209_log_user_id_id_index },
   { name: 'Migration20261130125500_request_token_fillfactor', class: Migration20261130125500_request_token_fillfactor },
+  { name: 'Migration20261130144255_listing_indexes', class: Migration20261130144255_listing_indexes },
 ];
