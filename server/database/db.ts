@@ -46,7 +46,15 @@ export async function initDatabase(
     logger: (message) => log(message.replace(/\x1b\[[0-9;]*m/g, '')),
   });
   try {
-    await orm.getMigrator().up();
+    // Pending migrations run in one transaction (allOrNothing) without the statement timeout: building an index or
+    // moving rows takes as long as the tables are large, and a start-up that hit the timeout would roll every pending
+    // migration back, and again at each restart. The lock timeout still holds (a migration waiting for a busy table
+    // fails rather than hangs).
+    const connection = orm.em.getConnection();
+    await connection.transactional(async (transaction) => {
+      await connection.execute('set local statement_timeout = 0', [], 'run', transaction);
+      await orm.getMigrator().up({ transaction });
+    });
   } catch (error) {
     await orm.close(true);
     throw error;
