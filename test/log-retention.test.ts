@@ -65,6 +65,8 @@ describe('retention by age', () => {
     const all = await names();
     for (const back of [3, 2, 1]) expect(all).not.toContain(partitionName(monthStart(cutMonth, -back)));
     expect(all).toContain(partitionName(cutMonth));
+    // The months' tables are dropped by the time the call returns (the drops run beside the cut-through).
+    expect(await server.sql(`select relname from pg_class where relname like 'request_token_log%retired'`)).toEqual([]);
     expect(await kept()).toEqual(times.slice(8).map((t) => t.getTime()));
     // Each step's span holds its rows: what a rollup of those hours must take out.
     expect(steps[0].oldest?.getTime()).toBe(times[0].getTime());
@@ -207,7 +209,10 @@ describe('a month detached but not dropped', () => {
             `select count(*)::int as keys from pg_constraint where conrelid = to_regclass($1) and contype = 'f'`,
             [text.replace('drop table if exists ', '')],
           );
+          const result = await pool.query(text, values);
+          // Recorded once done: the call returns only after its drops have finished.
           dropped.push(`${text} (${keys} foreign keys)`);
+          return result;
         }
         return pool.query(text, values);
       },
@@ -219,6 +224,28 @@ describe('a month detached but not dropped', () => {
       `drop table if exists "${partitionName(monthStart(old, 1))}_retired" (0 foreign keys)`,
     ]);
     expect(await names()).not.toContain(partitionName(old));
+  });
+});
+
+describe('a month whose drop fails', () => {
+  it('is out of the log when the call fails with the drop\'s error, and the next retention drops it', async () => {
+    const now = Date.now();
+    const old = monthStart(new Date(now), -2);
+    await seed([new Date(old.getTime() + DAY), new Date(now - 1000)]);
+    const pool = server.db.pool;
+    const failure = new Error('the disk said no');
+    const failing = {
+      connect: () => pool.connect(),
+      query: (text: string, values?: unknown[]) => (/^drop table/.test(text) ? Promise.reject(failure) : pool.query(text, values)),
+    } as unknown as typeof pool;
+    await expect(truncateLogs(failing, { maxDays: 1 })).rejects.toBe(failure);
+    expect(await names()).not.toContain(partitionName(old));
+    expect(await kept()).toEqual([now - 1000]);
+    const retired = `select relname as name from pg_class where relname like 'request_token_log%retired' order by 1`;
+    expect(await server.sql(retired)).toEqual([{ name: `${partitionName(old)}_retired` }, { name: `${partitionName(monthStart(old, 1))}_retired` }]);
+    // Nothing left to remove: the next call only drops what the failed one left.
+    expect((await truncateLogs(pool, { maxDays: 1 })).count).toBe(0);
+    expect(await server.sql(retired)).toEqual([]);
   });
 });
 

@@ -155,76 +155,91 @@ export async function truncateLogs(
   // else its doomed rows (if any) deleted in batches.
   const total = none();
   await dropRetired(pool);
-  for (const partition of await listLogPartitions(pool)) {
-    const whole = await wholeMonthDoomed(pool, partition, { cutoffId, cutoffTime, now }).catch(goneIsFalse);
-    if (whole) {
-      const removed = await inTransaction(pool, async (client) => {
-        // Months are created and dropped in turn, by every instance: another retention may have dropped this one.
-        await client.query('select pg_advisory_xact_lock($1)', [UPKEEP_LOCK]);
-        const { rows: still } = await client.query(
-          `select 1 from pg_inherits where inhrelid = to_regclass($1) and inhparent = '${LOG_TABLE}'::regclass`,
-          [`"${partition.name}"`],
-        );
-        if (still.length === 0) return 'gone' as const;
-        // Counted under the detach's lock: nothing can be added between the count and the drop. A month doomed by the
-        // count alone that got a newer row meanwhile (an import of old rows) stays, and is cut through below.
-        await client.query(`alter table ${LOG_TABLE} detach partition "${partition.name}"`);
-        const span: RemovedSpan = { ...(await monthRows(client, partition)), droppedPartition: partition.name };
-        const byTime = cutoffTime !== null && partition.to <= cutoffTime;
-        if (!byTime && span.lastId !== null && BigInt(span.lastId) > BigInt(cutoffId ?? 0)) return null;
-        // Out of the log now; dropped once this commits, in a transaction of its own (dropTable): the drop's commit frees
-        // the month's files (hundreds of ms for a large month), and no lock on the log or on api_client is held
-        // meanwhile. Its foreign key goes here, under the detach's lock on api_client, so that the drop takes no lock
-        // but the month's own; renamed, so a month left behind by a crash is unmistakably retention's.
-        const { rows: keys } = await client.query<{ name: string }>(
-          `select conname as name from pg_constraint where conrelid = to_regclass($1) and contype = 'f'`,
-          [`"${partition.name}"`],
-        );
-        for (const key of keys) await client.query(`alter table "${partition.name}" drop constraint "${key.name}"`);
-        await client.query(`alter table "${partition.name}" rename to "${partition.name}${RETIRED}"`);
-        if (span.oldest !== null) {
-          // The usage rollups of the hours the month held are rebuilt (server/domain/usage-rollups.ts): marked in this
-          // transaction, so statistics read them from the (now empty) log until the next compaction.
-          await markStaleRange(client, span.oldest, new Date(span.newest!.getTime() + 1));
-          await options.onRemoved?.(client, span);
-        }
-        return span;
-      }, { undo: (span) => span === null });
-      if (removed === 'gone') continue;
-      if (removed) await dropTable(pool, `${partition.name}${RETIRED}`);
-      if (removed) {
-        if (removed.count > 0) options.onBatch?.(removed);
-        add(total, removed);
-        continue;
-      }
-    }
-    // Inside the month: one pass per cut-off, each along its own index (the time limit along `timestamp`, the count
-    // limit along `id`), in batches whose bounds that index gives; a row doomed by both goes in the first pass.
-    const passes: Cut[] = [];
-    if (cutoffTime !== null && partition.from < cutoffTime) passes.push({ column: 'timestamp', below: cutoffTime, inclusive: false });
-    if (cutoffId !== null && (await minIdWithin(pool, partition, cutoffId).catch(goneIsFalse))) {
-      passes.push({ column: 'id', below: cutoffId, inclusive: true });
-    }
-    for (const pass of passes) {
-      let after: string | null = null;
-      for (;;) {
-        const batch = await inTransaction(pool, async (client) => {
-          const deleted = await deleteBatch(client, partition.name, pass, batchSize, after).catch(goneIsNull);
-          if (deleted === null) return null;
-          const span: RemovedSpan = { ...rowsOf(deleted.result.rows[0]), droppedPartition: null };
-          if (span.count > 0) await options.onRemoved?.(client, span);
-          after = deleted.bound;
+  // A detached month's table is dropped on a connection of its own while the call goes on (the months after it, the
+  // cut-through): freeing its files takes as long as the month is large, and overlaps the cut-through's batches
+  // instead of adding to them. The call still returns only once every such month is dropped.
+  let dropping: Promise<void> = Promise.resolve();
+  let dropFailure: { error: unknown } | null = null;
+  const dropSoon = (name: string) => {
+    dropping = dropping.then(() => dropTable(pool, name)).catch((error) => void (dropFailure ??= { error }));
+  };
+  try {
+    for (const partition of await listLogPartitions(pool)) {
+      const whole = await wholeMonthDoomed(pool, partition, { cutoffId, cutoffTime, now }).catch(goneIsFalse);
+      if (whole) {
+        const removed = await inTransaction(pool, async (client) => {
+          // Months are created and dropped in turn, by every instance: another retention may have dropped this one.
+          await client.query('select pg_advisory_xact_lock($1)', [UPKEEP_LOCK]);
+          const { rows: still } = await client.query(
+            `select 1 from pg_inherits where inhrelid = to_regclass($1) and inhparent = '${LOG_TABLE}'::regclass`,
+            [`"${partition.name}"`],
+          );
+          if (still.length === 0) return 'gone' as const;
+          // Counted under the detach's lock: nothing can be added between the count and the drop. A month doomed by the
+          // count alone that got a newer row meanwhile (an import of old rows) stays, and is cut through below.
+          await client.query(`alter table ${LOG_TABLE} detach partition "${partition.name}"`);
+          const span: RemovedSpan = { ...(await monthRows(client, partition)), droppedPartition: partition.name };
+          const byTime = cutoffTime !== null && partition.to <= cutoffTime;
+          if (!byTime && span.lastId !== null && BigInt(span.lastId) > BigInt(cutoffId ?? 0)) return null;
+          // Out of the log now; dropped once this commits, in a transaction of its own (dropTable, beside the rest
+          // of the call): the drop's commit frees the month's files (hundreds of ms for a large month), and no lock on
+          // the log or on api_client is held meanwhile. Its foreign key goes here, under the detach's lock on
+          // api_client, so that the drop takes no lock but the month's own; renamed, so a month left behind by a crash
+          // is unmistakably retention's.
+          const { rows: keys } = await client.query<{ name: string }>(
+            `select conname as name from pg_constraint where conrelid = to_regclass($1) and contype = 'f'`,
+            [`"${partition.name}"`],
+          );
+          for (const key of keys) await client.query(`alter table "${partition.name}" drop constraint "${key.name}"`);
+          await client.query(`alter table "${partition.name}" rename to "${partition.name}${RETIRED}"`);
+          if (span.oldest !== null) {
+            // The usage rollups of the hours the month held are rebuilt (server/domain/usage-rollups.ts): marked in
+            // this transaction, so statistics read them from the (now empty) log until the next compaction.
+            await markStaleRange(client, span.oldest, new Date(span.newest!.getTime() + 1));
+            await options.onRemoved?.(client, span);
+          }
           return span;
-        });
-        if (batch === null) break; // the month was dropped meanwhile (another retention)
-        if (batch.count > 0) {
-          options.onBatch?.(batch);
-          add(total, batch);
+        }, { undo: (span) => span === null });
+        if (removed === 'gone') continue;
+        if (removed) dropSoon(`${partition.name}${RETIRED}`);
+        if (removed) {
+          if (removed.count > 0) options.onBatch?.(removed);
+          add(total, removed);
+          continue;
         }
-        if (batch.count < batchSize || after === null) break;
+      }
+      // Inside the month: one pass per cut-off, each along its own index (the time limit along `timestamp`, the count
+      // limit along `id`), in batches whose bounds that index gives; a row doomed by both goes in the first pass.
+      const passes: Cut[] = [];
+      if (cutoffTime !== null && partition.from < cutoffTime) passes.push({ column: 'timestamp', below: cutoffTime, inclusive: false });
+      if (cutoffId !== null && (await minIdWithin(pool, partition, cutoffId).catch(goneIsFalse))) {
+        passes.push({ column: 'id', below: cutoffId, inclusive: true });
+      }
+      for (const pass of passes) {
+        let after: string | null = null;
+        for (;;) {
+          const batch = await inTransaction(pool, async (client) => {
+            const deleted = await deleteBatch(client, partition.name, pass, batchSize, after).catch(goneIsNull);
+            if (deleted === null) return null;
+            const span: RemovedSpan = { ...rowsOf(deleted.result.rows[0]), droppedPartition: null };
+            if (span.count > 0) await options.onRemoved?.(client, span);
+            after = deleted.bound;
+            return span;
+          });
+          if (batch === null) break; // the month was dropped meanwhile (another retention)
+          if (batch.count > 0) {
+            options.onBatch?.(batch);
+            add(total, batch);
+          }
+          if (batch.count < batchSize || after === null) break;
+        }
       }
     }
+  } finally {
+    await dropping;
   }
+  // The rows are out of the log either way; a month left undropped is dropped by the next retention (dropRetired).
+  if (dropFailure) throw (dropFailure as { error: unknown }).error;
   return total;
 }
 
