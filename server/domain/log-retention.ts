@@ -1,3 +1,4 @@
+import { logIsDistributed } from '../database/citus.js';
 import { inTransaction } from '../database/transaction.js';
 import type pg from 'pg';
 import { LOG_TABLE, listLogPartitions, UPKEEP_LOCK, type LogPartition } from './log-partitions.js';
@@ -167,6 +168,7 @@ export async function truncateLogs(
     for (const partition of await listLogPartitions(pool)) {
       const whole = await wholeMonthDoomed(pool, partition, { cutoffId, cutoffTime, now }).catch(goneIsFalse);
       if (whole) {
+        const distributed = await logIsDistributed(pool);
         const removed = await inTransaction(pool, async (client) => {
           // Months are created and dropped in turn, by every instance: another retention may have dropped this one.
           await client.query('select pg_advisory_xact_lock($1)', [UPKEEP_LOCK]);
@@ -186,10 +188,15 @@ export async function truncateLogs(
           // the log or on api_client is held meanwhile. Its foreign key goes here, under the detach's lock on
           // api_client, so that the drop takes no lock but the month's own; renamed, so a month left behind by a crash
           // is unmistakably retention's.
-          const { rows: keys } = await client.query<{ name: string }>(
-            `select conname as name from pg_constraint where conrelid = to_regclass($1) and contype = 'f'`,
-            [`"${partition.name}"`],
-          );
+          // On Citus the key stays, and goes with the table: Citus passes a detached month's ALTER TABLE … DROP
+          // CONSTRAINT on to its shards under a name they do not have ("constraint …_fkey_102242 of relation
+          // …_102242 does not exist"), and api_client is a reference table there.
+          const { rows: keys } = distributed
+            ? { rows: [] }
+            : await client.query<{ name: string }>(
+                `select conname as name from pg_constraint where conrelid = to_regclass($1) and contype = 'f'`,
+                [`"${partition.name}"`],
+              );
           for (const key of keys) await client.query(`alter table "${partition.name}" drop constraint "${key.name}"`);
           await client.query(`alter table "${partition.name}" rename to "${partition.name}${RETIRED}"`);
           if (span.oldest !== null) {

@@ -1,10 +1,11 @@
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { compactRollups } from '../../server/domain/usage-rollups.js';
+import { truncateLogs } from '../../server/domain/log-retention.js';
+import { compactRollups, markStaleTimes } from '../../server/domain/usage-rollups.js';
 import { startTestServer, type TestServer } from '../support/harness.js';
 import { issue, RECORD, redeem } from '../support/operations.js';
 
-// The usage rollups' compaction on a Citus cluster: the rollups are plain tables on the coordinator, rolled up from the
-// distributed log and tokens. Runs only through `npm run test:citus`.
+// The log's upkeep on a Citus cluster: the usage rollups' compaction (plain tables on the coordinator, rolled up from
+// the distributed log and tokens) and retention by months. Runs only through `npm run test:citus`.
 const citus = inject('citus');
 
 let server: TestServer;
@@ -18,7 +19,7 @@ afterAll(async () => {
   await server?.close();
 });
 
-describe.runIf(citus)('usage rollups on Citus', () => {
+describe.runIf(citus)('the log\'s upkeep on Citus', () => {
   it('compacts the distributed log and tokens into the rollups, and the totals agree with a count', async () => {
     const redemptions: string[] = [];
     for (let i = 0; i < 12; i++) {
@@ -53,5 +54,25 @@ describe.runIf(citus)('usage rollups on Citus', () => {
     const again = await compactRollups(server.db.pool, { lagMs: -3_600_000, maxWaitMs: 5_000 });
     expect(again.rebuilt).toBe(1);
     expect(await server.sql('select coalesce(sum(status_2xx), 0)::int as n from usage_rollup')).toEqual([{ n: 1 }]);
+  });
+
+  it('retention drops a past month whole and cuts through the rest, its drop beside the cut-through', async () => {
+    const day = 86_400_000;
+    const now = Date.now();
+    // Rows of the month two months back (dropped whole), and rows around the cut-off (cut through).
+    const old = new Date(now - 70 * day);
+    const times = [old, new Date(old.getTime() + 1000), new Date(now - 3 * day), new Date(now - 2 * 3_600_000)];
+    for (const at of times) {
+      await server.sql(`insert into request_token_log (token_id, client_id, error_code, timestamp) values (0, 1, 'INVALID_SIGNATURE', $1)`, [at]);
+    }
+    // Written behind the service's back into hours the first case rolled up: marked, as such a writer must.
+    await markStaleTimes(server.db.pool, times);
+    const before = (await server.sql<{ n: number }>('select count(*)::int as n from request_token_log'))[0].n;
+    const doomed = (await server.sql<{ n: number }>(`select count(*)::int as n from request_token_log where timestamp < now() - interval '1 day'`))[0].n;
+    expect(doomed).toBeGreaterThanOrEqual(3);
+    const result = await truncateLogs(server.db.pool, { maxDays: 1 });
+    expect(result.count).toBe(doomed);
+    expect((await server.sql<{ n: number }>('select count(*)::int as n from request_token_log'))[0].n).toBe(before - doomed);
+    expect(await server.sql(`select relname from pg_class where relname like 'request_token_log%retired'`)).toEqual([]);
   });
 });
