@@ -134,6 +134,8 @@ describe('what a client may retry', () => {
       ['58030', 'failed to complete COPY on 127.0.0.1:9742'],
       // ErrorIfPostCommitFailedShardPlacements: a worker lost while its part of the transaction was committed.
       ['XX000', 'could not commit transaction for shard 102415 on at least one active node'],
+      // MarkRemoteTransactionFailed: a connection essential to the transaction failed (mid-statement or committing).
+      ['XX000', 'failure on connection marked as essential: 127.0.0.1:9742'],
     ];
     for (const [code, message] of relayed) {
       const error = await raised(code, message);
@@ -141,6 +143,7 @@ describe('what a client may retry', () => {
       expect(transientReason(error), `${code} ${message}`).toBe('DATABASE_UNAVAILABLE');
     }
     expect(commitOutcomeUnknown(await raised('XX000', 'could not commit transaction for shard 102415 on at least one active node'))).toBe(true);
+    expect(commitOutcomeUnknown(await raised('XX000', 'failure on connection marked as essential: 127.0.0.1:9742'))).toBe(true);
     expect(commitOutcomeUnknown(await raised('XX000', 'SSL SYSCALL error: EOF detected'))).toBe(false);
   });
 
