@@ -39,18 +39,22 @@ const SOCKET_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT'
  * its link to a worker that was stopped or killed mid-statement with internal_error (XX000): libpq gives such a result
  * no SQLSTATE (`SSL SYSCALL error: EOF detected`, `server closed the connection unexpectedly`, from ReportResultError,
  * "while executing command on host:port"); a COPY to a shard (a multi-shard INSERT … SELECT) passes the worker's
- * message on without its code (`terminating connection due to administrator command`), or says
- * `failed to COPY to shard N on host:port` or `failed to complete COPY on host:port` (io_error, 58030); and a transaction whose worker went away during COMMIT ends
- * with `could not commit transaction for shard N on at least one active node`, or, from a connection Citus marked
- * essential to the transaction (MarkRemoteTransactionFailed, also while committing), `failure on connection marked as
- * essential: host:port`. The same loss before a command was sent
- * or while connecting comes as 08006 instead. Any other XX000 or 58030 stays a bug (or a disk's failure).
+ * message on without its code (`terminating connection due to administrator command`), or says `failed to COPY to
+ * shard N on host:port` or `failed to complete COPY on host:port` (io_error, 58030); and a worker lost under a
+ * transaction that may have been committing ends it with one of COMMIT_LOST's messages. The same loss before a command
+ * was sent or while connecting comes as 08006 instead. Any other XX000 or 58030 stays a bug (or a disk's failure).
  */
 const RELAYED_LOSS =
-  /^(server closed the connection unexpectedly|SSL SYSCALL error|SSL error|SSL connection has been closed unexpectedly|could not receive data from server|could not send data to server|connection not open|no connection to the server|invalid socket|terminating connection (due to|because of) |the database system is (shutting down|starting up|in recovery mode|not yet accepting connections|not accepting connections)|could not commit transaction (for shard \d+ on at least one active node|on any active nodes?)\b|failure on connection marked as essential: )/;
+  /^(server closed the connection unexpectedly|SSL SYSCALL error|SSL error|SSL connection has been closed unexpectedly|could not receive data from server|could not send data to server|connection not open|no connection to the server|invalid socket|terminating connection (due to|because of) |the database system is (shutting down|starting up|in recovery mode|not yet accepting connections|not accepting connections))/;
 const RELAYED_COPY_LOSS = /^failed to (complete COPY on|COPY to shard \d+ on) /;
-/** Citus: a worker went away while its part of the transaction was (or may have been) committed (commitOutcomeUnknown). */
-const COMMIT_LOST = /^(could not commit transaction (for shard \d+ on at least one active node|on any active nodes?)\b|failure on connection marked as essential: )/;
+/**
+ * Citus: a worker went away while its part of the transaction was (or may have been) committed (commitOutcomeUnknown):
+ * `could not commit transaction for shard N on at least one active node` (ErrorIfPostCommitFailedShardPlacements), or,
+ * from a connection Citus marked essential to the transaction (MarkRemoteTransactionFailed, also while committing),
+ * `failure on connection marked as essential: host:port`.
+ */
+const COMMIT_LOST =
+  /^(could not commit transaction (for shard \d+ on at least one active node|on any active nodes?)\b|failure on connection marked as essential: )/;
 
 function classifyOne(error: Record<string, any>): TransientReason | null {
   const code = typeof error.code === 'string' ? error.code : '';
@@ -63,7 +67,9 @@ function classifyOne(error: Record<string, any>): TransientReason | null {
   // connection_exception class, except 08P01 (protocol_violation), which is a bug.
   if (code.startsWith('08') && code !== '08P01') return 'DATABASE_UNAVAILABLE';
   if (SOCKET_CODES.has(code)) return 'DATABASE_UNAVAILABLE';
-  if (code === 'XX000' && RELAYED_LOSS.test(String(error.message))) return 'DATABASE_UNAVAILABLE';
+  if (code === 'XX000' && (RELAYED_LOSS.test(String(error.message)) || COMMIT_LOST.test(String(error.message)))) {
+    return 'DATABASE_UNAVAILABLE';
+  }
   if (code === '58030' && RELAYED_COPY_LOSS.test(String(error.message))) return 'DATABASE_UNAVAILABLE';
   const message = typeof error.message === 'string' ? error.message : '';
   // pg-pool's connectionTimeoutMillis and knex's acquireConnectionTimeout.
