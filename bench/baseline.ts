@@ -1,6 +1,10 @@
 // The hand-written baseline the benchmark compares the service against: node:http + jose + pg, no GraphQL, no ORM.
 // It does the same work per request (API key check, JSON in and out, JWT verify or sign with HMAC-SHA-256 by
 // node:crypto as the service does, the same SQL with named prepared statements, the same pool size) and nothing else.
+// Every attempt is logged, as the service logs it: a refusal that no token owns (a bad signature, a malformed JWT)
+// with the service's own statement for such a row, one per request (the service queues these rows and writes them by
+// COPY, off the request path: what the refuse scenario compares). `/redeem-bare` stores nothing for them, as the
+// baseline did until 2026-11-30: the refuse-bare scenario, printed for comparison (BENCHMARKS.md, "Method").
 import { createHash, createHmac, createSecretKey, timingSafeEqual } from 'node:crypto';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import pg from 'pg';
@@ -10,6 +14,7 @@ import {
   LOG_COUNT_SQL,
   LOG_PAGE_SQL,
   REDEEM_SQL,
+  LOG_UNOWNED_REFUSAL_SQL,
   REFUSE_SQL,
   runStatsStatement,
   signHs256,
@@ -69,10 +74,20 @@ const token = (row: any) => {
   return fields;
 };
 
-async function redeem(input: any) {
+async function redeem(input: any, logUnowned = true) {
   if (typeof input?.jwt !== 'string' || typeof input.scope !== 'string') return { code: 'VALIDATION_FAILED' };
   const claims: any = verify(input.jwt);
-  if (!claims) return { code: 'TOKEN_SIGNATURE_INVALID' };
+  if (!claims) {
+    if (!logUnowned) return { code: 'TOKEN_SIGNATURE_INVALID' };
+    const values = { code: 'TOKEN_SIGNATURE_INVALID', userId: input.userId ?? null, clientIp: input.clientIp ?? null,
+      userAgent: input.userAgent ?? null, tenant: null };
+    const logged = await pool.query({
+      name: LOG_UNOWNED_REFUSAL_SQL.name,
+      text: LOG_UNOWNED_REFUSAL_SQL.text,
+      values: LOG_UNOWNED_REFUSAL_SQL.values(values),
+    });
+    return { code: 'TOKEN_SIGNATURE_INVALID', logId: String(logged.rows[0].id) };
+  }
   // An admin key's tenant (null: every client's tokens), as the service's; no URL, no clock tolerance.
   const values = { tokenId: claims.jti, scope: input.scope, host: null, path: null, params: {}, userId: input.userId ?? null,
     tenant: null, kid: 'default', clientIp: input.clientIp ?? null, userAgent: input.userAgent ?? null, tolerance: 0 };
@@ -139,6 +154,7 @@ async function stats(input: any) {
 
 const routes: Record<string, (input: any) => Promise<unknown>> = {
   '/redeem': redeem,
+  '/redeem-bare': (input) => redeem(input, false),
   '/issue': issue,
   '/logs': logs,
   '/stats': stats,

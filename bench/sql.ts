@@ -1,7 +1,7 @@
 // The baseline runs the service's own SQL text and row mapping (imported, so the two cannot drift apart), except for the dashboard
 // page, where it does what a hand-written endpoint would: one joined page query and one count. For usage statistics it
 // runs the service's statement and answers its rows as they are.
-export { REDEEM_SQL, REFUSE_SQL } from '../server/domain/redeem.js';
+export { LOG_UNOWNED_REFUSAL_SQL, REDEEM_SQL, REFUSE_SQL } from '../server/domain/redeem.js';
 export { ISSUE_SQL, tokenFromRow } from '../server/domain/tokens.js';
 export { signHs256 } from '../server/domain/jwt.js';
 export { runStatsStatement, usageStatsQuery } from '../server/domain/usage-stats.js';
