@@ -247,7 +247,8 @@ export function usageStatsQuery(bucket: StatsBucket, since: Date, until: Date, t
          union all
          select greatest($5::timestamptz, least($6::timestamptz, w.compacted)), $3::timestamptz from w
          union all
-         select s.hour, s.hour + interval '1 hour' from w, unnest(w.stale) as s(hour)
+         -- (A stale hour up to the watermark, where the range before ends: the hour it falls in, when not on the hour.)
+         select s.hour, least(s.hour + interval '1 hour', w.compacted) from w, unnest(w.stale) as s(hour)
          where s.hour < w.compacted
        ), tail as materialized (
          -- The log rows of those ranges, and each row's scope. The planner cannot know how many rows the ranges hold
