@@ -413,7 +413,7 @@ describe('usage statistics from rollups', () => {
     // Not vacuous: the rollups hold the compacted hours, and their whole days.
     expect((await server.sql('select count(*)::int as n from usage_rollup'))[0].n).toBeGreaterThan(0);
     expect((await server.sql('select count(*)::int as n from usage_rollup_day'))[0].n).toBeGreaterThan(0);
-  });
+  }, Math.max(30_000, RUNS * 15_000));
 
   it('equal the full scan after retention dropped whole months and cut through another', async () => {
     await reset();

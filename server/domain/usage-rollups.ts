@@ -229,8 +229,8 @@ export interface CompactionResult {
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms).unref());
 
 /**
- * One compaction: seals, waits for older transactions, rolls the newly sealed hours up (a day per transaction) and
- * rebuilds the stale ones. Safe to run from several processes at once: all but one skip (advisory lock).
+ * One compaction: seals, waits for older transactions, rolls up to the seal (a day per transaction) and rebuilds the
+ * stale hours. Safe to run from several processes at once: all but one skip (advisory lock).
  */
 export async function compactRollups(pool: pg.Pool, options: CompactionOptions = {}): Promise<CompactionResult> {
   const lagMs = options.lagMs ?? ROLLUP_LAG_MS;

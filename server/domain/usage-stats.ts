@@ -188,7 +188,7 @@ function statsFilters(values: unknown[], tenant: Tenant, scope: string | null) {
 
 /**
  * The statement behind usageStats: per bucket and per scope, the attempts in the window and the tokens issued in it,
- * from the rollups where they hold whole hours and from the log and the tokens elsewhere. Gives exactly what
+ * from the rollups up to the compaction's watermark and from the log and the tokens elsewhere. Gives exactly what
  * usageStatsScanQuery gives (test/usage-rollups.test.ts). Exported for the bench's baseline, which runs the same SQL
  * (bench/sql.ts).
  */
