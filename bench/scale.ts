@@ -295,7 +295,7 @@ async function main() {
     const rolled = await rebuildRollups(rollupPool, {}).finally(() => rollupPool.end());
     await seeder.query('analyze');
     const rollupSeconds = (performance.now() - started) / 1000;
-    log(`rollups: ${rolled.hours} hours rolled up, ${rolled.rebuilt} rebuilt in ${rollupSeconds.toFixed(1)} s`);
+    log(`rollups: ${rolled.minutes} minutes rolled up, ${rolled.rebuilt} rebuilt in ${rollupSeconds.toFixed(1)} s`);
     const seedSeconds = (performance.now() - seeded) / 1000;
     log(`seeded in ${seedSeconds.toFixed(1)} s (VACUUM ANALYZE ${vacuumSeconds.toFixed(1)} s)`);
     json.seed = { ...copied, indexSeconds, vacuumSeconds, rollupSeconds, seedSeconds };

@@ -100,7 +100,7 @@ export const commands: Command[] = [
   },
   {
     name: 'rollups compact',
-    summary: 'roll the usage statistics up to the last whole hour (needs the database; for cron)',
+    summary: 'roll the usage statistics up to five minutes ago (needs the database; for cron)',
     help: ROLLUPS_COMPACT_USAGE,
     run: lazy(() => import('./rollups.js'), 'rollupsCompact'),
   },

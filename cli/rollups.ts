@@ -11,7 +11,7 @@ function report(result: CompactionResult): number {
     out('another compaction is running (a service instance, or this command elsewhere): nothing done');
     return 0;
   }
-  out(`rolled up ${count(result.hours, 'hour')}, rebuilt ${count(result.rebuilt, 'stale hour')}`);
+  out(`rolled up ${count(result.minutes, 'minute')}, rebuilt ${count(result.rebuilt, 'stale hour')}`);
   out(`compacted until ${result.compactedUntil ? result.compactedUntil.toISOString() : '- (nothing yet)'}`);
   if (result.waitedOut) {
     process.stderr.write(

@@ -58,9 +58,9 @@ Needs the database directly (the service need not run): DATABASE_URL, else the e
 
 export const ROLLUPS_COMPACT_USAGE = `usage: request-token rollups compact
 
-Rolls the usage statistics up to the last whole hour that ended five minutes ago, and rebuilds the hours marked stale
-(rows written, changed or deleted there since). The service does this on its own every
-STATS_COMPACTION_INTERVAL_SECONDS (default 300); with 0 there, run this from cron instead. Safe beside running
+Rolls the usage statistics up to the last whole minute that ended five minutes ago, and rebuilds the hours marked
+stale (rows written, changed or deleted there since). The service does this on its own every
+STATS_COMPACTION_INTERVAL_SECONDS (default 60); with 0 there, run this from cron instead. Safe beside running
 services: one compaction runs at a time, the others skip.
 
 Needs the database directly (the service need not run): DATABASE_URL, else the embedded PostgreSQL under DATA_DIR

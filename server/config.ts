@@ -200,7 +200,7 @@ export function loadConfig(env: Env = process.env): Config {
     refusalLogFlushMs: intVar(env, 'REFUSAL_LOG_FLUSH_MS', 250, 10, 600_000),
     refusalLogFlushRows: intVar(env, 'REFUSAL_LOG_FLUSH_ROWS', 1000, 0, 100_000),
     logPartitionsAhead: intVar(env, 'LOG_PARTITIONS_AHEAD', 3, 1, 120),
-    statsCompactionIntervalSeconds: intVar(env, 'STATS_COMPACTION_INTERVAL_SECONDS', 300, 0, 86_400),
+    statsCompactionIntervalSeconds: intVar(env, 'STATS_COMPACTION_INTERVAL_SECONDS', 60, 0, 86_400),
     redeemBatchMax: intVar(env, 'REDEEM_BATCH_MAX', 64, 1, 1000),
     issueBatchMax: intVar(env, 'ISSUE_BATCH_MAX', 64, 1, 1000),
     heapGrowingPercent: intVar(env, 'HEAP_GROWING_PERCENT', 100, 0, 1000),

@@ -141,27 +141,29 @@ describe('the count of a month dropped whole', () => {
     const times = [0, 1, 2, 3, 4, 5].flatMap((h) => [hour(h, 1), hour(h, 20), hour(h, 40)]);
     await seed([...times, new Date(now - 1000)]);
     await rebuildRollups(server.db.pool, {}, { lagMs: 0 });
-    // A row written later into hour 1, the way the service's writers do it: its hour marked stale with it.
+    // Rows written later into hours 1 and 3, the way the service's writers do it: their hours marked stale with them.
     const client = await server.db.pool.connect();
     try {
       await client.query('begin');
-      await client.query(`insert into request_token_log (token_id, timestamp, client_id) values ($1, $2, 1)`, [tokenId, hour(1, 50)]);
-      await markStaleTimes(client, [hour(1, 50)]);
+      const late = [hour(1, 50), hour(3, 10)];
+      await client.query(`insert into request_token_log (token_id, timestamp, client_id) select $1, t, 1 from unnest($2::timestamptz[]) t`, [tokenId, late]);
+      await markStaleTimes(client, late);
       await client.query('commit');
     } finally {
       client.release();
     }
-    // The watermark back to hour 4: hours 4 and 5 count from the month, whatever rollup rows they still have.
-    await server.sql('update usage_rollup_state set compacted_until = $1 where id = 1', [hour(4)]);
-    await server.sql('update usage_rollup set attempts = attempts + 100 where hour >= $1', [hour(4)]);
+    // The watermark back to 3:30, inside the stale hour 3: hour 3 counts from the month up to it (3 rows), and from it
+    // on (3:40, hours 4 and 5) too, whatever rollup rows those still have.
+    await server.sql('update usage_rollup_state set compacted_until = $1 where id = 1', [hour(3, 30)]);
+    await server.sql('update usage_rollup set attempts = attempts + 100 where hour >= $1', [hour(3)]);
     const [{ n }] = await server.sql<{ n: number }>(`select count(*)::int as n from "${partitionName(month)}"`);
-    expect(n).toBe(19);
+    expect(n).toBe(20);
 
     const steps: RemovedSpan[] = [];
     const maxDays = Math.floor((now - monthStart(new Date(now), -1).getTime()) / DAY);
     const result = await truncateLogs(server.db.pool, { maxDays }, { onBatch: (b) => void steps.push(b) });
-    expect(steps.map((s) => [s.droppedPartition, s.count])).toEqual([[partitionName(month), 19]]);
-    expect(result).toMatchObject({ count: 19, oldest: hour(0, 1), newest: hour(5, 40) });
+    expect(steps.map((s) => [s.droppedPartition, s.count])).toEqual([[partitionName(month), 20]]);
+    expect(result).toMatchObject({ count: 20, oldest: hour(0, 1), newest: hour(5, 40) });
     expect(await names()).not.toContain(partitionName(month));
   });
 });

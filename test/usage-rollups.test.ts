@@ -21,15 +21,17 @@ import { startTestServer, TEST_SECRET, type TestServer } from './support/harness
 import { issue, redeem } from './support/operations.js';
 
 /**
- * usageStats reads whole compacted hours from the rollups and the rest from the log (server/domain/usage-rollups.ts).
+ * usageStats reads what is compacted from the rollups and the rest from the log (server/domain/usage-rollups.ts).
  * Here it must give exactly what the full scan of the log (usageStatsScanQuery, the statement it replaced) gives, on
  * random data across hour boundaries, two tenants and several scopes, over random windows and both buckets: before
- * and after compactions, after status updates and releases of rolled-up rows, refusals written late with old times,
- * retention, an import of old history and rows written by hand with markStaleRange. ROLLUP_RUNS sets the number of
+ * and after compactions (to random watermarks too, inside hours, one after another), after status updates and
+ * releases of rolled-up rows, refusals written late with old times, retention, an import of old history and rows
+ * written by hand with markStaleRange. ROLLUP_RUNS sets the number of
  * random histories (default 4); fast-check prints the seed of a failing one.
  */
 
 const HOUR = 3_600_000;
+const MINUTE = 60_000;
 const RUNS = Number(process.env.ROLLUP_RUNS ?? 4);
 /**
  * The history spans this many hours back from the start of the current one, and the current hour so far: a few
@@ -237,6 +239,15 @@ const laterArb = (length: number) =>
     live: fc.nat({ max: 3 }),
   });
 
+/**
+ * Compactions before the late changes, oldest first: each to a random instant of the span (the watermark on the
+ * minute before it, mostly inside an hour), or (null) to the seal the service uses.
+ */
+const sealsArb = (length: number) =>
+  fc
+    .array(fc.option(instant(length), { nil: null, freq: 4 }), { minLength: 1, maxLength: 3 })
+    .map((seals) => seals.sort((a, b) => (a ?? Infinity) - (b ?? Infinity)));
+
 type History = ReturnType<typeof historyArb> extends fc.Arbitrary<infer T> ? T : never;
 type Later = ReturnType<typeof laterArb> extends fc.Arbitrary<infer T> ? T : never;
 
@@ -370,18 +381,23 @@ describe('usage statistics from rollups', () => {
   it('equal the full scan of the log on random histories, before and after compactions and late changes', async () => {
     const { length } = span();
     await fc.assert(
-      fc.asyncProperty(historyArb(length), laterArb(length), async (history, later) => {
+      fc.asyncProperty(historyArb(length), laterArb(length), sealsArb(length), async (history, later, seals) => {
         await reset();
         const { origin } = span();
         await writeHistory(origin, history);
         await expectExact();
 
-        const first = await compactRollups(pool());
-        expect(first).toMatchObject({ skipped: false, waitedOut: false });
-        const sealed = Math.floor((Date.now() - ROLLUP_LAG_MS) / HOUR) * HOUR;
-        // The race with the clock at an hour's turn: compacted to the seal of either side of it.
-        expect([sealed, sealed - HOUR]).toContain(first.compactedUntil?.getTime());
-        await expectExact();
+        // Each compaction extends the rows of the hour the one before stopped in, and stops inside an hour itself.
+        for (const [i, at] of seals.entries()) {
+          const target = at === null ? null : origin + at;
+          const compacted = await compactRollups(pool(), target === null ? {} : { lagMs: Date.now() - target });
+          expect(compacted).toMatchObject({ skipped: false, waitedOut: false });
+          const sealed = Math.floor((target ?? Date.now() - ROLLUP_LAG_MS) / MINUTE) * MINUTE;
+          // The race with the clock at a minute's turn: compacted to the seal of either side of it.
+          expect([sealed, sealed + MINUTE, sealed - MINUTE]).toContain(compacted.compactedUntil?.getTime());
+          await expectDays();
+          await expectExact(i === seals.length - 1 ? 20 : 5);
+        }
 
         // After each kind of change, not compacted again yet: the changed hours are read from the log.
         await writeLater(origin, later, () => expectExact(10));
@@ -397,7 +413,7 @@ describe('usage statistics from rollups', () => {
     // Not vacuous: the rollups hold the compacted hours, and their whole days.
     expect((await server.sql('select count(*)::int as n from usage_rollup'))[0].n).toBeGreaterThan(0);
     expect((await server.sql('select count(*)::int as n from usage_rollup_day'))[0].n).toBeGreaterThan(0);
-  });
+  }, Math.max(30_000, RUNS * 15_000));
 
   it('equal the full scan after retention dropped whole months and cut through another', async () => {
     await reset();
@@ -423,6 +439,61 @@ describe('usage statistics from rollups', () => {
     await compactRollups(pool());
     await expectDays();
     await expectExact(20, { origin, length });
+  });
+
+  it('hold the hour the watermark stops in up to the watermark, extended by each compaction and rebuilt when stale', async () => {
+    await reset();
+    const hour = Math.floor(Date.now() / HOUR) * HOUR - 3 * HOUR;
+    const [token] = await server.sql<{ id: string }>(
+      `insert into request_token (client_id, scope, max_uses, issued_at) values (1, 'login', 100, $1) returning id::text`,
+      [new Date(hour + MINUTE)],
+    );
+    // Redemptions of one token at these minutes of the hour (one key of the rollups: the counts must add up).
+    const minutes = [5, 12, 20, 31, 44, 58];
+    const logged = await server.sql<{ id: string }>(
+      `insert into request_token_log (token_id, client_id, timestamp) select $1, 1, t from unnest($2::timestamptz[]) as t
+       returning id::text`,
+      [token.id, minutes.map((m) => new Date(hour + m * MINUTE))],
+    );
+    const compactTo = async (at: number) => {
+      const result = await compactRollups(pool(), { lagMs: Date.now() - at });
+      expect(result.compactedUntil!.getTime()).toBe(Math.floor(at / MINUTE) * MINUTE);
+      return result;
+    };
+    const rolledUp = async () =>
+      (await server.sql<{ attempts: number; issued: number; s2: number }>(
+        `select coalesce(sum(attempts), 0)::int as attempts, coalesce(sum(issued), 0)::int as issued,
+           coalesce(sum(status_2xx), 0)::int as s2 from usage_rollup where hour = $1`,
+        [new Date(hour)],
+      ))[0];
+    const range = { origin: hour - HOUR, length: 3 * HOUR };
+
+    await compactTo(hour + 15 * MINUTE + 30_000);
+    expect(await rolledUp()).toEqual({ attempts: 2, issued: 1, s2: 0 });
+    await expectExact(10, range);
+    // Each compaction adds the rows since the last one to the hour's rows.
+    expect(await compactTo(hour + 32 * MINUTE)).toMatchObject({ minutes: 17, rebuilt: 0 });
+    expect(await rolledUp()).toEqual({ attempts: 4, issued: 1, s2: 0 });
+    expect(await compactTo(hour + 32 * MINUTE)).toMatchObject({ minutes: 0, rebuilt: 0 });
+    expect(await rolledUp()).toEqual({ attempts: 4, issued: 1, s2: 0 });
+
+    // A status recorded on the hour's first row marks the hour stale: read from the log up to the watermark (and from
+    // the watermark on, as before) until the next compaction rebuilds it up to its new watermark.
+    await recordResponseStatus(
+      { orm: server.db.orm, pool: server.db.pool, tenant: null, refusalLog: server.services.refusalLog },
+      { redemptionId: logged[0].id, statusCode: 204, releaseUse: false },
+    );
+    expect(await server.sql('select hour from usage_rollup_stale')).toEqual([{ hour: new Date(hour) }]);
+    await expectExact(10, range);
+    expect(await compactTo(hour + 50 * MINUTE)).toMatchObject({ minutes: 18, rebuilt: 1 });
+    expect(await rolledUp()).toEqual({ attempts: 5, issued: 1, s2: 1 });
+    await expectExact(10, range);
+
+    // Past the hour's end: the rest of it is added, and the next hour starts from nothing.
+    await compactTo(hour + HOUR + 10 * MINUTE);
+    expect(await rolledUp()).toEqual({ attempts: 6, issued: 1, s2: 1 });
+    await expectDays();
+    await expectExact(10, range);
   });
 
   it('miss a row written behind their back (no stale mark) until the range is rebuilt', async () => {
@@ -470,7 +541,8 @@ describe('usage statistics from rollups', () => {
     await expectExact(10);
     expect(second).toMatchObject({ skipped: true });
     expect(done).toMatchObject({ skipped: false, waitedOut: false });
-    expect(done.compactedUntil!.getTime()).toBe(Math.ceil(Date.now() / HOUR) * HOUR);
+    const sealed = Math.floor((Date.now() + HOUR) / MINUTE) * MINUTE;
+    expect([sealed, sealed - MINUTE]).toContain(done.compactedUntil!.getTime());
     await reset();
   });
 
@@ -503,8 +575,8 @@ describe('usage statistics from rollups', () => {
     expect(stopped).toBeGreaterThanOrEqual(3);
     expect(errors).toEqual([]);
     const [state] = await server.sql('select compacted_until from usage_rollup_state');
-    const sealed = Math.floor((Date.now() - ROLLUP_LAG_MS) / HOUR) * HOUR;
-    expect([sealed, sealed - HOUR]).toContain(state.compacted_until.getTime());
+    const sealed = Math.floor((Date.now() - ROLLUP_LAG_MS) / MINUTE) * MINUTE;
+    expect([sealed, sealed - MINUTE]).toContain(state.compacted_until.getTime());
     await new Promise((resolve) => setTimeout(resolve, 200));
     expect(runs.length).toBe(stopped);
     await expectExact(5);
@@ -516,14 +588,14 @@ describe('usage statistics from rollups', () => {
     const env = { DATABASE_URL: server.databaseUrl, REQUEST_TOKEN_SECRET: TEST_SECRET };
     const compacted = await runCli(['rollups', 'compact'], env);
     expect(compacted).toMatchObject({ code: 0, stderr: '' });
-    expect(compacted.stdout).toMatch(/^rolled up \d+ hours, rebuilt 0 stale hours\ncompacted until \S+Z\n$/);
+    expect(compacted.stdout).toMatch(/^rolled up \d+ minutes?, rebuilt 0 stale hours\ncompacted until \S+:00\.000Z\n$/);
     const rebuilt = await runCli(['rollups', 'rebuild', '--since', new Date(Date.now() - 2 * 86_400_000).toISOString()], env);
     expect(rebuilt).toMatchObject({ code: 0, stderr: '' });
-    expect(rebuilt.stdout).toMatch(/^marked (\d+) hours stale\nrolled up 0 hours, rebuilt \1 stale hours\n/);
+    expect(rebuilt.stdout).toMatch(/^marked (\d+) hours stale\nrolled up 0 minutes, rebuilt \1 stale hours\n/);
     // Without a range: every hour that holds something.
     const everything = await runCli(['rollups', 'rebuild'], env);
     expect(everything).toMatchObject({ code: 0, stderr: '' });
-    expect(everything.stdout).toMatch(/^marked (\d+) hours stale\nrolled up 0 hours, rebuilt \1 stale hours\n/);
+    expect(everything.stdout).toMatch(/^marked (\d+) hours stale\nrolled up 0 minutes, rebuilt \1 stale hours\n/);
     expect(await runCli(['rollups', 'rebuild', '--since', 'yesterday'], env)).toMatchObject({ code: 2 });
     await expectExact(5);
   });

@@ -10,10 +10,12 @@ import type { Tenant } from './api-keys.js';
  * (server/domain/usage-rollups.ts) holds here as well:
  *
  * - whole UTC days that are compacted and hold no stale hour: their day rows (usage_rollup_day);
- * - other whole hours below the compaction's watermark that are not stale: their hourly rows (usage_rollup);
- * - the rest (the window's partial hours, everything from the watermark on, stale hours): the log, or the tokens.
+ * - other whole hours below the compaction's watermark that are not stale: their hourly rows (usage_rollup), the
+ *   hour the watermark falls in included (its rows hold it up to the watermark);
+ * - the rest (the window's partial hours, everything from the watermark on, stale hours up to the watermark): the
+ *   log, or the tokens.
  *
- * A tenant's 7 million log rows are a few thousand day rows and an hour or so of log rows instead of an index scan of
+ * A tenant's 7 million log rows are a few thousand day rows and a few minutes of log rows instead of an index scan of
  * every month; its million tokens, the same day rows and the tokens issued since the watermark.
  */
 
@@ -85,7 +87,8 @@ const RANGES_SQL = `with p as (
        union all
        select greatest(d.first, least(d.last, d.compacted)), d.until from d
        union all
-       select s.hour, s.hour + interval '1 hour' from stale s
+       -- A stale hour up to the watermark, where the range before ends (the hour it falls in, when not on the hour).
+       select s.hour, least(s.hour + interval '1 hour', d.compacted) from stale s, d
      )`;
 
 const and = (conditions: string[]) => conditions.map((c) => ` and ${c}`).join('');
@@ -166,7 +169,7 @@ export function rollupCountQuery(
        as n`, named);
   }
   // A scope, as the listing has it: the row's token is one of the caller's tokens of the scope. The tail's rows are
-  // counted by token (an hour or so of rows, a few thousand tokens), and those tokens are found among the scope's in
+  // counted by token (a few minutes of rows, a few hundred tokens), and those tokens are found among the scope's in
   // one scan of the (scope, client_id, id) index (`id = any(…)`: the index alone, in id order), rather than each row's
   // token looked up by its primary key (bench:scale: 2,700 rows, 9.7 ms for the statement, now 6.5 ms). Never a join
   // the planner could make a hash join over every token of the scope.

@@ -351,8 +351,8 @@ async function deleteBatch(
 
 /**
  * What a detached month held: its id and time range from its own indexes, and its number of rows from the hourly
- * rollups where they hold whole hours, counted in the month only for the hours they do not (stale hours, hours from
- * the compaction's watermark on): the exact count (the rollups' argument, server/domain/usage-rollups.ts, holds under
+ * rollups up to the compaction's watermark, counted in the month only where they do not hold it (stale hours up to
+ * the watermark, everything from the watermark on): the exact count (the rollups' argument, server/domain/usage-rollups.ts, holds under
  * the detach's lock: no writer can reach the month), without reading millions of rows while the log is locked.
  */
 async function monthRows(client: pg.PoolClient, partition: LogPartition): Promise<DoomedRows> {
@@ -366,8 +366,8 @@ async function monthRows(client: pg.PoolClient, partition: LogPartition): Promis
          (select coalesce(sum(r.attempts), 0) from w, usage_rollup r
           where r.hour >= w.since and r.hour < w.rolled
             and not exists (select from usage_rollup_stale s where s.hour = r.hour))
-         + (select count(*) from w, usage_rollup_stale s
-              join ${month} l on l.timestamp >= s.hour and l.timestamp < s.hour + interval '1 hour'
+         + (select count(*) from w cross join usage_rollup_stale s
+              join ${month} l on l.timestamp >= s.hour and l.timestamp < least(s.hour + interval '1 hour', w.rolled)
             where s.hour >= w.since and s.hour < w.rolled)
          + (select count(*) from w, ${month} l where l.timestamp >= greatest(w.since, w.rolled))
        )::int as n,

@@ -3,16 +3,23 @@ import { STATS_STATEMENT_TIMEOUT_MS, STATUS_COLUMNS } from './usage-stats.js';
 
 // Usage statistics per UTC hour, client, scope and outcome (table usage_rollup), rolled up from the log and the tokens
 // by a compaction that runs off the request path (a timer in the service, `request-token rollups compact` for cron).
-// usageStats reads whole compacted hours from here and everything else from the log, in one snapshot
-// (server/domain/usage-stats.ts). Why the figures are exactly those of a full scan (docs/scaling.md, "Statistics"):
+// usageStats and the listings' totals read what is compacted from here and everything else from the log, in one
+// snapshot (server/domain/usage-stats.ts, log-counts.ts). Why the figures are exactly those of a full scan
+// (docs/scaling.md, "Statistics"):
 //
-// - Two watermarks (usage_rollup_state): hours before `compacted_until` have their rollup rows; rows written, changed
-//   or deleted with a timestamp before `sealed_until` must mark their hour stale (usage_rollup_stale) in the same
-//   transaction. Statistics read stale hours from the log; the compaction rebuilds them.
-// - The compaction raises `sealed_until` to an hour boundary at least ROLLUP_LAG_MS in the past (and commits), then
-//   waits until every transaction that began before that commit has ended. Only then does it roll hours up to it. A
-//   redemption, refusal or issue stamps its row with its transaction's start (now()): if that transaction began before
-//   the seal, the compaction waited for it and sees its row; if after, its timestamp is past the new watermark.
+// - Two watermarks (usage_rollup_state), on whole minutes (SEAL_STEP): the rollup rows of an hour hold its rows
+//   before `compacted_until`, so every hour before it has its rows and the hour it falls in (when it is not on the
+//   hour) has rows for [the hour's start, compacted_until): readers take the rollups up to `compacted_until` and the
+//   log from there. Rows written, changed or deleted with a timestamp before `sealed_until` must mark their hour stale
+//   (usage_rollup_stale) in the same transaction. Statistics read stale hours from the log (up to `compacted_until`);
+//   the compaction rebuilds them (up to `compacted_until` too).
+// - The compaction raises `sealed_until` to a minute at least ROLLUP_LAG_MS in the past (and commits), then waits
+//   until every transaction that began before that commit has ended. Only then does it roll up to it. A redemption,
+//   refusal or issue stamps its row with its transaction's start (now()): if that transaction began before the seal,
+//   the compaction waited for it and sees its row; if after, its timestamp is past the new watermark.
+// - Rolling up [compacted_until, seal) adds to the rows of the hour compacted_until falls in (INSERT … ON CONFLICT
+//   adding the counts, under the state row's lock: they hold exactly [its start, compacted_until)) and writes those of
+//   the hours after it, so each run reads only the rows since the last one.
 // - Writers of rows with times of their own (the batched refusal log, the Django import, retention, late status
 //   updates) mark the hours they touch when those are sealed. A transaction that began after the seal sees it; one that
 //   began before was waited for, so its rows are in the compaction's snapshot.
@@ -20,8 +27,13 @@ import { STATS_STATEMENT_TIMEOUT_MS, STATUS_COLUMNS } from './usage-stats.js';
 //   A writer whose mark was deleted had committed before the delete's snapshot; a writer marking the hour meanwhile
 //   waits on the deleted mark's row lock and inserts its mark again after the rebuild commits.
 
-/** An hour is rolled up once it ended this long ago (database clock), so that refusals flushed late rarely mark it. */
+/** A minute is rolled up once it ended this long ago (database clock), so that refusals flushed late rarely mark it. */
 export const ROLLUP_LAG_MS = 5 * 60_000;
+/**
+ * The watermarks move by whole minutes (date_trunc's 'minute'): the live part that statistics and totals read from the
+ * log is ROLLUP_LAG_MS, up to a minute, and up to the compaction's interval, wherever in the hour the request falls.
+ */
+const SEAL_STEP = 'minute';
 /** Hours rolled up per transaction. */
 const CHUNK_HOURS = 24;
 /** Stale hours rebuilt per transaction. */
@@ -114,7 +126,13 @@ const ROLLUP_COUNTS = [
   ...STATUS_COLUMNS.map(([, condition, column]) => [column, condition]),
 ] as const;
 
-/** Rolls up the log rows and tokens of the ranges (whole hours whose rollup rows were deleted first). */
+/**
+ * Rolls up the log rows and tokens of the ranges ($1, $2): the hours starting in them had their rollup rows deleted
+ * first; the rows of an hour that began before a range (the hour compacted_until falls in) hold that hour up to the
+ * range's start, and the range's counts are added to them. $3 and $4 bound all the ranges: the planner cannot see into
+ * the arrays (it guesses a good part of the log), and would make a hash join over every token for a minute's rows
+ * (85 ms with 220,000 tokens); the bounds let it estimate the rows and look their tokens up by primary key.
+ */
 const ROLLUP_INSERT_SQL = `insert into usage_rollup
      (hour, client_id, scope, error_code, ${ROLLUP_COUNTS.map(([column]) => column).join(', ')}, issued)
    select hour, client_id, scope, error_code, ${ROLLUP_COUNTS.map(([column]) => `sum(${column})::int`).join(', ')},
@@ -128,6 +146,7 @@ const ROLLUP_INSERT_SQL = `insert into usage_rollup
        select l.timestamp, l.client_id, t.scope, l.error_code, l.status_code, l.released_at
        from unnest($1::timestamptz[], $2::timestamptz[]) as v(lo, hi)
          join request_token_log l on l.timestamp >= v.lo and l.timestamp < v.hi
+           and l.timestamp >= $3::timestamptz and l.timestamp < $4::timestamptz
          left join request_token t on t.id = l.token_id
        offset 0
      ) a
@@ -137,9 +156,12 @@ const ROLLUP_INSERT_SQL = `insert into usage_rollup
        count(*)
      from unnest($1::timestamptz[], $2::timestamptz[]) as v(lo, hi)
        join request_token t on t.issued_at >= v.lo and t.issued_at < v.hi
+         and t.issued_at >= $3::timestamptz and t.issued_at < $4::timestamptz
      group by 1, 2, 3
    ) x
-   group by 1, 2, 3, 4`;
+   group by 1, 2, 3, 4
+   on conflict (hour, client_id, scope, error_code) do update set
+     ${[...ROLLUP_COUNTS.map(([column]) => column), 'issued'].map((c) => `${c} = usage_rollup.${c} + excluded.${c}`).join(', ')}`;
 
 /**
  * The days (UTC) that the ranges touch and that end by the watermark $3, as day rows (usage_rollup_day) are kept only
@@ -151,9 +173,11 @@ const WHOLE_DAYS_SQL = `select distinct d.day
    where v.lo < v.hi and d.day + interval '24 hours' <= $3::timestamptz`;
 
 /**
- * Rolls up the log rows and tokens of the ranges (whole hours) again, and then the days they touch that are whole
- * below the watermark `compactedUntil` (after the step): each such day's rows are the sums of its hourly rows, written
- * in the same transaction as those, so that the two levels never disagree in any snapshot.
+ * Rolls up the log rows and tokens of the ranges (each from an hour's start, or from the old watermark, to the new
+ * one or to an hour's end) again, and then the days they touch that are whole below the watermark `compactedUntil`
+ * (after the step): each such day's rows are the sums of its hourly rows, written in the same transaction as those, so
+ * that the two levels never disagree in any snapshot. The rows of hours starting in a range are replaced; an hour that
+ * began before its range gets the range's counts added (ROLLUP_INSERT_SQL).
  */
 async function rollUp(client: pg.PoolClient, ranges: Ranges, compactedUntil: Date): Promise<void> {
   await client.query(
@@ -161,7 +185,9 @@ async function rollUp(client: pg.PoolClient, ranges: Ranges, compactedUntil: Dat
      where r.hour >= v.lo and r.hour < v.hi`,
     ranges,
   );
-  await client.query(ROLLUP_INSERT_SQL, ranges);
+  const [los, his] = ranges;
+  const bounds = [new Date(Math.min(...los.map(Number))), new Date(Math.max(...his.map(Number)))];
+  await client.query(ROLLUP_INSERT_SQL, [...ranges, ...bounds]);
   const columns = ['attempts', 'released', ...STATUS_COLUMNS.map(([, , column]) => column), 'issued'];
   const days = [...ranges, compactedUntil];
   await client.query(`delete from usage_rollup_day r where r.day in (${WHOLE_DAYS_SQL})`, days);
@@ -190,8 +216,8 @@ export interface CompactionOptions {
 export interface CompactionResult {
   /** Another instance (or the CLI) was compacting: nothing was done. */
   skipped: boolean;
-  /** Hours rolled up past the old watermark (empty ones included). */
-  hours: number;
+  /** Minutes rolled up past the old watermark (empty ones included). */
+  minutes: number;
   /** Stale hours rebuilt. */
   rebuilt: number;
   /** The watermark afterwards (null: nothing rolled up yet). */
@@ -203,14 +229,14 @@ export interface CompactionResult {
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms).unref());
 
 /**
- * One compaction: seals, waits for older transactions, rolls the newly sealed hours up (a day per transaction) and
- * rebuilds the stale ones. Safe to run from several processes at once: all but one skip (advisory lock).
+ * One compaction: seals, waits for older transactions, rolls up to the seal (a day per transaction) and rebuilds the
+ * stale hours. Safe to run from several processes at once: all but one skip (advisory lock).
  */
 export async function compactRollups(pool: pg.Pool, options: CompactionOptions = {}): Promise<CompactionResult> {
   const lagMs = options.lagMs ?? ROLLUP_LAG_MS;
   const maxWaitMs = options.maxWaitMs ?? 60_000;
   const timeout = Math.round(options.statementTimeoutMs ?? STATS_STATEMENT_TIMEOUT_MS);
-  const result: CompactionResult = { skipped: false, hours: 0, rebuilt: 0, compactedUntil: null, waitedOut: false };
+  const result: CompactionResult = { skipped: false, minutes: 0, rebuilt: 0, compactedUntil: null, waitedOut: false };
   const client = await pool.connect();
   let locked = false;
   const inTransaction = async <T>(work: () => Promise<T>): Promise<T> => {
@@ -237,9 +263,9 @@ export async function compactRollups(pool: pg.Pool, options: CompactionOptions =
     // The seal, committed on its own: from here on, writers of older rows mark their hours.
     const { rows: [sealed] } = await client.query<{ target: Date; compacted_until: Date | null }>(
       `update usage_rollup_state
-       set sealed_until = greatest(sealed_until, date_trunc('hour', now() - $1 * interval '1 millisecond', 'UTC'))
+       set sealed_until = greatest(sealed_until, date_trunc('${SEAL_STEP}', now() - $1 * interval '1 millisecond', 'UTC'))
        where id = 1
-       returning date_trunc('hour', now() - $1 * interval '1 millisecond', 'UTC') as target, compacted_until`,
+       returning date_trunc('${SEAL_STEP}', now() - $1 * interval '1 millisecond', 'UTC') as target, compacted_until`,
       [lagMs],
     );
     const target = sealed.target;
@@ -282,6 +308,8 @@ export async function compactRollups(pool: pg.Pool, options: CompactionOptions =
             [state.compacted_until ?? '-infinity'],
           );
           const next = first.next === null || first.next > target ? target : first.next;
+          // From the watermark (which may fall inside an hour: that hour's rows hold it up to there, and this step's
+          // counts are added to them), or from the first hour that holds anything.
           const from = state.compacted_until ?? next;
           const until = new Date(Math.min(next.getTime() + CHUNK_HOURS * HOUR_MS, target.getTime()));
           // [from, next) holds nothing: it is rolled up (to no rows) in the same step.
@@ -290,7 +318,7 @@ export async function compactRollups(pool: pg.Pool, options: CompactionOptions =
           return { from, until };
         });
         if (step === null) break;
-        result.hours += (step.until.getTime() - step.from.getTime()) / HOUR_MS;
+        result.minutes += (step.until.getTime() - step.from.getTime()) / 60_000;
         result.compactedUntil = step.until;
       }
     }
@@ -310,7 +338,9 @@ export async function compactRollups(pool: pg.Pool, options: CompactionOptions =
           const [{ compacted_until }] = (
             await client.query<{ compacted_until: Date }>('select compacted_until from usage_rollup_state where id = 1')
           ).rows;
-          await rollUp(client, [marked, marked.map((h) => new Date(h.getTime() + HOUR_MS))], compacted_until);
+          // Each hour up to its end, or up to the watermark for the hour it falls in.
+          const ends = marked.map((h) => new Date(Math.min(h.getTime() + HOUR_MS, compacted_until.getTime())));
+          await rollUp(client, [marked, ends], compacted_until);
         }
         return marked;
       });

@@ -188,7 +188,7 @@ function statsFilters(values: unknown[], tenant: Tenant, scope: string | null) {
 
 /**
  * The statement behind usageStats: per bucket and per scope, the attempts in the window and the tokens issued in it,
- * from the rollups where they hold whole hours and from the log and the tokens elsewhere. Gives exactly what
+ * from the rollups up to the compaction's watermark and from the log and the tokens elsewhere. Gives exactly what
  * usageStatsScanQuery gives (test/usage-rollups.test.ts). Exported for the bench's baseline, which runs the same SQL
  * (bench/sql.ts).
  */
@@ -247,7 +247,8 @@ export function usageStatsQuery(bucket: StatsBucket, since: Date, until: Date, t
          union all
          select greatest($5::timestamptz, least($6::timestamptz, w.compacted)), $3::timestamptz from w
          union all
-         select s.hour, s.hour + interval '1 hour' from w, unnest(w.stale) as s(hour)
+         -- (A stale hour up to the watermark, where the range before ends: the hour it falls in, when not on the hour.)
+         select s.hour, least(s.hour + interval '1 hour', w.compacted) from w, unnest(w.stale) as s(hour)
          where s.hour < w.compacted
        ), tail as materialized (
          -- The log rows of those ranges, and each row's scope. The planner cannot know how many rows the ranges hold

@@ -75,4 +75,28 @@ describe.runIf(citus)('the log\'s upkeep on Citus', () => {
     expect((await server.sql<{ n: number }>('select count(*)::int as n from request_token_log'))[0].n).toBe(before - doomed);
     expect(await server.sql(`select relname from pg_class where relname like 'request_token_log%retired'`)).toEqual([]);
   });
+
+  it('adds each compaction\'s rows to the hour the watermark stopped in, and the totals agree with a count', async () => {
+    // From nothing rolled up, rows by hand at minutes of an hour three hours back (no seal covers them yet).
+    await server.sql('truncate usage_rollup, usage_rollup_day, usage_rollup_stale');
+    await server.sql('update usage_rollup_state set sealed_until = null, compacted_until = null where id = 1');
+    const hour = Math.floor(Date.now() / 3_600_000) * 3_600_000 - 3 * 3_600_000;
+    const times = [5, 25, 45].map((m) => new Date(hour + m * 60_000));
+    await server.sql(
+      `insert into request_token_log (token_id, client_id, error_code, timestamp) select 0, 1, 'TOKEN_MALFORMED', t from unnest($1::timestamptz[]) t`,
+      [times],
+    );
+    const rolledUp = async () =>
+      (await server.sql<{ n: number }>('select coalesce(sum(attempts), 0)::int as n from usage_rollup where hour = $1', [new Date(hour)]))[0].n;
+    for (const [minute, expected] of [[15, 1], [30, 2], [50, 3]]) {
+      const result = await compactRollups(server.db.pool, { lagMs: Date.now() - (hour + minute * 60_000), maxWaitMs: 5_000 });
+      expect(result.compactedUntil).toEqual(new Date(hour + minute * 60_000));
+      expect(await rolledUp()).toBe(expected);
+    }
+    const [rolled] = await server.sql<{ n: number }>('select coalesce(sum(attempts), 0)::int as n from usage_rollup');
+    const [counted] = await server.sql<{ n: number }>(
+      `select count(*)::int as n from request_token_log where timestamp < (select compacted_until from usage_rollup_state)`,
+    );
+    expect(rolled).toEqual(counted);
+  });
 });

@@ -2,8 +2,9 @@ import { defineEntity, p, type InferEntity } from '@mikro-orm/core';
 
 /**
  * Usage statistics per UTC hour, client, scope and outcome, compacted from the log and the tokens
- * (server/domain/usage-rollups.ts). Rows are only ever rebuilt for a whole hour (deleted and inserted again), never
- * updated one attempt at a time, so the redemption path writes nothing here.
+ * (server/domain/usage-rollups.ts). Rows are rebuilt for a whole hour (deleted and inserted again), or added to by the
+ * compaction for the hour its watermark moves through, never updated one attempt at a time, so the redemption path
+ * writes nothing here.
  *
  * The key holds no nulls, so "nobody" is a sentinel: `client_id` 0 for attempts logged without a client (refusals
  * under an admin key that no token could be tied to), `scope` '' for attempts no stored token owns (a scope has at
@@ -72,9 +73,10 @@ export const UsageRollupStale = defineEntity({
 export type UsageRollupStale = InferEntity<typeof UsageRollupStale>;
 
 /**
- * The compaction's two watermarks, one row (id 1, inserted by the migration). Every hour before `compacted_until`
- * has its rollup rows (unless marked stale); writers of rows older than `sealed_until` mark their hours stale.
- * `sealed_until` ≥ `compacted_until`; null: nothing yet.
+ * The compaction's two watermarks, one row (id 1, inserted by the migration), on whole minutes. The rollup rows hold
+ * everything before `compacted_until` (unless marked stale): every hour before it, and the hour it falls in up to it;
+ * writers of rows older than `sealed_until` mark their hours stale. `sealed_until` ≥ `compacted_until`; null: nothing
+ * yet.
  */
 export const UsageRollupState = defineEntity({
   name: 'UsageRollupState',
