@@ -2,6 +2,7 @@
 // `BENCH_SCALE_KEEP=1 npm run bench:scale` keeps): runs truncateLogs with the given policy and prints each statement it
 // sent (its first words), its time and its row count, then the totals by kind. It deletes rows for real.
 // Run: RETENTION_DATABASE_URL=postgres://… npx tsx bench/retention-steps.ts --max-days 28 [--max-count N] [--batch-size N]
+// [--connections N] (the cut-through's, TruncateOptions.connections)
 import { parseArgs } from 'node:util';
 import { loadavg } from 'node:os';
 import { performance } from 'node:perf_hooks';
@@ -9,7 +10,7 @@ import pg from 'pg';
 import { truncateLogs as current } from '../server/domain/log-retention.js';
 
 const { values } = parseArgs({
-  options: { 'max-days': { type: 'string' }, 'max-count': { type: 'string' }, 'batch-size': { type: 'string' } },
+  options: { 'max-days': { type: 'string' }, 'max-count': { type: 'string' }, 'batch-size': { type: 'string' }, connections: { type: 'string' } },
 });
 const url = process.env.RETENTION_DATABASE_URL;
 if (!url) throw new Error('set RETENTION_DATABASE_URL');
@@ -32,7 +33,7 @@ pg.Client.prototype.query = function (this: pg.Client, config: any, ...rest: any
 
 // RETENTION_OLD=path: compare with another version of the module (e.g. the previous commit's, copied beside it).
 const truncateLogs: typeof current = process.env.RETENTION_OLD ? (await import(process.env.RETENTION_OLD)).truncateLogs : current;
-const pool = new pg.Pool({ connectionString: url, max: 2 });
+const pool = new pg.Pool({ connectionString: url, max: 4 });
 // pool.query hands its client a callback (no promise to time above): time it here.
 const poolQuery = pool.query.bind(pool) as (text: string, values?: unknown[]) => Promise<pg.QueryResult>;
 pool.query = (async (text: string, values?: unknown[]) => {
@@ -52,7 +53,7 @@ try {
     maxDays: number(values['max-days']),
     maxCount: number(values['max-count']),
     batchSize: number(values['batch-size']),
-  });
+  }, { connections: number(values.connections) ?? undefined });
   const total = performance.now() - started;
   const kinds = new Map<string, { n: number; ms: number }>();
   for (const t of timings) {

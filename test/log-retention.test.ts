@@ -97,7 +97,9 @@ describe('inside the month the cut-off cuts through', () => {
     const times = [new Date(cutoff - 3 * 3_600_000), new Date(cutoff - 2 * 3_600_000), at, at, at, at, at, new Date(cutoff + 60_000)];
     await seed(times);
     const batches: RemovedSpan[] = [];
-    const result = await truncateLogs(server.db.pool, { maxDays: 2, batchSize: 3 }, { onBatch: (b) => void batches.push(b) });
+    // On one connection: the pass whole, its batches in order (two would split it at its midpoint in time).
+    const onBatch = (b: RemovedSpan) => void batches.push(b);
+    const result = await truncateLogs(server.db.pool, { maxDays: 2, batchSize: 3 }, { onBatch, connections: 1 });
     expect(result.count).toBe(7);
     expect(batches.reduce((n, b) => n + b.count, 0)).toBe(7);
     // The third row's time is the first batch's bound: the rows at that instant go with it, whatever the size.
@@ -129,6 +131,60 @@ describe('inside the month the cut-off cuts through', () => {
     const result = await truncateLogs(server.db.pool, { maxCount: 4, maxDays: 3, batchSize: 2 });
     expect(result.count).toBe(5);
     expect(await kept()).toEqual([times[3].getTime(), times[4].getTime()]);
+  });
+});
+
+describe('a cut-through on two connections', () => {
+  it('splits the pass at its midpoint: both halves at once, each row once, each batch in its own transaction', async () => {
+    const now = Date.now();
+    // 21 rows a second apart this month: maxCount 1 dooms the first 20 ids, split at the midpoint of their ids.
+    const times = Array.from({ length: 21 }, (_, i) => new Date(now - 30_000 + i * 1000));
+    await seed(times);
+    const [{ first }] = await server.sql<{ first: string }>('select min(id)::text as first from request_token_log');
+    const id = (k: number) => String(BigInt(first) + BigInt(k));
+    const batches: RemovedSpan[] = [];
+    const clients = new Set<number>();
+    let inFlight = 0;
+    let mostInFlight = 0;
+    let release: () => void = () => {};
+    const together = new Promise<void>((resolve) => (release = resolve));
+    const result = await truncateLogs(server.db.pool, { maxCount: 1, batchSize: 3 }, {
+      async onRemoved(client, span) {
+        // Inside the batch's transaction: its rows are gone there, not yet for others.
+        const within = 'select count(*)::int as n from request_token_log where id between $1 and $2';
+        const [{ n }] = (await client.query(within, [span.firstId, span.lastId])).rows;
+        expect(n).toBe(0);
+        clients.add((client as unknown as { processID: number }).processID);
+        mostInFlight = Math.max(mostInFlight, ++inFlight);
+        // The first batch of each half waits for the other half's first batch (2 s at most): they run at once.
+        if (inFlight === 2) release();
+        if (batches.length === 0) await Promise.race([together, new Promise((r) => setTimeout(r, 2000))]);
+        inFlight--;
+      },
+      onBatch: (b) => void batches.push(b),
+    });
+    expect(mostInFlight).toBe(2);
+    expect(clients.size).toBe(2);
+    expect(result.count).toBe(20);
+    expect(await kept()).toEqual([times[20].getTime()]);
+    // The batches cover ids first … first+19 exactly once; the midpoint (first+9) ends the first half.
+    const spans = batches
+      .map((b) => [BigInt(b.firstId!), BigInt(b.lastId!), b.count] as const)
+      .sort((a, b) => (a[0] < b[0] ? -1 : 1));
+    expect(spans.reduce((n, s) => n + s[2], 0)).toBe(20);
+    for (let i = 1; i < spans.length; i++) expect(spans[i][0]).toBe(spans[i - 1][1] + 1n);
+    expect(String(spans[0][0])).toBe(id(0));
+    expect(String(spans.at(-1)![1])).toBe(id(19));
+    expect(spans.map((s) => String(s[1]))).toContain(id(9));
+  });
+
+  it('runs one pass on one connection when asked (connections: 1), in order', async () => {
+    const now = Date.now();
+    await seed(Array.from({ length: 7 }, (_, i) => new Date(now - 30_000 + i * 1000)));
+    const batches: RemovedSpan[] = [];
+    await truncateLogs(server.db.pool, { maxCount: 1, batchSize: 2 }, { onBatch: (b) => void batches.push(b), connections: 1 });
+    expect(batches.map((b) => b.count)).toEqual([2, 2, 2]);
+    expect(batches.map((b) => b.oldest!.getTime())).toEqual([now - 30_000, now - 28_000, now - 26_000]);
   });
 });
 

@@ -43,9 +43,17 @@ export interface TruncateOptions {
    * writes commits with the removal, or neither does.
    */
   onRemoved?(client: pg.PoolClient, removed: RemovedSpan): Promise<void>;
+  /**
+   * How many connections a cut-through runs on at once (default CUT_THROUGH_CONNECTIONS): the doomed rows of a month
+   * in as many segments, each deleted in its own batches (onBatch and onRemoved may then be called for batches of two
+   * segments in turn, and onRemoved for two at once, on two clients).
+   */
+  connections?: number;
 }
 
 export const DEFAULT_BATCH_SIZE = 5_000;
+/** How many connections a pass inside a month runs on at once, by default (TruncateOptions.connections). */
+export const CUT_THROUGH_CONNECTIONS = 2;
 const MAX_INT = 2_147_483_647;
 
 export function validateRetentionPolicy(policy: RetentionPolicy, path: string[] = []): Issues {
@@ -104,11 +112,13 @@ function add(total: DoomedRows, part: DoomedRows): void {
 const none = (): DoomedRows => ({ count: 0, firstId: null, lastId: null, oldest: null, newest: null });
 
 /**
- * Deletes the log rows beyond the newest `maxCount` and/or older than `maxDays` (or `all` of them), oldest first. The
+ * Deletes the log rows beyond the newest `maxCount` and/or older than `maxDays` (or `all` of them), oldest month
+ * first (inside a month, each of its two halves oldest first). The
  * log is partitioned by month (server/domain/log-partitions.ts): a month whose rows are all doomed, and which can get
  * no new rows (it ended before the call), leaves the log whole, in one short transaction whatever its size (counted
  * from the rollups), and its table is dropped after; inside the months the cut-offs cut through, rows are deleted in
- * batches along the cut-off's index so that no row lock is held long (docs/scaling.md, "Retention"). The
+ * batches along the cut-off's index so that no row lock is held long, the doomed range cut in two halves deleted at
+ * once on two connections (docs/scaling.md, "Retention"). The
  * cut-offs are fixed once at the start: rows written meanwhile are kept. Idempotency keys stay (a retry with a key
  * still answers its redemption, without the log row) until they expire (IDEMPOTENCY_KEY_RETENTION_HOURS).
  * Returns what was deleted (with `dryRun`, what would be).
@@ -120,6 +130,7 @@ export async function truncateLogs(
 ): Promise<DoomedRows> {
   validateRetentionPolicy(policy).throwIfAny();
   const batchSize = policy.batchSize ?? DEFAULT_BATCH_SIZE;
+  const connections = Math.max(1, Math.floor(options.connections ?? CUT_THROUGH_CONNECTIONS));
 
   // The id of the newest row beyond maxCount (the id index, read backwards), the time limit, and the clock.
   const { rows: cut } = await pool.query(
@@ -223,23 +234,33 @@ export async function truncateLogs(
         passes.push({ column: 'id', below: cutoffId, inclusive: true });
       }
       for (const pass of passes) {
-        let after: string | null = null;
-        for (;;) {
-          const batch = await inTransaction(pool, async (client) => {
-            const deleted = await deleteBatch(client, partition.name, pass, batchSize, after).catch(goneIsNull);
-            if (deleted === null) return null;
-            const span: RemovedSpan = { ...rowsOf(deleted.result.rows[0]), droppedPartition: null };
-            if (span.count > 0) await options.onRemoved?.(client, span);
-            after = deleted.bound;
-            return span;
-          });
-          if (batch === null) break; // the month was dropped meanwhile (another retention)
-          if (batch.count > 0) {
-            options.onBatch?.(batch);
-            add(total, batch);
-          }
-          if (batch.count < batchSize || after === null) break;
-        }
+        // The pass in segments, each on a connection of its own, run together (see splitPass).
+        const at = (await logIsDistributed(pool)) ? 1 : connections;
+        const segments = await splitPass(pool, partition.name, pass, batchSize, at).catch(goneIsNull);
+        if (segments === null) break; // the month was dropped meanwhile (another retention)
+        const done = await Promise.allSettled(
+          segments.map(async (segment) => {
+            let after = segment.after;
+            for (;;) {
+              const batch = await inTransaction(pool, async (client) => {
+                const deleted = await deleteBatch(client, partition.name, segment, batchSize, after).catch(goneIsNull);
+                if (deleted === null) return null;
+                const span: RemovedSpan = { ...rowsOf(deleted.result.rows[0]), droppedPartition: null };
+                if (span.count > 0) await options.onRemoved?.(client, span);
+                after = deleted.bound;
+                return span;
+              });
+              if (batch === null) break; // the month was dropped meanwhile (another retention)
+              if (batch.count > 0) {
+                options.onBatch?.(batch);
+                add(total, batch);
+              }
+              if (batch.count < batchSize || after === null) break;
+            }
+          }),
+        );
+        const failed = done.find((d): d is PromiseRejectedResult => d.status === 'rejected');
+        if (failed) throw failed.reason;
       }
     }
   } finally {
@@ -302,6 +323,46 @@ interface Cut {
   column: 'timestamp' | 'id';
   below: Date | string;
   inclusive: boolean;
+}
+
+/** A stretch of a cut-off's pass: its rows above `after` (from its first doomed row when null). */
+interface Segment extends Cut {
+  after: string | null;
+}
+
+/**
+ * A pass cut in `connections` segments of equal spans of its column, each deleted in its own batches on a
+ * connection of its own, together: a DELETE's cost is its backend's CPU (each row's tuple marked and its WAL
+ * record), so two connections cut through a day's rows in about half the time on two idle cores. The segments are
+ * disjoint (the first takes up to the midpoint, the other starts past it), so each row goes once; each batch is still
+ * its own short transaction marking its own hours stale (two batches marking the same hour: the second waits on the
+ * first's commit, then marks nothing; only the midpoint's hour is marked by both halves). One segment when the pass
+ * fits in one batch, and on Citus (truncateLogs asks for one there: a multi-shard DELETE already runs on every shard at
+ * once, and Citus serializes such DELETEs on a table).
+ */
+async function splitPass(pool: pg.Pool, partition: string, cut: Cut, batchSize: number, connections: number): Promise<Segment[]> {
+  if (connections < 2) return [{ ...cut, after: null }];
+  const type = cut.column === 'id' ? 'bigint' : 'timestamptz';
+  const doomed = `${cut.column} ${cut.inclusive ? '<=' : '<'} $1::${type}`;
+  // Both from the cut-off's index: whether there is a second batch, and the first doomed value.
+  const { rows } = await pool.query<{ more: boolean; first: string | null }>(
+    `select exists (select from "${partition}" where ${doomed} order by ${cut.column} offset $2::int limit 1) as more,
+       (select min(${cut.column})::text from "${partition}" where ${doomed}) as first`,
+    [cut.below, batchSize],
+  );
+  if (!rows[0].more || rows[0].first === null) return [{ ...cut, after: null }];
+  const segments: Segment[] = [];
+  const { rows: points } = await pool.query<{ at: string }>(
+    `select ($1::${type} + ($2::${type} - $1::${type}) * i / $3::int)::text as at from generate_series(1, $3::int - 1) i order by i`,
+    [rows[0].first, cut.below, connections],
+  );
+  let after: string | null = null;
+  for (const { at } of points) {
+    segments.push({ column: cut.column, below: at, inclusive: true, after });
+    after = at;
+  }
+  segments.push({ ...cut, after });
+  return segments;
 }
 
 /**
