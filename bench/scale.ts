@@ -485,15 +485,29 @@ async function main() {
         const result = truncated.truncateRequestTokenLogs;
         if (result.__typename !== 'TruncateRequestTokenLogsSuccess') throw new Error(`retention: ${JSON.stringify(result)}`);
         const { rows: after } = await seeder.query('select count(*)::int as n from request_token_log');
-        log(`${label}: ${(ms / 1000).toFixed(2)} s, ${result.deletedCount} rows, load average ${loadavg().map((l) => l.toFixed(2)).join(' ')}`);
+        // The answer comes once the rows are out of the log; a month dropped whole has its files removed after it, by
+        // the service (TruncateOptions.dropInBackground): how long that took, from the call's start, is reported too,
+        // and waited for, so that the next step does not overlap it.
+        let dropMs: number | null = null;
+        const retired = `select count(*)::int as n from pg_class where relname like 'request_token_log\\_y%\\_retired'`;
+        for (let i = 0; i < 1500; i++) {
+          if ((await seeder.query(retired)).rows[0].n === 0) {
+            dropMs = i === 0 ? null : performance.now() - started;
+            break;
+          }
+          await new Promise((r) => setTimeout(r, 20));
+        }
+        log(`${label}: ${(ms / 1000).toFixed(2)} s, ${result.deletedCount} rows${dropMs === null ? '' : `, the month's files removed by ${(dropMs / 1000).toFixed(2)} s`}, load average ${loadavg().map((l) => l.toFixed(2)).join(' ')}`);
         figures.push({
           name,
           value: `${(ms / 1000).toFixed(2)} s`,
           target: '≤ 1 s',
           met: ms <= 1000,
-          detail: `${result.deletedCount} rows deleted (${before[0].n} → ${after[0].n}), ${result.oldestDeleted} … ${result.newestDeleted}`,
+          detail:
+            `${result.deletedCount} rows deleted (${before[0].n} → ${after[0].n}), ${result.oldestDeleted} … ${result.newestDeleted}` +
+            (dropMs === null ? '' : `; the dropped month's files removed in the background by ${(dropMs / 1000).toFixed(2)} s`),
         });
-        json[key] = { ms, maxDays: days, ...result };
+        json[key] = { ms, dropMs, maxDays: days, ...result };
       } catch (error) {
         const message = error instanceof Error ? error.message : String(error);
         log(`${label} failed after ${((performance.now() - started) / 1000).toFixed(1)} s: ${message}`);

@@ -24,6 +24,13 @@ builder.mutationField('truncateRequestTokenLogs', (t) =>
         description: 'Delete every row (alone, without maxCount and maxDays). 0 for maxCount or maxDays is refused.',
       }),
     },
-    resolve: (_root, { maxCount, maxDays, all }, ctx) => truncateLogs(ctx.pool, { maxCount, maxDays, all }),
+    // The answer comes once the rows are out of the log; the files of a month dropped whole are removed after it,
+    // by the service (its partition upkeep waits for that on shutdown; the next retention drops what a crash left).
+    resolve: (_root, { maxCount, maxDays, all }, ctx) =>
+      truncateLogs(ctx.pool, { maxCount, maxDays, all }, {
+        dropInBackground: ctx.logPartitions
+          ? (drop) => ctx.logPartitions!.track(drop, 'dropping a month of the log after retention')
+          : undefined,
+      }),
   }),
 );

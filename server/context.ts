@@ -20,7 +20,7 @@ export interface Services {
   refusalLog: RefusalLog;
   /** Batches successful redemptions under load; null: one statement each (REDEEM_BATCH_MAX=1). */
   redeemBatcher: RedeemBatcher | null;
-  /** Keeps the log's coming months' partitions created; absent where nothing writes the log. */
+  /** Keeps the log's coming months' partitions created, and keeps a retention's month drop until done; absent where nothing writes the log. */
   logPartitions?: LogPartitionUpkeep;
   /** Batches createRequestToken calls under load; null: one statement each (ISSUE_BATCH_MAX=1). */
   issueBatcher: IssueBatcher | null;
@@ -40,6 +40,9 @@ export interface Context extends Services {
 
 export function createContext(services: Services, caller: Caller): Context {
   // Spelled out rather than spread: one per request, and the spread was a few per cent of a refusal's CPU time.
-  const { config, orm, pool, codec, authenticator, log, refusalLog, redeemBatcher, issueBatcher } = services;
-  return { config, orm, pool, codec, authenticator, log, refusalLog, redeemBatcher, issueBatcher, caller, tenant: tenantOf(caller) };
+  const { config, orm, pool, codec, authenticator, log, refusalLog, redeemBatcher, issueBatcher, logPartitions } = services;
+  return {
+    config, orm, pool, codec, authenticator, log, refusalLog, redeemBatcher, issueBatcher, logPartitions, caller,
+    tenant: tenantOf(caller),
+  };
 }

@@ -97,6 +97,23 @@ describe('the upkeep of the log partitions', () => {
     expect(errors).toEqual([]);
     await ensureComingLogPartitions(server.db.pool, 3);
   });
+
+  it('keeps tracked work (a drop after retention): stop() waits for it, and a failure goes to onError', async () => {
+    const errors: [string, unknown][] = [];
+    const upkeep = startLogPartitionUpkeep(server.db.pool, { onError: (m, e) => errors.push([m, e]) });
+    let finish!: () => void;
+    const work = new Promise<void>((resolve) => (finish = resolve));
+    const failure = new Error('no disk');
+    upkeep.track(work, 'the first drop');
+    upkeep.track(Promise.reject(failure), 'the second drop');
+    let stopped = false;
+    const stopping = upkeep.stop().then(() => void (stopped = true));
+    await new Promise((r) => setTimeout(r, 100));
+    expect(stopped).toBe(false);
+    finish();
+    await stopping;
+    expect(errors).toEqual([['the second drop failed', failure]]);
+  });
 });
 
 describe('a month without a partition', () => {

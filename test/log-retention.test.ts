@@ -307,6 +307,75 @@ describe('a month whose drop fails', () => {
   });
 });
 
+describe('a month dropped in the background (dropInBackground)', () => {
+  it('the call returns once the month is out of the log, without waiting for its drop; the drop finishes after', async () => {
+    const now = Date.now();
+    const old = monthStart(new Date(now), -2);
+    await seed([new Date(old.getTime() + DAY), new Date(now - 1000)]);
+    const pool = server.db.pool;
+    // The month's DROP waits for this gate, so that the call can be seen returning before it.
+    let open!: () => void;
+    const gate = new Promise<void>((resolve) => (open = resolve));
+    const gated = {
+      connect: () => pool.connect(),
+      query: async (text: string, values?: unknown[]) => {
+        if (/^drop table/.test(text)) await gate;
+        return pool.query(text, values);
+      },
+    } as unknown as typeof pool;
+    let drop: Promise<void> | undefined;
+    let dropped = false;
+    const result = await truncateLogs(gated, { maxDays: 1 }, {
+      dropInBackground: (d) => void (drop = d.then(() => void (dropped = true))),
+    });
+    expect(result.count).toBe(1);
+    expect(await names()).not.toContain(partitionName(old));
+    expect(await kept()).toEqual([now - 1000]);
+    expect(drop).toBeDefined();
+    expect(dropped).toBe(false);
+    const retired = `select relname as name from pg_class where relname like 'request_token_log%retired' order by 1`;
+    expect(await server.sql(retired)).toEqual([{ name: `${partitionName(old)}_retired` }, { name: `${partitionName(monthStart(old, 1))}_retired` }]);
+    open();
+    await drop;
+    expect(dropped).toBe(true);
+    expect(await server.sql(retired)).toEqual([]);
+  });
+
+  it('a retention meanwhile skips a month whose drop is under way (its table locked) instead of waiting for it', async () => {
+    await seed([new Date(Date.now() - 1000)]);
+    await server.sql('create table request_token_log_y2001m01_retired (id bigint)');
+    const blocker = await server.db.pool.connect();
+    try {
+      await blocker.query('begin');
+      await blocker.query('lock table request_token_log_y2001m01_retired in access share mode');
+      // Would wait for the blocker's transaction (and time out the test) if it waited for the lock.
+      expect((await truncateLogs(server.db.pool, { maxDays: 1 })).count).toBe(0);
+      const left = `select relname as name from pg_class where relname = 'request_token_log_y2001m01_retired'`;
+      expect(await server.sql(left)).toEqual([{ name: 'request_token_log_y2001m01_retired' }]);
+      await blocker.query('rollback');
+      await truncateLogs(server.db.pool, { maxDays: 1 });
+      expect(await server.sql(left)).toEqual([]);
+    } finally {
+      await blocker.query('rollback').catch(() => {});
+      blocker.release();
+    }
+  });
+
+  it('through the API: the mutation answers, and the service drops the month', async () => {
+    const now = Date.now();
+    const old = monthStart(new Date(now), -2);
+    await seed([new Date(old.getTime() + DAY), new Date(now - 1000)]);
+    const res = await server.gql(
+      `mutation { truncateRequestTokenLogs(maxDays: 1) { __typename ... on TruncateRequestTokenLogsSuccess { deletedCount } } }`,
+    );
+    expect(res.data.truncateRequestTokenLogs).toEqual({ __typename: 'TruncateRequestTokenLogsSuccess', deletedCount: 1 });
+    expect(await names()).not.toContain(partitionName(old));
+    const retired = `select relname from pg_class where relname like 'request_token_log%retired'`;
+    for (let i = 0; i < 100 && (await server.sql(retired)).length > 0; i++) await new Promise((r) => setTimeout(r, 50));
+    expect(await server.sql(retired)).toEqual([]);
+  });
+});
+
 describe('retention by count', () => {
   it('keeps exactly the newest maxCount rows across months, dropping the months wholly beyond it', async () => {
     const now = Date.now();

@@ -128,7 +128,12 @@ export interface LogPartitionUpkeep {
   run(): Promise<string[]>;
   /** Asks for a round soon, without waiting (an insert found no partition). At most one round runs at a time. */
   nudge(): void;
-  /** Stops the timer and waits for a round in progress. */
+  /**
+   * Keeps work on the log's tables that a request did not wait for (a month retention detached, being dropped:
+   * TruncateOptions.dropInBackground): a failure goes to onError as `what` failing, and stop() waits for it.
+   */
+  track(work: Promise<void>, what: string): void;
+  /** Stops the timer and waits for a round in progress and for tracked work. */
   stop(): Promise<void>;
 }
 
@@ -164,13 +169,21 @@ export function startLogPartitionUpkeep(pool: pg.Pool, options: LogPartitionUpke
   };
   const timer = setInterval(round, options.intervalMs ?? 3_600_000);
   timer.unref();
+  const tracked = new Set<Promise<void>>();
   return {
     run,
     nudge: round,
+    track(work, what) {
+      const settled = work
+        .catch((error) => options.onError(`${what} failed`, error))
+        .finally(() => tracked.delete(settled));
+      tracked.add(settled);
+    },
     async stop() {
       stopped = true;
       clearInterval(timer);
       await running?.catch(() => {});
+      await Promise.all(tracked);
     },
   };
 }

@@ -49,6 +49,14 @@ export interface TruncateOptions {
    * segments in turn, and onRemoved for two at once, on two clients).
    */
   connections?: number;
+  /**
+   * Takes over the drop of the months removed whole. Their rows are out of the log when the call returns (detached,
+   * counted, their hours marked stale); what is left is removing their tables' files, which takes as long as the
+   * month is large (most of a second for 5 M rows here). With this, the call returns without waiting for it, and
+   * `drop` settles once every such table is dropped, rejecting with the first failure (the next retention drops what
+   * is left). Without it, the call waits for the drops and fails with their error.
+   */
+  dropInBackground?(drop: Promise<void>): void;
 }
 
 export const DEFAULT_BATCH_SIZE = 5_000;
@@ -169,7 +177,7 @@ export async function truncateLogs(
   await dropRetired(pool);
   // A detached month's table is dropped on a connection of its own while the call goes on (the months after it, the
   // cut-through): freeing its files takes as long as the month is large, and overlaps the cut-through's batches
-  // instead of adding to them. The call still returns only once every such month is dropped.
+  // instead of adding to them. The call then waits for the drops, or hands them over (dropInBackground).
   let dropping: Promise<void> = Promise.resolve();
   let dropFailure: { error: unknown } | null = null;
   const dropSoon = (name: string) => {
@@ -264,10 +272,13 @@ export async function truncateLogs(
       }
     }
   } finally {
-    await dropping;
+    const dropped = dropping.then(() => {
+      if (dropFailure) throw (dropFailure as { error: unknown }).error;
+    });
+    if (options.dropInBackground) options.dropInBackground(dropped);
+    else await dropped;
   }
   // The rows are out of the log either way; a month left undropped is dropped by the next retention (dropRetired).
-  if (dropFailure) throw (dropFailure as { error: unknown }).error;
   return total;
 }
 
@@ -307,7 +318,11 @@ async function dropTable(pool: pg.Pool, name: string): Promise<void> {
   await pool.query(`drop table if exists "${name}"`).catch(goneIsNull);
 }
 
-/** Drops the months a previous retention detached but did not get to drop (it crashed, or lost its connection). */
+/**
+ * Drops the months a previous retention detached but did not get to drop (it crashed, or lost its connection). A month
+ * whose table is locked is being dropped already (by a retention that returned before its drop, or another
+ * instance's): it is skipped, after a short lock timeout, rather than waited for.
+ */
 async function dropRetired(pool: pg.Pool): Promise<void> {
   const { rows } = await pool.query<{ name: string }>(
     `select c.relname as name from pg_class c
@@ -315,8 +330,18 @@ async function dropRetired(pool: pg.Pool): Promise<void> {
        and not c.relispartition`,
     [`${LOG_TABLE}\\_y%${RETIRED}`],
   );
-  for (const { name } of rows) await dropTable(pool, name);
+  for (const { name } of rows) {
+    await inTransaction(pool, async (client) => {
+      await client.query(`set local lock_timeout = ${RETIRED_LOCK_TIMEOUT_MS}`);
+      await client.query(`drop table if exists "${name}"`);
+    }).catch((error) => {
+      if ((error as { code?: string } | null)?.code !== '55P03') goneIsNull(error);
+    });
+  }
 }
+
+/** How long dropRetired waits for the lock of a month's table that another drop holds (55P03 then: skipped). */
+const RETIRED_LOCK_TIMEOUT_MS = 100;
 
 /** One cut-off inside a month: the rows whose `column` is below it (or at it, when inclusive). */
 interface Cut {
