@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { appendFileSync, existsSync } from 'node:fs';
+import { appendFileSync, existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import pg from 'pg';
 import { initDatabase } from '../../server/database/db.js';
@@ -66,13 +66,40 @@ export function citusCluster(): { dir: string; basePort: number } {
   return { dir, basePort: Number(process.env.CITUS_BASE_PORT ?? 9750) };
 }
 
-/** Stops (fast shutdown, or `immediate`: its processes killed, as in a crash) or starts worker `n` of the cluster. */
+const alive = (pid: number) => {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+};
+
+/**
+ * Stops (fast shutdown, or `immediate`: its processes killed, as in a crash) or starts worker `n` of the cluster.
+ * Synchronous, as the tests were written for: their load pauses while the worker stops. A stop that has not finished
+ * after 5 s ends as a crash does, its postmaster killed: in one `.ci/run` an immediate shutdown had not finished after
+ * pg_ctl's default 60 s, and the test process, blocked that long, had its connections cut for idling in their
+ * transactions (idle_in_transaction_session_timeout), which failed the file with uncaught errors.
+ */
 export function workerCtl(action: 'stop' | 'start', n: number, mode: 'fast' | 'immediate' = 'fast'): void {
   const { dir } = citusCluster();
   const data = join(dir, `node${n}`);
-  asPostgres(
-    action === 'stop' ? `${BIN}/pg_ctl -D ${data} -m ${mode} -w stop` : `${BIN}/pg_ctl -D ${data} -l ${data}/log -w start`,
-  );
+  if (action === 'start') {
+    asPostgres(`${BIN}/pg_ctl -D ${data} -l ${data}/log -w start`);
+    return;
+  }
+  try {
+    asPostgres(`${BIN}/pg_ctl -D ${data} -m ${mode} -w -t 5 stop`);
+  } catch (error) {
+    const pidFile = join(data, 'postmaster.pid');
+    if (!existsSync(pidFile)) throw error;
+    const pid = Number(readFileSync(pidFile, 'utf8').split('\n')[0]);
+    process.stderr.write(`worker ${n}: ${mode} shutdown not finished after 5 s: killing its postmaster (${pid})\n`);
+    if (alive(pid)) process.kill(pid, 'SIGKILL');
+    const pause = new Int32Array(new SharedArrayBuffer(4));
+    for (let i = 0; i < 200 && alive(pid); i++) Atomics.wait(pause, 0, 0, 50);
+  }
 }
 
 /**
