@@ -296,6 +296,14 @@ async function main() {
           : { path: '/redeem', bodies: jwts.map((jwt) => JSON.stringify({ jwt, scope: 'bench', ...visitor })) },
       check: (side, b) => (side.name === 'ours' ? b.data?.redeemRequestToken?.__typename === 'Redemption' : !!b.id),
     };
+    // Forged JWTs (a bad signature), to the service and to the baseline's `path`.
+    const refusing = (path: string): Pick<Scenario, 'requests' | 'check'> => ({
+      requests: (side) =>
+        side.name === 'ours'
+          ? { path: '/graphql', bodies: forged.map((jwt) => gql(REDEEM, { input: { jwt, scope: 'bench', ...visitor } })) }
+          : { path, bodies: forged.map((jwt) => JSON.stringify({ jwt, scope: 'bench', ...visitor })) },
+      check: (side, b) => (side.name === 'ours' ? b.data?.redeemRequestToken?.code : b.code) === 'TOKEN_SIGNATURE_INVALID',
+    });
     const all: Scenario[] = [
       {
         name: 'redeem',
@@ -310,23 +318,13 @@ async function main() {
       {
         // Both sides log every attempt: the baseline with one INSERT per refusal, the service by its refusal log.
         name: 'refuse',
-        requests: (side) =>
-          side.name === 'ours'
-            ? { path: '/graphql', bodies: forged.map((jwt) => gql(REDEEM, { input: { jwt, scope: 'bench', ...visitor } })) }
-            : { path: '/redeem', bodies: forged.map((jwt) => JSON.stringify({ jwt, scope: 'bench', ...visitor })) },
-        check: (side, b) =>
-          (side.name === 'ours' ? b.data?.redeemRequestToken?.code : b.code) === 'TOKEN_SIGNATURE_INVALID',
+        ...refusing('/redeem'),
         logsUnowned: () => true,
       },
       {
         // The baseline as it was until 2026-11-30: it stores nothing for these attempts, the service still does.
         name: 'refuse-bare',
-        requests: (side) =>
-          side.name === 'ours'
-            ? { path: '/graphql', bodies: forged.map((jwt) => gql(REDEEM, { input: { jwt, scope: 'bench', ...visitor } })) }
-            : { path: '/redeem-bare', bodies: forged.map((jwt) => JSON.stringify({ jwt, scope: 'bench', ...visitor })) },
-        check: (side, b) =>
-          (side.name === 'ours' ? b.data?.redeemRequestToken?.code : b.code) === 'TOKEN_SIGNATURE_INVALID',
+        ...refusing('/redeem-bare'),
         logsUnowned: (side) => side.name === 'ours',
         informational: 'the baseline stores nothing for the attempt, the service logs it',
       },
