@@ -30,6 +30,24 @@ async function seed(times: Date[]) {
     [tokenId, times],
   );
 }
+/** Two rows: one in the month two months back (maxDays 1 drops it whole, and the empty month after it), one now. */
+async function seedOldMonth() {
+  const now = Date.now();
+  const old = monthStart(new Date(now), -2);
+  await seed([new Date(old.getTime() + DAY), new Date(now - 1000)]);
+  return { now, old };
+}
+/** The test server's pool, with each DROP TABLE run only once `before()` resolves (and not if it rejects). */
+const dropsThrough = (before: () => Promise<void>) => {
+  const pool = server.db.pool;
+  return {
+    connect: () => pool.connect(),
+    query: async (text: string, values?: unknown[]) => {
+      if (/^drop table/.test(text)) await before();
+      return pool.query(text, values);
+    },
+  } as unknown as typeof pool;
+};
 const names = async () => (await listLogPartitions(server.db.pool)).map((p) => p.name);
 const kept = async () =>
   (await server.sql<{ timestamp: Date }>('select timestamp from request_token_log order by id')).map((r) => r.timestamp.getTime());
@@ -253,9 +271,7 @@ describe('a month detached but not dropped', () => {
   });
 
   it('holds no lock on the log or on api_client while its files go: the month leaves the log without its foreign key', async () => {
-    const now = Date.now();
-    const old = monthStart(new Date(now), -2);
-    await seed([new Date(old.getTime() + DAY), new Date(now - 1000)]);
+    const { old } = await seedOldMonth();
     const dropped: string[] = [];
     const pool = server.db.pool;
     const spy = {
@@ -287,15 +303,10 @@ describe('a month detached but not dropped', () => {
 
 describe('a month whose drop fails', () => {
   it('is out of the log when the call fails with the drop\'s error, and the next retention drops it', async () => {
-    const now = Date.now();
-    const old = monthStart(new Date(now), -2);
-    await seed([new Date(old.getTime() + DAY), new Date(now - 1000)]);
+    const { now, old } = await seedOldMonth();
     const pool = server.db.pool;
     const failure = new Error('the disk said no');
-    const failing = {
-      connect: () => pool.connect(),
-      query: (text: string, values?: unknown[]) => (/^drop table/.test(text) ? Promise.reject(failure) : pool.query(text, values)),
-    } as unknown as typeof pool;
+    const failing = dropsThrough(() => Promise.reject(failure));
     await expect(truncateLogs(failing, { maxDays: 1 })).rejects.toBe(failure);
     expect(await names()).not.toContain(partitionName(old));
     expect(await kept()).toEqual([now - 1000]);
@@ -309,20 +320,11 @@ describe('a month whose drop fails', () => {
 
 describe('a month dropped in the background (dropInBackground)', () => {
   it('the call returns once the month is out of the log, without waiting for its drop; the drop finishes after', async () => {
-    const now = Date.now();
-    const old = monthStart(new Date(now), -2);
-    await seed([new Date(old.getTime() + DAY), new Date(now - 1000)]);
-    const pool = server.db.pool;
+    const { now, old } = await seedOldMonth();
     // The month's DROP waits for this gate, so that the call can be seen returning before it.
     let open!: () => void;
     const gate = new Promise<void>((resolve) => (open = resolve));
-    const gated = {
-      connect: () => pool.connect(),
-      query: async (text: string, values?: unknown[]) => {
-        if (/^drop table/.test(text)) await gate;
-        return pool.query(text, values);
-      },
-    } as unknown as typeof pool;
+    const gated = dropsThrough(() => gate);
     let drop: Promise<void> | undefined;
     let dropped = false;
     const result = await truncateLogs(gated, { maxDays: 1 }, {
@@ -362,9 +364,7 @@ describe('a month dropped in the background (dropInBackground)', () => {
   });
 
   it('through the API: the mutation answers, and the service drops the month', async () => {
-    const now = Date.now();
-    const old = monthStart(new Date(now), -2);
-    await seed([new Date(old.getTime() + DAY), new Date(now - 1000)]);
+    const { old } = await seedOldMonth();
     const res = await server.gql(
       `mutation { truncateRequestTokenLogs(maxDays: 1) { __typename ... on TruncateRequestTokenLogsSuccess { deletedCount } } }`,
     );
@@ -399,9 +399,7 @@ describe('retention by count', () => {
 
 describe('the rollups seam', () => {
   it('runs onRemoved inside the removal: when it fails, the month is back with its rows', async () => {
-    const now = Date.now();
-    const old = monthStart(new Date(now), -2);
-    await seed([new Date(old.getTime() + DAY), new Date(now - 1000)]);
+    const { old } = await seedOldMonth();
     await expect(
       truncateLogs(server.db.pool, { maxDays: 1 }, {
         async onRemoved(client) {

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { generateApiKey } from '../../server/domain/api-keys.js';
 import { freePort } from '../support/ports.js';
-import { ROOT, startService, waitForHealthy, type ServiceProcess } from '../support/process.js';
+import { isAlive, ROOT, startService, waitForHealthy, type ServiceProcess } from '../support/process.js';
 import { clusterTempDir } from '../support/temp-dir.js';
 
 const running: ServiceProcess[] = [];
@@ -31,15 +31,6 @@ async function processesMentioning(text: string): Promise<number[]> {
   }
   return found;
 }
-
-const isAlive = (pid: number) => {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-};
 
 async function waitUntil(check: () => Promise<boolean> | boolean, what: string, timeoutMs = 20_000) {
   const started = Date.now();

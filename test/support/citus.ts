@@ -2,6 +2,7 @@ import { execFileSync } from 'node:child_process';
 import { appendFileSync, existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import pg from 'pg';
+import { isAlive } from './process.js';
 import { initDatabase } from '../../server/database/db.js';
 import { distributeForCitus } from '../../server/domain/citus.js';
 
@@ -66,15 +67,6 @@ export function citusCluster(): { dir: string; basePort: number } {
   return { dir, basePort: Number(process.env.CITUS_BASE_PORT ?? 9750) };
 }
 
-const alive = (pid: number) => {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-};
-
 /**
  * Stops (fast shutdown, or `immediate`: its processes killed, as in a crash) or starts worker `n` of the cluster.
  * Synchronous, as the tests were written for: their load pauses while the worker stops. A stop that has not finished
@@ -96,9 +88,9 @@ export function workerCtl(action: 'stop' | 'start', n: number, mode: 'fast' | 'i
     if (!existsSync(pidFile)) throw error;
     const pid = Number(readFileSync(pidFile, 'utf8').split('\n')[0]);
     process.stderr.write(`worker ${n}: ${mode} shutdown not finished after 5 s: killing its postmaster (${pid})\n`);
-    if (alive(pid)) process.kill(pid, 'SIGKILL');
+    if (isAlive(pid)) process.kill(pid, 'SIGKILL');
     const pause = new Int32Array(new SharedArrayBuffer(4));
-    for (let i = 0; i < 200 && alive(pid); i++) Atomics.wait(pause, 0, 0, 50);
+    for (let i = 0; i < 200 && isAlive(pid); i++) Atomics.wait(pause, 0, 0, 50);
   }
 }
 

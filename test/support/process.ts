@@ -3,6 +3,16 @@ import { fileURLToPath } from 'node:url';
 
 export const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 
+/** Whether process `pid` exists (signal 0: nothing is sent). */
+export const isAlive = (pid: number) => {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+};
+
 export interface ServiceProcess {
   child: ChildProcess;
   output(): string;
