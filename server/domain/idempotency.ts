@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { queryPrepared } from '../database/prepared-query.js';
 import type pg from 'pg';
 import { Issues } from './errors.js';
 import { tokenColumns, type TokenRow } from './tokens.js';
@@ -56,11 +57,7 @@ export async function findReplay(
   /** CLOCK_TOLERANCE_SECONDS, for the token's status. */
   tolerance: number,
 ): Promise<ReplayRow | null> {
-  const { rows } = await pool.query<ReplayRow>({
-    name: REPLAY_SQL.name,
-    text: REPLAY_SQL.text,
-    values: REPLAY_SQL.values({ tokenId, key, tenant, tolerance }),
-  });
+  const { rows } = await queryPrepared<ReplayRow>(pool, REPLAY_SQL.bind({ tokenId, key, tenant, tolerance }));
   if (!rows[0]) return null;
   if (rows[0].fingerprint !== expected) {
     const issues = new Issues();

@@ -1,4 +1,5 @@
 import type { RejectionCode } from './errors.js';
+import { queryPrepared } from '../database/prepared-query.js';
 import { tokenColumns, tokenFromRow, type TokenRecord, type TokenRow } from './tokens.js';
 import { validateRedeemInput, type RedeemDeps } from './redeem.js';
 import { namedStatement } from './named-sql.js';
@@ -45,10 +46,9 @@ export async function inspectToken(deps: RedeemDeps, input: InspectInput): Promi
   if (!verified.ok) return { redeemable: false, code: verified.code, token: null, usesRemaining: null };
 
   const tokenId = parseId(verified.claims.jti) ?? '0';
-  const { rows } = await deps.pool.query<{ verdict: RejectionCode | null } & Nullable<TokenRow>>({
-    name: INSPECT_SQL.name,
-    text: INSPECT_SQL.text,
-    values: INSPECT_SQL.values({
+  const { rows } = await queryPrepared<{ verdict: RejectionCode | null } & Nullable<TokenRow>>(
+    deps.pool,
+    INSPECT_SQL.bind({
       tokenId,
       scope: input.scope,
       host: requested?.host ?? null,
@@ -60,7 +60,7 @@ export async function inspectToken(deps: RedeemDeps, input: InspectInput): Promi
       kid: verified.kid,
       tolerance: deps.config.clockToleranceSeconds,
     }),
-  });
+  );
   const row = rows[0];
   const token = row.id === null ? null : tokenFromRow(row as TokenRow);
   return {

@@ -1,4 +1,5 @@
 import type pg from 'pg';
+import { queryPrepared } from '../database/prepared-query.js';
 import { answerFailedBatch, createMicroBatcher, type MicroBatchOptions, type Waiting } from './micro-batch.js';
 import { namedStatement, sqlValue, type SqlType } from './named-sql.js';
 import { ISSUE_PARAMS, ISSUE_SQL, tokenColumns, type TokenRow } from './tokens.js';
@@ -75,8 +76,7 @@ export const ISSUE_BATCH_SQL = namedStatement(
 
 export function createIssueBatcher(pool: pg.Pool, options: IssueBatchOptions): IssueBatcher {
   const single = async (values: IssueValues) =>
-    (await pool.query<TokenRow>({ name: ISSUE_SQL.name, text: ISSUE_SQL.text, values: ISSUE_SQL.values(values) })).rows[0] ??
-    null;
+    (await queryPrepared<TokenRow>(pool, ISSUE_SQL.bind(values))).rows[0] ?? null;
 
   async function run(batch: Waiting<IssueValues, TokenRow | null>[]): Promise<void> {
     if (batch.length === 1) {
@@ -86,10 +86,9 @@ export function createIssueBatcher(pool: pg.Pool, options: IssueBatchOptions): I
     }
     let rows: (TokenRow & { n: number })[];
     try {
-      ({ rows } = await pool.query<TokenRow & { n: number }>({
-        name: ISSUE_BATCH_SQL.name,
-        text: ISSUE_BATCH_SQL.text,
-        values: ISSUE_BATCH_SQL.values({
+      ({ rows } = await queryPrepared<TokenRow & { n: number }>(
+        pool,
+        ISSUE_BATCH_SQL.bind({
           batch: batch.map((one, n) => {
             const row: Record<string, unknown> = { n };
             for (const [name, type] of PER_ISSUE) row[name] = sqlValue(type, one.values[name]);
@@ -98,7 +97,7 @@ export function createIssueBatcher(pool: pg.Pool, options: IssueBatchOptions): I
           sessionMinutes: batch[0].values.sessionMinutes,
           tolerance: batch[0].values.tolerance,
         }),
-      }));
+      ));
     } catch (error) {
       return answerFailedBatch(batch, error, single);
     }

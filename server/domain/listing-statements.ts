@@ -2,6 +2,7 @@ import type pg from 'pg';
 import type { QueryBuilder } from '@mikro-orm/postgresql';
 import type { EntityManager } from '@mikro-orm/postgresql';
 import { tenantEm, type TenantDeps } from '../database/tenant.js';
+import { queryPrepared } from '../database/prepared-query.js';
 
 /**
  * Listings' statements, built by the QueryBuilder once per shape and run as named prepared statements.
@@ -121,7 +122,7 @@ export async function runListing<Row>(
   let statement = cache.get(key);
   if (!statement) cache.set(key, (statement = build(deps, key, values, query, outer)));
   const params = statement.params.map((p) => ('constant' in p ? p.constant : p.value === TENANT ? deps.tenant : values[p.value]));
-  const result = await deps.pool.query({ name: statement.name, text: statement.text, values: params });
+  const result = await queryPrepared(deps.pool, { name: statement.name, text: statement.text, values: params });
   return result.rows as Row[];
 }
 

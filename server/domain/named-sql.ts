@@ -19,6 +19,8 @@ export interface NamedStatement<N extends string> {
   types: ParamTypes<N>;
   /** The parameters' values in placeholder order; jsonb values are sent as their JSON text. */
   values(params: Readonly<Record<N, unknown>>): unknown[];
+  /** The statement with these parameters, as `pg` runs it (`pool.query(config)`, queryPrepared). */
+  bind(params: Readonly<Record<N, unknown>>): { name: string; text: string; values: unknown[] };
 }
 
 // `:name`, but not the second colon of a cast (`::type`) nor inside an identifier.
@@ -48,15 +50,10 @@ export function namedStatement<N extends string>(name: string, sql: string, type
   const position = new Map(order.map((n, i) => [n, i + 1]));
   const text = bindPlaceholders(sql, (n) => `$${position.get(n as N)}::${types[n as N]}`);
   const kinds = order.map((n) => types[n]);
-  return {
-    name,
-    text,
-    params: order,
-    types,
-    values(params) {
-      const values = new Array(order.length);
-      for (let i = 0; i < order.length; i++) values[i] = sqlValue(kinds[i], params[order[i]]);
-      return values;
-    },
+  const values = (params: Readonly<Record<N, unknown>>) => {
+    const positional = new Array(order.length);
+    for (let i = 0; i < order.length; i++) positional[i] = sqlValue(kinds[i], params[order[i]]);
+    return positional;
   };
+  return { name, text, params: order, types, values, bind: (params) => ({ name, text, values: values(params) }) };
 }

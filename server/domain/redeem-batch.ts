@@ -1,4 +1,5 @@
 import type pg from 'pg';
+import { queryPrepared } from '../database/prepared-query.js';
 import {
   PER_REDEMPTION_PARAMS,
   REDEEM_ALONE_SQL,
@@ -93,24 +94,11 @@ const batchRow = (values: RedemptionValues, n: number) => {
 };
 
 export function createRedeemBatcher(pool: pg.Pool, options: RedeemBatchOptions): RedeemBatcher {
-  const single = async (values: RedemptionValues) =>
-    (
-      await pool.query<RedeemedRow>({
-        name: REDEEM_SQL.name,
-        text: REDEEM_SQL.text,
-        values: REDEEM_SQL.values({ ...values, key: null, fingerprint: null }),
-      })
-    ).rows[0] ?? null;
-
+  const redeemWith = (statement: typeof REDEEM_SQL) => async (values: RedemptionValues) =>
+    (await queryPrepared<RedeemedRow>(pool, statement.bind({ ...values, key: null, fingerprint: null }))).rows[0] ?? null;
+  const single = redeemWith(REDEEM_SQL);
   // A lone click on a batch connection.
-  const alone = async (values: RedemptionValues) =>
-    (
-      await pool.query<RedeemedRow>({
-        name: REDEEM_ALONE_SQL.name,
-        text: REDEEM_ALONE_SQL.text,
-        values: REDEEM_ALONE_SQL.values({ ...values, key: null, fingerprint: null }),
-      })
-    ).rows[0] ?? null;
+  const alone = redeemWith(REDEEM_ALONE_SQL);
 
   async function run(batch: Waiting<RedemptionValues, RedeemedRow | null>[]): Promise<void> {
     if (batch.length === 1) {
@@ -120,16 +108,15 @@ export function createRedeemBatcher(pool: pg.Pool, options: RedeemBatchOptions):
     }
     let rows: (RedeemedRow & { n: number })[];
     try {
-      ({ rows } = await pool.query<RedeemedRow & { n: number }>({
-        name: REDEEM_BATCH_SQL.name,
-        text: REDEEM_BATCH_SQL.text,
-        values: REDEEM_BATCH_SQL.values({
+      ({ rows } = await queryPrepared<RedeemedRow & { n: number }>(
+        pool,
+        REDEEM_BATCH_SQL.bind({
           batch: batch.map((one, n) => batchRow(one.values, n)),
           ids: batch.map((one) => one.values.tokenId),
           // Configuration: the same for all.
           tolerance: batch[0].values.tolerance,
         }),
-      }));
+      ));
     } catch (error) {
       return answerFailedBatch(batch, error, single);
     }

@@ -13,6 +13,7 @@ import { MAX_SCOPE_LENGTH, tokenColumns, tokenFields, tokenFromRow, type TokenRe
 import { tenantOf, type Caller, type Tenant } from './api-keys.js';
 import { namedStatement } from './named-sql.js';
 import { NO_TOKEN_ID } from '../database/entities/request-token-log.js';
+import { queryPrepared } from '../database/prepared-query.js';
 import { parseId } from './ids.js';
 import { REDEMPTION_PARAMS, redeemableSql, SHARED_PARAMS, verdictCte, type CheckParams } from './redemption-rules.js';
 import { storedClientIp } from './privacy.js';
@@ -208,11 +209,7 @@ export async function redeemToken(deps: RedeemDeps, input: RedeemInput): Promise
         attempt === 0 && key === null && deps.redeemBatcher
           ? await deps.redeemBatcher.consume(values)
           : ((
-              await deps.pool.query<RedeemedRow>({
-                name: REDEEM_SQL.name,
-                text: REDEEM_SQL.text,
-                values: REDEEM_SQL.values({ ...values, key, fingerprint: expected }),
-              })
+              await queryPrepared<RedeemedRow>(deps.pool, REDEEM_SQL.bind({ ...values, key, fingerprint: expected }))
             ).rows[0] ?? null);
     } catch (error) {
       // This key already redeemed this token (a retry, or a concurrent twin that committed first): this statement, use
@@ -228,11 +225,10 @@ export async function redeemToken(deps: RedeemDeps, input: RedeemInput): Promise
     // The use may have gone to a concurrent redemption with this very key: that one is our answer, not a refusal.
     const original = await replay();
     if (original) return original;
-    const refused = await deps.pool.query<{ id: string | null; token_id: string | null; error_code: RejectionCode }>({
-      name: REFUSE_SQL.name,
-      text: REFUSE_SQL.text,
-      values: REFUSE_SQL.values(values),
-    });
+    const refused = await queryPrepared<{ id: string | null; token_id: string | null; error_code: RejectionCode }>(
+      deps.pool,
+      REFUSE_SQL.bind(values),
+    );
     if (refused.rows[0]) {
       const { id, token_id, error_code } = refused.rows[0];
       // Not written (Citus: no stored token owns it, so its row is not on this token's shard): written now, on the
@@ -240,11 +236,10 @@ export async function redeemToken(deps: RedeemDeps, input: RedeemInput): Promise
       const logId =
         id ??
         (
-          await deps.pool.query<{ id: string }>({
-            name: LOG_UNOWNED_REFUSAL_SQL.name,
-            text: LOG_UNOWNED_REFUSAL_SQL.text,
-            values: LOG_UNOWNED_REFUSAL_SQL.values({ code: error_code, userId, clientIp, userAgent, tenant }),
-          })
+          await queryPrepared<{ id: string }>(
+            deps.pool,
+            LOG_UNOWNED_REFUSAL_SQL.bind({ code: error_code, userId, clientIp, userAgent, tenant }),
+          )
         ).rows[0].id;
       return new TokenRejection(error_code, token_id === null ? null : String(token_id), String(logId));
     }

@@ -17,6 +17,7 @@ import { keysetPage, pageWindow, type Page, type PageArgs } from './paging.js';
 import { countTokensFromRollups } from './log-counts.js';
 import { checkJsonValue, checkString, MAX_USER_ID_LENGTH } from './validation.js';
 import { DEFAULT_CLIENT_ID } from '../database/entities/api-client.js';
+import { queryPrepared } from '../database/prepared-query.js';
 import { tenantOf, type Caller } from './api-keys.js';
 
 /** A token as the API shows it; the shape of a request_token row. */
@@ -315,7 +316,7 @@ export async function issueToken(deps: TokenDeps, input: IssueInput): Promise<Is
   // Under load, concurrent issues share one INSERT (issue-batch.ts); alone, or with batching off, ISSUE_SQL.
   const row = deps.issueBatcher
     ? await deps.issueBatcher.issue(values)
-    : ((await deps.pool.query<TokenRow>({ name: ISSUE_SQL.name, text: ISSUE_SQL.text, values: ISSUE_SQL.values(values) }))
+    : ((await queryPrepared<TokenRow>(deps.pool, ISSUE_SQL.bind(values)))
         .rows[0] ?? null);
   if (!row) {
     // Rare: say which check failed, judged on the database clock.
