@@ -1,4 +1,5 @@
 import type pg from 'pg';
+import { describedOnce, routeStatements, type StatementRouter } from './prepared-query.js';
 
 /**
  * Citus (the distributed PostgreSQL extension), seen from the service: what a database's layout is, how tables are
@@ -244,20 +245,26 @@ export function routeDelegatedStatements(
       return [d.statement, { call, prepend: d.prepend }];
     }),
   );
-  const query = pool.query.bind(pool) as (config: pg.QueryConfig) => Promise<pg.QueryResult>;
+  const router: StatementRouter = (named) => {
+    const split = own.get(named.name);
+    if (split) return split.run(pool, named.values) as Promise<pg.QueryResult>;
+    const route = calls.get(named.name);
+    if (!route) return undefined;
+    const name = `${named.name}-citus`;
+    if (!route.prepend) return describedOnce(pool, { name, text: route.call, values: named.values });
+    const first = route.prepend.text;
+    return describedOnce(pool, { name: `${named.name}-citus-first`, text: first, values: [] }).then(({ rows }) =>
+      describedOnce(pool, { name, text: route.call, values: [Object.values(rows[0])[0], ...named.values] }),
+    );
+  };
+  routeStatements(pool, router);
+  const query = pool.query.bind(pool) as (...args: unknown[]) => unknown;
   // Only the object form with a name is a hot statement; callbacks and plain texts are passed through as they are.
   pool.query = ((config: unknown, ...rest: unknown[]) => {
     const named = typeof config === 'object' && config !== null && 'name' in config ? (config as pg.QueryConfig) : null;
-    const route = named?.name ? calls.get(named.name) : undefined;
-    const split = named?.name ? own.get(named.name) : undefined;
-    if (named && split && rest.length === 0) return split.run(pool, named.values ?? []);
-    if (!named || !route || rest.length > 0) return (query as (...args: unknown[]) => unknown)(config, ...rest);
-    const name = `${named.name}-citus`;
-    if (!route.prepend) return query({ name, text: route.call, values: named.values });
-    const first = route.prepend.text;
-    return query({ name: `${named.name}-citus-first`, text: first }).then(({ rows }) =>
-      query({ name, text: route.call, values: [Object.values(rows[0])[0], ...(named.values ?? [])] }),
-    );
+    const routed =
+      named?.name && rest.length === 0 ? router({ name: named.name, text: named.text, values: named.values ?? [] }) : undefined;
+    return routed ?? query(config, ...rest);
   }) as typeof pool.query;
 }
 

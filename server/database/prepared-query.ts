@@ -80,13 +80,33 @@ class DescribedOnceQuery extends Base {
   }
 }
 
+type QueryConfig = { name: string; text: string; values: unknown[] };
+
+/** Another way to run some named statements on a pool (Citus: server/database/citus.ts); undefined: as they are. */
+export type StatementRouter = (config: QueryConfig) => Promise<pg.QueryResult> | undefined;
+const routers = new WeakMap<object, StatementRouter>();
+
+/** Named statements that `queryPrepared` runs on `pool` go through `router` first. */
+export function routeStatements(pool: pg.Pool, router: StatementRouter): void {
+  routers.set(pool, router);
+}
+
 /**
  * Runs a named statement (prepared on its first use per connection, described once: DescribedOnceQuery) on the pool
- * or a client: `pool.query(config)` without the Describe.
+ * or a client: `pool.query(config)` without the Describe. A pool with a router (routeStatements) asks it first.
  */
 export function queryPrepared<R extends pg.QueryResultRow>(
   pool: pg.Pool | pg.ClientBase,
-  config: { name: string; text: string; values: unknown[] },
+  config: QueryConfig,
+): Promise<pg.QueryResult<R>> {
+  const routed = routers.get(pool)?.(config);
+  return (routed as Promise<pg.QueryResult<R>> | undefined) ?? describedOnce<R>(pool, config);
+}
+
+/** `queryPrepared` without a router: what a router runs its own statements with. */
+export function describedOnce<R extends pg.QueryResultRow>(
+  pool: pg.Pool | pg.ClientBase,
+  config: QueryConfig,
 ): Promise<pg.QueryResult<R>> {
   const query = new DescribedOnceQuery(config);
   return new Promise((resolve, reject) => {
@@ -95,4 +115,3 @@ export function queryPrepared<R extends pg.QueryResultRow>(
     );
   });
 }
-

@@ -35,12 +35,24 @@ beforeAll(async () => {
   server = await startTestServer({}, {}, { databaseUrl });
   const pool = server.db.pool as pg.Pool;
   const query = pool.query.bind(pool) as (...args: unknown[]) => Promise<unknown>;
-  pool.query = ((...args: unknown[]) =>
-    query(...args).catch((error: Error) => {
-      const c = args[0] as { name?: string; text?: string } | string;
-      errors.push(`${typeof c === 'string' ? c : (c.name ?? c.text)}: ${error.message}`);
+  const record = (config: unknown, error: Error) => {
+    const c = config as { name?: string; text?: string } | string;
+    errors.push(`${typeof c === 'string' ? c : (c.name ?? c.text)}: ${error.message}`);
+  };
+  // Both of pg's forms: a promise, or (the hot path's queryPrepared) a callback as the last argument.
+  pool.query = ((...args: unknown[]) => {
+    const callback = args.at(-1);
+    if (typeof callback === 'function') {
+      return query(...args.slice(0, -1), (error: Error | undefined, result: unknown) => {
+        if (error) record(args[0], error);
+        callback(error, result);
+      });
+    }
+    return query(...args).catch((error: Error) => {
+      record(args[0], error);
       throw error;
-    })) as typeof pool.query;
+    });
+  }) as typeof pool.query;
 });
 afterAll(() => server?.close());
 
