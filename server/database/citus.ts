@@ -223,16 +223,17 @@ export async function installDelegatedStatements(pool: pg.Pool, statements: Dele
   return installed;
 }
 
-/**
- * Sends the delegated statements of `pool` as calls of their functions: a query named like one of `statements` runs
- * `select * from rt_…($1, …)` with the same values. Every other query passes unchanged.
- */
 /** A hot statement that Citus runs as several single-shard statements: `run` answers as the statement would. */
 export interface ShardedStatement {
   statement: string;
   run(pool: pg.Pool, values: unknown[]): Promise<{ rows: unknown[] }>;
 }
 
+/**
+ * Sends the delegated statements run on `pool` by `queryPrepared` (prepared-query.ts) as calls of their functions: a
+ * statement named like one of `statements` runs `select * from rt_…($1, …)` with the same values, one named like a
+ * `sharded` one runs as it says. Every other statement, and `pool.query` itself, is unchanged.
+ */
 export function routeDelegatedStatements(
   pool: pg.Pool,
   statements: DelegatedStatement[],
@@ -258,14 +259,6 @@ export function routeDelegatedStatements(
     );
   };
   routeStatements(pool, router);
-  const query = pool.query.bind(pool) as (...args: unknown[]) => unknown;
-  // Only the object form with a name is a hot statement; callbacks and plain texts are passed through as they are.
-  pool.query = ((config: unknown, ...rest: unknown[]) => {
-    const named = typeof config === 'object' && config !== null && 'name' in config ? (config as pg.QueryConfig) : null;
-    const routed =
-      named?.name && rest.length === 0 ? router({ name: named.name, text: named.text, values: named.values ?? [] }) : undefined;
-    return routed ?? query(config, ...rest);
-  }) as typeof pool.query;
 }
 
 const logDistributed = new WeakMap<pg.Pool, Promise<boolean>>();

@@ -15,6 +15,7 @@ import {
   type TokenDeps,
 } from './tokens.js';
 import { isDatabaseId } from './ids.js';
+import { queryPrepared } from '../database/prepared-query.js';
 
 /** Most tokens one createRequestTokens call issues. */
 export const MAX_BULK_ISSUE = 10_000;
@@ -96,7 +97,7 @@ export async function issueTokens(deps: TokenDeps, inputs: IssueInput[]): Promis
     columns[9][i] = input.notBefore ?? null;
     columns[10][i] = input.expiresAt ?? null;
   });
-  const { rows } = await deps.pool.query<TokenRow>({
+  const { rows } = await queryPrepared<TokenRow>(deps.pool, {
     name: BULK_ISSUE_STATEMENT,
     text: BULK_ISSUE_SQL,
     values: [
