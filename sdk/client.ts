@@ -2,6 +2,7 @@ import type { TypedDocumentNode } from '@graphql-typed-document-node/core';
 import type { OperationDefinitionNode } from 'graphql';
 import { ClientError, GraphQLClient } from 'graphql-request';
 import { RequestTokenClientError, type RequestTokenClientGraphQLError } from './errors.js';
+import { persistedQueryFetch } from './persisted-queries.js';
 import * as documents from './generated/graphql.js';
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -64,6 +65,12 @@ export interface RequestTokenClientOptions {
   apiKey: string;
   /** The fetch implementation. Default: `globalThis.fetch`. */
   fetch?: typeof fetch;
+  /**
+   * Sends a document's SHA-256 hash in place of its text (automatic persisted queries): the text goes once, the first
+   * time the service does not know the hash, and the client falls back to texts by itself with a service that does not
+   * take hashes. Default: true.
+   */
+  persistedQueries?: boolean;
   /** Extra headers on every call, or a function that returns them (called per attempt). Default: none. */
   headers?: Record<string, string> | (() => Record<string, string> | Promise<Record<string, string>>);
   /** Milliseconds before an attempt is abandoned with a 'timeout' error. Default: 10000. */
@@ -226,9 +233,8 @@ export function createRequestTokenClient(options: RequestTokenClientOptions): Re
   const { url, apiKey, timeoutMs = 10_000, retries = 2, retryDelayMs = 100 } = options;
   if (!url) throw new TypeError('createRequestTokenClient: `url` is required');
   if (!apiKey) throw new TypeError('createRequestTokenClient: `apiKey` is required');
-  const graphql = new GraphQLClient(url, {
-    fetch: (input, init) => (options.fetch ?? globalThis.fetch)(input, init),
-  });
+  const send: typeof fetch = (input, init) => (options.fetch ?? globalThis.fetch)(input, init);
+  const graphql = new GraphQLClient(url, { fetch: options.persistedQueries === false ? send : persistedQueryFetch(send) });
 
   const shouldRetry = options.retry ?? (({ safe }: RetryContext) => safe);
   /** Waits before retry `attempt` (1 for the first): between half and the whole of the doubled base delay. */

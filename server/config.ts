@@ -35,6 +35,8 @@ export interface Config {
    * where a document Yoga has validated before runs as a prepared operation (server/http/prepared-operations.ts).
    */
   graphqlFastPath: 'prepared' | 'jit' | 'on' | 'off';
+  /** Automatic persisted queries (server/http/persisted-queries.ts): a known document's hash in place of its text. */
+  persistedQueries: boolean;
   /** How often refusals that cannot be tied to a token are written, in batches, to the log. */
   refusalLogFlushMs: number;
   /** A flush starts as soon as this many such refusals wait, without waiting for the timer; 0: the timer only. */
@@ -197,6 +199,7 @@ export function loadConfig(env: Env = process.env): Config {
     clockToleranceSeconds: intVar(env, 'CLOCK_TOLERANCE_SECONDS', 0, 0, 3600),
     logLevel: oneOf(env, 'LOG_LEVEL', ['debug', 'info', 'warn', 'error', 'silent'] as const, 'info'),
     graphqlFastPath: oneOf(env, 'GRAPHQL_FAST_PATH', ['prepared', 'jit', 'on', 'off'] as const, 'prepared'),
+    persistedQueries: oneOf(env, 'PERSISTED_QUERIES', ['on', 'off'] as const, 'on') === 'on',
     refusalLogFlushMs: intVar(env, 'REFUSAL_LOG_FLUSH_MS', 250, 10, 600_000),
     refusalLogFlushRows: intVar(env, 'REFUSAL_LOG_FLUSH_ROWS', 1000, 0, 100_000),
     logPartitionsAhead: intVar(env, 'LOG_PARTITIONS_AHEAD', 3, 1, 120),

@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { acceptedMediaType } from '../server/http/graphql-fast-path.js';
+import { sha256Hex } from '../server/http/persisted-queries.js';
 import { startTestServer, type TestServer } from './support/harness.js';
 import type { Plugin } from 'graphql-yoga';
 import { CREATE, RECORD, REDEEM } from './support/operations.js';
@@ -90,6 +91,52 @@ for (const mode of ['prepared', 'jit', 'on'] as const) {
         await same({ body: '{"query": ' });
         await same({ body: '[]' });
         await same({ body: op('{ requestTokens { totalCount } }', undefined, { extensions: { a: 1 } }) });
+      });
+
+      it('for persisted queries: unknown hash, mismatch, registration, then the hash alone', async () => {
+        const query = `query Persisted${mode}($first: Int) { requestTokens(first: $first) { totalCount } }`;
+        const hash = sha256Hex(query);
+        const apq = (sha256Hash: string, version = 1) => ({ extensions: { persistedQuery: { version, sha256Hash } } });
+        const hashOnly = (h = hash, extra: Record<string, unknown> = {}) => JSON.stringify({ variables: { first: 1 }, ...apq(h), ...extra });
+
+        // Unknown: 404, nothing runs; without a key, 401 first (a stranger learns nothing of the store).
+        const unknown = await same({ body: hashOnly() });
+        expect(unknown.status).toBe(404);
+        expect((unknown.body as any).errors[0]).toMatchObject({ message: 'PersistedQueryNotFound', extensions: { code: 'PERSISTED_QUERY_NOT_FOUND' } });
+        expect((await same({ body: hashOnly(), key: null })).status).toBe(401);
+        // A text that is not the hash's: refused, and not kept.
+        const mismatch = await same({ body: op(`${query} `, { first: 1 }, apq(hash)) });
+        expect(mismatch.status).toBe(400);
+        expect((mismatch.body as any).errors[0].extensions.code).toBe('PERSISTED_QUERY_MISMATCH');
+        expect((await same({ body: hashOnly() })).status).toBe(404);
+        // A stranger cannot register one.
+        expect((await same({ body: op(query, { first: 1 }, apq(hash)), key: null })).status).toBe(401);
+        expect((await same({ body: hashOnly() })).status).toBe(404);
+
+        // Registered with its text: runs, and from then on the hash alone runs it (with its own variables).
+        const registered = await same({ body: op(query, { first: 1 }, apq(hash)) });
+        expect(registered).toMatchObject({ status: 200, body: { data: { requestTokens: { totalCount: expect.any(Number) } } } });
+        const lanes = { ...fast.app.lanes };
+        const byHash = await same({ body: hashOnly() });
+        expect(byHash.body).toEqual(registered.body);
+        if (mode === 'prepared') expect(fast.app.lanes.prepared).toBe(lanes.prepared + 1);
+        await same({ body: JSON.stringify({ query: null, ...apq(hash), variables: { first: 1 } }) });
+        await same({ body: hashOnly(hash, { operationName: `Persisted${mode}` }) });
+        await same({ body: hashOnly(hash, { operationName: 'Other' }) });
+        await same({ body: hashOnly(hash, { variables: { first: 'x' } }) });
+        expect((await same({ body: hashOnly(), key: null })).status).toBe(401);
+        // Not the protocol: another version, another extension beside it.
+        await same({ body: hashOnly(hash, apq(hash, 2)) });
+        await same({ body: JSON.stringify({ variables: { first: 1 }, extensions: { persistedQuery: { version: 1, sha256Hash: hash }, other: 1 } }) });
+        await same({ body: JSON.stringify({ variables: { first: 1 }, extensions: { persistedQuery: 'x' } }) });
+
+        // A mutation by hash: runs once per request, as with its text.
+        const created = await same({ body: op(CREATE, { input: { scope: 'persisted', maxUses: 1 } }, apq(sha256Hex(CREATE))) });
+        expect((created.body as any).data.createRequestToken.__typename).toBe('CreateRequestTokenSuccess');
+        const again = await same({ body: JSON.stringify({ variables: { input: { scope: 'persisted', maxUses: 1 } }, ...apq(sha256Hex(CREATE)) }) });
+        expect((again.body as any).data.createRequestToken.token.scope).toBe('persisted');
+        const issued = await Promise.all([fast, yoga].map((s) => s.sql(`select count(*)::int as n from request_token where scope = 'persisted'`)));
+        expect(issued.map((rows) => rows[0].n)).toEqual([2, 2]);
       });
 
       it('for authentication: 401 without a key or with a bad one', async () => {

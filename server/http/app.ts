@@ -18,6 +18,7 @@ import { createFastPath, type PreparedCounts } from './graphql-fast-path.js';
 import { useGraphqlJit } from './graphql-jit.js';
 import { CALLER_CONTEXT, createPreparedOperations, usePreparedOutcome } from './prepared-operations.js';
 import { useDocumentCache } from './document-cache.js';
+import { createPersistedQueryStore, usePersistedQueries } from './persisted-queries.js';
 import { createCostCheck } from './query-cost.js';
 import { createConnectionCap } from './connection-cap.js';
 
@@ -181,8 +182,12 @@ export function createApp(services: Services, options: AppOptions = {}): App {
         holdContext(request, serverContext, context);
       },
     },
-    ...armorPlugins(),
   ];
+  // Persisted queries (persisted-queries.ts): after the API key hook, so that only a known caller registers a text or
+  // learns whether a hash is known.
+  const persisted = config.persistedQueries ? createPersistedQueryStore() : undefined;
+  if (persisted) plugins.push(usePersistedQueries(persisted) as Plugin<Context>);
+  plugins.push(...armorPlugins());
   const corsOrigins = new Set(config.corsOrigins);
   if (corsOrigins.size) {
     plugins.push({ onResponse: ({ response }) => response.headers.append('vary', 'Origin') });
@@ -278,7 +283,14 @@ export function createApp(services: Services, options: AppOptions = {}): App {
   const fastPath =
     mode === 'off'
       ? null
-      : createFastPath({ yoga, fallback: yogaHandler, prepared, counts: lanes, onError: (message, error) => log.error(message, error) });
+      : createFastPath({
+          yoga,
+          fallback: yogaHandler,
+          prepared,
+          persisted,
+          counts: lanes,
+          onError: (message, error) => log.error(message, error),
+        });
 
   const server = createServer(
     {

@@ -1,6 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { ExecutionResult } from 'graphql';
 import { processRegularResult, type YogaServerInstance } from 'graphql-yoga';
+import { persistedQueryHash, type PersistedQueryStore } from './persisted-queries.js';
 import { ThroughYoga, type PreparedRun } from './prepared-operations.js';
 
 /**
@@ -16,7 +17,8 @@ import { ThroughYoga, type PreparedRun } from './prepared-operations.js';
  * A result without errors is written straight to the socket; a result with errors goes through Yoga's own result
  * processor (status codes, headers, `http` extensions stripped). Whatever is not a plain JSON POST goes to Yoga, with
  * the body already read when it was: other methods and content types, CORS (an Origin header), Accept headers
- * without a JSON type, batches, `extensions`, bodies over 16 MB.
+ * without a JSON type, batches, `extensions` (but a persisted query's hash that the store knows: its text is looked up
+ * here and the request goes on as if it had been sent), bodies over 16 MB.
  */
 export interface FastPathOptions {
   yoga: YogaServerInstance<{ req: IncomingMessage; res: ServerResponse }, any>;
@@ -24,6 +26,8 @@ export interface FastPathOptions {
   fallback(req: IncomingMessage, res: ServerResponse): void;
   /** Prepared operations (prepared-operations.ts): documents Yoga validated before, run without its orchestration. */
   prepared?: PreparedRun<unknown>;
+  /** Persisted queries (persisted-queries.ts): a known hash is served here, anything else of the protocol by Yoga. */
+  persisted?: PersistedQueryStore;
   /** Counted here: requests the prepared lane answered, and those it took and Yoga answered (errors). */
   counts?: PreparedCounts;
   /** A failure of this transport itself (Yoga answers and logs the request's own errors). */
@@ -88,7 +92,14 @@ function requestView(req: IncomingMessage, fetchAPI: YogaServerInstance<any, any
   });
 }
 
-export function createFastPath({ yoga, fallback, prepared, counts, onError }: FastPathOptions) {
+/** Whether `extensions` is an APQ extension and nothing else. */
+const onlyPersistedQuery = (extensions: unknown) => {
+  if (persistedQueryHash(extensions) === null) return false;
+  for (const name in extensions as object) if (name !== 'persistedQuery') return false;
+  return true;
+};
+
+export function createFastPath({ yoga, fallback, prepared, persisted, counts, onError }: FastPathOptions) {
   // Per app instance: clients send a handful of distinct Accept headers; beyond 64, answers are not kept.
   const acceptCache = new Map<string, Accepted | null>();
   const accepted = (accept: string | undefined) => {
@@ -139,11 +150,20 @@ export function createFastPath({ yoga, fallback, prepared, counts, onError }: Fa
       return handOver(req, res, body);
     }
     if (typeof params !== 'object' || params === null || Array.isArray(params)) return handOver(req, res, body);
-    // Any other member (extensions, …) goes to Yoga; checked without a rest object and its key array per request.
+    // Any other member goes to Yoga; checked without a rest object and its key array per request.
     for (const name in params) {
-      if (name !== 'query' && name !== 'variables' && name !== 'operationName') return handOver(req, res, body);
+      if (name !== 'query' && name !== 'variables' && name !== 'operationName' && name !== 'extensions') {
+        return handOver(req, res, body);
+      }
     }
-    const { query, variables, operationName } = params as Record<string, unknown>;
+    const { variables, operationName, extensions } = params as Record<string, unknown>;
+    let { query } = params as Record<string, unknown>;
+    if (extensions !== undefined) {
+      // Only a persisted query's hash alone (no text: a registration is Yoga's), known to the store, is served here.
+      if (!persisted || query != null || !onlyPersistedQuery(extensions)) return handOver(req, res, body);
+      query = persisted.get(persistedQueryHash(extensions)!);
+      if (query === undefined) return handOver(req, res, body);
+    }
     if (
       typeof query !== 'string' ||
       (variables != null && (typeof variables !== 'object' || Array.isArray(variables))) ||
