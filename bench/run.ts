@@ -3,7 +3,7 @@
 // settings for both sides; sides alternate within each round, figures are medians over rounds and each ratio is the
 // median of the rounds' ratios. See BENCHMARKS.md.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
 import { readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { clusterTempDir } from '../test/support/temp-dir.js';
@@ -30,7 +30,7 @@ const settings = {
   poolSize: num('BENCH_DB_POOL_SIZE', 10),
   bulk: num('BENCH_BULK', 100_000),
   bulkRounds: num('BENCH_BULK_ROUNDS', 1),
-  scenarios: (env.BENCH_SCENARIOS ?? 'redeem,redeem-low,refuse,refuse-bare,issue,read,stats,bulk').split(','),
+  scenarios: (env.BENCH_SCENARIOS ?? 'redeem,redeem-low,redeem-low-text,refuse,refuse-bare,issue,read,stats,bulk').split(','),
 };
 /** Extra Node flags for the service and the baseline, e.g. BENCH_SERVER_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof". */
 const serverNodeArgs = (env.BENCH_SERVER_NODE_ARGS ?? '').split(' ').filter(Boolean);
@@ -109,8 +109,11 @@ interface Scenario {
   name: string;
   /** Connections of the load generator, if not the settings' (e.g. 1: latency at low load). */
   connections?: number;
-  /** Per side: path and request bodies. */
-  requests(side: Side): { path: string; bodies: string[] };
+  /**
+   * Per side: path and request bodies, and the body that registers a persisted query's text (sent once, in place of
+   * the last body, before the runs: what the SDK sends when the service does not know the hash yet).
+   */
+  requests(side: Side): { path: string; bodies: string[]; register?: string };
   /** Checks one answer, so that a benchmark of errors cannot pass for a result. */
   check(side: Side, body: any): boolean;
   /** Per side: whether the checked request must leave a log row that no token owns (token id 0). */
@@ -289,11 +292,25 @@ async function main() {
     await db.query('analyze');
 
     const visitor = { clientIp: '198.51.100.23', userAgent: 'Mozilla/5.0 (X11; Linux x86_64) bench' };
-    const gql = (query: string, variables: unknown) => JSON.stringify({ query, variables });
+    // What the SDK sends (sdk/persisted-queries.ts): the document's hash with the variables, the text only once.
+    const graphql = (query: string, variables: unknown[]) => {
+      const operationName = /^(?:query|mutation)\s+(\w+)/.exec(query)![1];
+      const extensions = { persistedQuery: { version: 1, sha256Hash: createHash('sha256').update(query).digest('hex') } };
+      return {
+        path: '/graphql',
+        bodies: variables.map((v) => JSON.stringify({ variables: v, operationName, extensions })),
+        register: JSON.stringify({ query, variables: variables.at(-1), operationName, extensions }),
+      };
+    };
+    // What a client that sends texts sends (the SDK with persistedQueries: false, other GraphQL clients).
+    const graphqlText = (query: string, variables: unknown[]) => {
+      const operationName = /^(?:query|mutation)\s+(\w+)/.exec(query)![1];
+      return { path: '/graphql', bodies: variables.map((v) => JSON.stringify({ query, variables: v, operationName })) };
+    };
     const redeeming: Pick<Scenario, 'requests' | 'check'> = {
       requests: (side) =>
         side.name === 'ours'
-          ? { path: '/graphql', bodies: jwts.map((jwt) => gql(REDEEM, { input: { jwt, scope: 'bench', ...visitor } })) }
+          ? graphql(REDEEM, jwts.map((jwt) => ({ input: { jwt, scope: 'bench', ...visitor } })))
           : { path: '/redeem', bodies: jwts.map((jwt) => JSON.stringify({ jwt, scope: 'bench', ...visitor })) },
       check: (side, b) => (side.name === 'ours' ? b.data?.redeemRequestToken?.__typename === 'Redemption' : !!b.id),
     };
@@ -301,7 +318,7 @@ async function main() {
     const refusing = (path: string): Pick<Scenario, 'requests' | 'check'> => ({
       requests: (side) =>
         side.name === 'ours'
-          ? { path: '/graphql', bodies: forged.map((jwt) => gql(REDEEM, { input: { jwt, scope: 'bench', ...visitor } })) }
+          ? graphql(REDEEM, forged.map((jwt) => ({ input: { jwt, scope: 'bench', ...visitor } })))
           : { path, bodies: forged.map((jwt) => JSON.stringify({ jwt, scope: 'bench', ...visitor })) },
       check: (side, b) => (side.name === 'ours' ? b.data?.redeemRequestToken?.code : b.code) === 'TOKEN_SIGNATURE_INVALID',
     });
@@ -315,6 +332,17 @@ async function main() {
         name: 'redeem-low',
         connections: 1,
         ...redeeming,
+      },
+      {
+        // redeem-low with the document's text in every request, as a client without persisted queries sends it.
+        name: 'redeem-low-text',
+        connections: 1,
+        requests: (side) =>
+          side.name === 'ours'
+            ? graphqlText(REDEEM, jwts.map((jwt) => ({ input: { jwt, scope: 'bench', ...visitor } })))
+            : redeeming.requests(side),
+        check: redeeming.check,
+        informational: 'the service is sent the document text (762 bytes) instead of its hash (the SDK\'s way)',
       },
       {
         // Both sides log every attempt: the baseline with one INSERT per refusal, the service by its refusal log.
@@ -334,7 +362,7 @@ async function main() {
         requests: (side) => {
           const inputs = Array.from({ length: 1000 }, (_, i) => ({ scope: 'issued', userId: `user-${i}`, maxUses: 1 }));
           return side.name === 'ours'
-            ? { path: '/graphql', bodies: inputs.map((input) => gql(CREATE, { input })) }
+            ? graphql(CREATE, inputs.map((input) => ({ input })))
             : { path: '/issue', bodies: inputs.map((input) => JSON.stringify(input)) };
         },
         check: (side, b) =>
@@ -344,7 +372,7 @@ async function main() {
         name: 'read',
         requests: (side) =>
           side.name === 'ours'
-            ? { path: '/graphql', bodies: readIds.map((tokenId) => gql(LOGS, { filter: { tokenId }, first: 20 })) }
+            ? graphql(LOGS, readIds.map((tokenId) => ({ filter: { tokenId }, first: 20 })))
             : { path: '/logs', bodies: readIds.map((tokenId) => JSON.stringify({ tokenId, first: 20 })) },
         check: (side, b) =>
           (side.name === 'ours' ? b.data?.requestTokenLogs?.edges?.length : b.nodes?.length) === 20,
@@ -353,7 +381,7 @@ async function main() {
         name: 'stats',
         requests: (side) =>
           side.name === 'ours'
-            ? { path: '/graphql', bodies: [gql(STATS, { filter: statsWindow, bucket: 'HOUR' })] }
+            ? graphql(STATS, [{ filter: statsWindow, bucket: 'HOUR' }])
             : { path: '/stats', bodies: [JSON.stringify({ ...statsWindow, bucket: 'HOUR' })] },
         check: (side, b) =>
           side.name === 'ours'
@@ -366,14 +394,17 @@ async function main() {
     const headers = { authorization: `Bearer ${apiKey}` };
     for (const scenario of scenarios) {
       for (const side of sides) {
-        const { path, bodies } = scenario.requests(side);
-        const res = await fetch(`${side.url}${path}`, {
-          method: 'POST',
-          headers: { 'content-type': 'application/json', ...headers },
-          body: bodies[bodies.length - 1],
-        });
-        const body = await res.json();
-        if (!scenario.check(side, body)) throw new Error(`${side.name} ${scenario.name}: unexpected answer ${JSON.stringify(body)}`);
+        const { path, bodies, register } = scenario.requests(side);
+        // A persisted query's text first, then a body as the runs send it.
+        for (const sent of register ? [register, bodies[bodies.length - 1]] : [bodies[bodies.length - 1]]) {
+          const res = await fetch(`${side.url}${path}`, {
+            method: 'POST',
+            headers: { 'content-type': 'application/json', ...headers },
+            body: sent,
+          });
+          const body = await res.json();
+          if (!scenario.check(side, body)) throw new Error(`${side.name} ${scenario.name}: unexpected answer ${JSON.stringify(body)}`);
+        }
       }
     }
     // The work each side stores: a refusal no token owns leaves a row (token id 0) where the scenario says it must,
