@@ -1,5 +1,5 @@
 // `npx tsx bench/statement-cost.ts`: PostgreSQL's side of a redemption, one connection, statements run back to back:
-// the per-request statement (REDEEM_SQL), what a lone click runs while a batch connection is free (REDEEM_ALONE_SQL),
+// the per-request statement (REDEEM_SQL), what a batch of one runs on a batch connection (REDEEM_ALONE_SQL; a lone click runs REDEEM_SQL),
 // and the micro-batch statement (REDEEM_BATCH_SQL) with one redemption and with 20 (its cost per redemption). On an embedded PostgreSQL
 // of its own, 20,000 tokens; the table is analysed first, as autovacuum does in service. See docs/hot-path.md.
 import { chmod, mkdtemp, rm } from 'node:fs/promises';
@@ -45,7 +45,7 @@ try {
   const kinds: [string, number, (at: number) => Promise<{ rows: unknown[] }>][] = [
     ['REDEEM_SQL', 1, (at) =>
       client.query({ name: REDEEM_SQL.name, text: REDEEM_SQL.text, values: REDEEM_SQL.values(values(ids[at % ids.length])) })],
-    ['REDEEM_ALONE_SQL (a lone click on a batch connection)', 1, (at) =>
+    ['REDEEM_ALONE_SQL (a batch of one on a batch connection)', 1, (at) =>
       batchClient.query({
         name: REDEEM_ALONE_SQL.name,
         text: REDEEM_ALONE_SQL.text,

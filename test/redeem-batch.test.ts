@@ -84,6 +84,36 @@ describe('micro-batched redemptions', () => {
     }
   });
 
+  it('runs a lone redemption on the per-request connections; stuck behind a row lock, it gives its slot back', async () => {
+    const [locked, a, b] = await Promise.all([0, 1, 2].map(() => issue(server, { scope: 'batch', maxUses: 5 })));
+    // As the service builds it: one slot (the one batch connection), lone redemptions on the per-request pool.
+    const batcher = createRedeemBatcher(
+      server.db.batchPool!,
+      { slots: 1, maxBatch: 64, waitTimeoutMs: 5_000, releaseAfterMs: 50 },
+      server.services.pool,
+    );
+    const holder = new pg.Client({ connectionString: server.databaseUrl });
+    await holder.connect();
+    try {
+      await holder.query('begin');
+      await holder.query('select * from request_token where id = $1 for update', [locked.token.id]);
+      // Alone, with the per-request statement: it waits for the row (a batch connection would have skipped it).
+      const first = batcher.consume(values(locked.token.id, 'lone'));
+      const started = Date.now();
+      // These find the slot taken and wait; once the lone one has run 50 ms, its slot is given back and they share
+      // a statement on the batch connection, which skips nothing here.
+      const others = await Promise.all([a, b].map(({ token }) => batcher.consume(values(token.id, 'x'))));
+      expect(Date.now() - started).toBeLessThan(server.config.dbLockTimeoutMs);
+      expect(others.map((r) => String(r!.id))).toEqual([a.token.id, b.token.id]);
+      expect(await Promise.race([first.then(() => 'answered'), new Promise((r) => setTimeout(r, 100, 'waiting'))])).toBe('waiting');
+      await holder.query('commit');
+      expect(String((await first)!.id)).toBe(locked.token.id);
+      expect((await tokenState(server, locked.token.id)).usedToDate).toBe(1);
+    } finally {
+      await holder.end();
+    }
+  });
+
   it('fails redemptions that waited too long for a statement as POOL_EXHAUSTED, and the one running still finishes', async () => {
     const [a, b, c] = await Promise.all([0, 1, 2].map(() => issue(server, { scope: 'batch', maxUses: 1 })));
     const batcher = createRedeemBatcher(server.services.pool, { slots: 1, maxBatch: 64, waitTimeoutMs: 200 });

@@ -6,8 +6,8 @@ import { issue, REDEEM } from './support/operations.js';
 import { tenantKey } from './security/support.js';
 
 // Each check of the redemption rules, at its boundary: a token just inside and one just outside. Its `status`, what
-// inspection says, a redemption through each statement that can count a use (REDEEM_ALONE_SQL: a lone click on a
-// batch connection; REDEEM_SQL: with an idempotency key; REDEEM_BATCH_SQL: the micro-batch), all must agree. The clock
+// inspection says, a redemption through each statement that can count a use (REDEEM_ALONE_SQL: a batch of one on a
+// batch connection; REDEEM_SQL: a lone click, or with an idempotency key; REDEEM_BATCH_SQL: the micro-batch), all must agree. The clock
 // tolerance is 30 s, so the time checks are probed 5 s either side of now ± 30 s.
 const TOLERANCE = 30;
 

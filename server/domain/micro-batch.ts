@@ -16,6 +16,12 @@ export interface MicroBatchOptions {
   maxBatch: number;
   /** How long a call may wait for a statement to take it (DB_POOL_TIMEOUT_MS). */
   waitTimeoutMs: number;
+  /**
+   * A lone call (`alone`) still running after this long gives its slot back and goes on uncounted, so that a call stuck
+   * behind a row lock or a slow statement holds up no other. Checked when a call has to wait, and while calls wait.
+   * Unset: a lone call holds its slot until it ends (for an `alone` that runs on the batch connections themselves).
+   */
+  releaseAfterMs?: number;
 }
 
 /** A call waiting for (or taken into) a batch. */
@@ -45,6 +51,17 @@ export function createMicroBatcher<In, Out>(
 ): MicroBatcher<In, Out> {
   const queue: Waiting<In, Out>[] = [];
   let busy = 0;
+  // Lone calls that still hold a slot, with their start.
+  const lone = new Set<{ since: number }>();
+  const releaseStuck = () => {
+    if (options.releaseAfterMs === undefined || lone.size === 0) return;
+    const now = performance.now();
+    for (const running of lone) {
+      if (now - running.since < options.releaseAfterMs) continue;
+      lone.delete(running);
+      busy--;
+    }
+  };
   const stats = { statements: 0, batched: 0 };
   // While calls wait, the oldest are checked against the deadline (the queue is in arrival order).
   let sweeper: NodeJS.Timeout | null = null;
@@ -53,6 +70,8 @@ export function createMicroBatcher<In, Out>(
     let expired = 0;
     while (expired < queue.length && now - queue[expired].since > options.waitTimeoutMs) expired++;
     if (expired > 0) for (const one of queue.splice(0, expired)) one.reject(timeout(options.waitTimeoutMs));
+    releaseStuck();
+    pump();
     if (queue.length === 0 && sweeper) {
       clearInterval(sweeper);
       sweeper = null;
@@ -81,11 +100,22 @@ export function createMicroBatcher<In, Out>(
         busy++;
         stats.statements++;
         const answer = alone(values);
-        answer.then(done, done);
+        if (options.releaseAfterMs === undefined) {
+          answer.then(done, done);
+        } else {
+          const running = { since: performance.now() };
+          lone.add(running);
+          // Its slot back, unless it was given back already (releaseStuck).
+          const finished = () => {
+            if (lone.delete(running)) done();
+          };
+          answer.then(finished, finished);
+        }
         return answer;
       }
       return new Promise<Out>((resolve, reject) => {
         queue.push({ values, since: performance.now(), resolve, reject });
+        releaseStuck();
         pump();
         if (queue.length > 0 && !sweeper) {
           sweeper = setInterval(sweep, Math.max(10, Math.min(100, options.waitTimeoutMs / 4)));

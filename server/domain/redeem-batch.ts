@@ -16,8 +16,11 @@ import { tokenColumns, tokenFields } from './tokens.js';
  * Micro-batching of successful redemptions (the queue is micro-batch.ts's, shared with issues). While every statement
  * slot is busy, the next free slot takes all redemptions that are waiting (up to `maxBatch`) in one statement and one
  * commit, where the per-request path spends a round trip, a plan execution and a commit (a WAL flush) on each. With a
- * slot free (low load) a redemption runs at once, alone, with REDEEM_SQL (REDEEM_ALONE_SQL: skipping a locked row, as
- * a batch does).
+ * slot free (low load) a redemption runs at once, alone: the per-request statement (REDEEM_SQL) on the per-request
+ * connections, counted as one of the slots while it runs. One that runs longer than LONE_RELEASE_MS (stuck behind a
+ * row lock, a slow commit) gives its slot back, so the batch connections never wait on a row lock and one busy token
+ * holds up no other redemption. A batch of one that waited in the queue runs on a batch connection with
+ * REDEEM_ALONE_SQL, which skips a locked row as a batch does.
  *
  * Only the first attempt of the success path is batched: `consume` answers the updated token row with its log id, or
  * null when this redemption did not consume a use, and the caller finds out why exactly as after the per-request
@@ -35,6 +38,9 @@ export interface RedeemBatcher {
 
 /** `maxBatch` 1 turns batching off. */
 export type RedeemBatchOptions = MicroBatchOptions;
+
+/** A lone redemption still running after this many milliseconds gives its batch slot back (micro-batch.ts). */
+export const LONE_RELEASE_MS = 25;
 
 /** A redemption waited longer than `waitTimeoutMs` for a batch statement; answered as POOL_EXHAUSTED. */
 export class RedeemQueueTimeout extends Error {
@@ -93,12 +99,18 @@ const batchRow = (values: RedemptionValues, n: number) => {
   return row;
 };
 
-export function createRedeemBatcher(pool: pg.Pool, options: RedeemBatchOptions): RedeemBatcher {
-  const redeemWith = (statement: typeof REDEEM_SQL) => async (values: RedemptionValues) =>
-    (await queryPrepared<RedeemedRow>(pool, statement.bind({ ...values, key: null, fingerprint: null }))).rows[0] ?? null;
+/**
+ * `pool`: the batch connections. `lonePool`: where a redemption that finds a slot free runs alone (the per-request
+ * connections; `pool` itself when not given, with REDEEM_ALONE_SQL, which never waits on a row lock there).
+ */
+export function createRedeemBatcher(pool: pg.Pool, options: RedeemBatchOptions, lonePool?: pg.Pool): RedeemBatcher {
+  const redeemWith = (statement: typeof REDEEM_SQL, on = pool) => async (values: RedemptionValues) =>
+    (await queryPrepared<RedeemedRow>(on, statement.bind({ ...values, key: null, fingerprint: null }))).rows[0] ?? null;
   const single = redeemWith(REDEEM_SQL);
-  // A lone click on a batch connection.
+  // A queued redemption alone on a batch connection: it skips a locked row.
   const alone = redeemWith(REDEEM_ALONE_SQL);
+  // A lone click (a slot was free): the per-request statement, on the per-request connections.
+  const lone = lonePool ? redeemWith(REDEEM_SQL, lonePool) : alone;
 
   async function run(batch: Waiting<RedemptionValues, RedeemedRow | null>[]): Promise<void> {
     if (batch.length === 1) {
@@ -124,19 +136,24 @@ export function createRedeemBatcher(pool: pg.Pool, options: RedeemBatchOptions):
     batch.forEach((one, n) => one.resolve(byIndex.get(n) ?? null));
   }
 
-  const batcher = createMicroBatcher(options, run, (waitedMs) => new RedeemQueueTimeout(waitedMs), alone);
+  const batcher = createMicroBatcher(options, run, (waitedMs) => new RedeemQueueTimeout(waitedMs), lone);
   return { stats: batcher.stats, consume: batcher.submit };
 }
 
 /** The batcher on the database's batch connections, or null when batching is off (REDEEM_BATCH_MAX=1). */
 export const redeemBatcherFor = (
-  db: { batchPool: pg.Pool | null },
+  db: { pool: pg.Pool; batchPool: pg.Pool | null },
   config: { redeemBatchMax: number; dbPoolTimeoutMs: number },
 ): RedeemBatcher | null =>
   db.batchPool && config.redeemBatchMax > 1
-    ? createRedeemBatcher(db.batchPool, {
-        slots: db.batchPool.options.max,
-        maxBatch: config.redeemBatchMax,
-        waitTimeoutMs: config.dbPoolTimeoutMs,
-      })
+    ? createRedeemBatcher(
+        db.batchPool,
+        {
+          slots: db.batchPool.options.max,
+          maxBatch: config.redeemBatchMax,
+          waitTimeoutMs: config.dbPoolTimeoutMs,
+          releaseAfterMs: LONE_RELEASE_MS,
+        },
+        db.pool,
+      )
     : null;

@@ -101,7 +101,7 @@ const REDEEM_TYPES = { ...PER_REDEMPTION_PARAMS, ...SHARED_PARAMS, key: 'text', 
 
 export const REDEEM_SQL = namedStatement('redeem', redeemSql({ skipLocked: false }), REDEEM_TYPES);
 /**
- * REDEEM_SQL for a redemption that runs alone on a batch connection (a lone click): a row locked elsewhere is skipped
+ * REDEEM_SQL for a redemption that runs alone on a batch connection (a batch of one): a row locked elsewhere is skipped
  * rather than waited for, as in a batch (server/domain/redeem-batch.ts).
  */
 export const REDEEM_ALONE_SQL = namedStatement('redeem-alone', redeemSql({ skipLocked: true }), REDEEM_TYPES);

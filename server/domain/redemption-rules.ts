@@ -8,7 +8,7 @@ import { DEFAULT_KID } from './default-kid.js';
  * check it fails, in this order; its `status` is the first failing check among those that depend on the token alone.
  * Every statement that decides a redemption is generated from this list:
  *
- * - the success statement (`REDEEM_SQL`, and `REDEEM_ALONE_SQL` for a lone click: all checks in the UPDATE's WHERE),
+ * - the success statement (`REDEEM_SQL`, and `REDEEM_ALONE_SQL` for a batch of one: all checks in the UPDATE's WHERE),
  * - the micro-batch statement (`REDEEM_BATCH_SQL`, server/domain/redeem-batch.ts: all checks per batch row),
  * - the refusal verdict (`VERDICT_CTE`: the first failing check's code; also what inspection answers),
  * - the derived status (`statusSql`, the `status` column of every token read: listings, `status` fields).
