@@ -62,7 +62,16 @@ export function persistedQueryFetch(base: Fetch): Fetch {
     }
     if (typeof body !== 'object' || body === null || Array.isArray(body) || typeof body.query !== 'string') return base(input, init);
     const { query, ...rest } = body;
-    const extensions = { ...body.extensions, persistedQuery: { version: 1, sha256Hash: await hashOf(query) } };
+    let sha256Hash: string;
+    try {
+      sha256Hash = await hashOf(query);
+    } catch {
+      // No Web Crypto here (a browser page served over plain HTTP): texts, from now on.
+      hashes.clear();
+      supported = false;
+      return base(input, init);
+    }
+    const extensions = { ...body.extensions, persistedQuery: { version: 1, sha256Hash } };
     const answer = await base(input, { ...init, body: JSON.stringify({ ...rest, extensions }) });
     if (answer.status !== 404 && answer.status !== 400) return answer;
 

@@ -1,4 +1,4 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { createRequestTokenClient, type RequestTokenClient } from '@request-token/sdk';
 import { startTestServer, type TestServer } from '../support/harness.js';
 
@@ -77,6 +77,18 @@ describe('persisted queries, with a service that takes them', () => {
       await other.close();
     }
     expect(shapes(sent)).toEqual(['hash 200']);
+  });
+
+  it('sends texts where there is no Web Crypto to hash with', async () => {
+    const digest = vi.spyOn(globalThis.crypto.subtle, 'digest').mockRejectedValue(new TypeError('crypto.subtle is undefined'));
+    try {
+      const { rt, sent } = recordingClient(server);
+      await issueOne(rt, 'no-crypto');
+      await issueOne(rt, 'no-crypto');
+      expect(shapes(sent)).toEqual(['+text 200', '+text 200']);
+    } finally {
+      digest.mockRestore();
+    }
   });
 
   it('sends texts alone when told not to (persistedQueries: false)', async () => {
