@@ -30,13 +30,19 @@ async function seed(times: Date[]) {
     [tokenId, times],
   );
 }
-/** Two rows: one in the month two months back (maxDays 1 drops it whole, and the empty month after it), one now. */
+/**
+ * Two rows: one in the month two months back, one now. maxDays 1 drops that month whole, and the empty month after it
+ * as well unless the cut-off (a day ago) falls inside it, as it does on a month's first day: `droppedWhole` lists them.
+ */
 async function seedOldMonth() {
   const now = Date.now();
   const old = monthStart(new Date(now), -2);
   await seed([new Date(old.getTime() + DAY), new Date(now - 1000)]);
-  return { now, old };
+  const droppedWhole: Date[] = [];
+  for (let month = old; monthStart(month, 1).getTime() <= now - DAY; month = monthStart(month, 1)) droppedWhole.push(month);
+  return { now, old, droppedWhole };
 }
+const retiredNames = (months: Date[]) => months.map((month) => ({ name: `${partitionName(month)}_retired` }));
 /** The test server's pool, with each DROP TABLE run only once `before()` resolves (and not if it rejects). */
 const dropsThrough = (before: () => Promise<void>) => {
   const pool = server.db.pool;
@@ -271,7 +277,7 @@ describe('a month detached but not dropped', () => {
   });
 
   it('holds no lock on the log or on api_client while its files go: the month leaves the log without its foreign key', async () => {
-    const { old } = await seedOldMonth();
+    const { old, droppedWhole } = await seedOldMonth();
     const dropped: string[] = [];
     const pool = server.db.pool;
     const spy = {
@@ -292,18 +298,16 @@ describe('a month detached but not dropped', () => {
       },
     } as unknown as typeof pool;
     expect((await truncateLogs(spy, { maxDays: 1 })).count).toBe(1);
-    // The month with the row, and the empty one after it (dropped by the time limit).
-    expect(dropped).toEqual([
-      `drop table if exists "${partitionName(old)}_retired" (0 foreign keys)`,
-      `drop table if exists "${partitionName(monthStart(old, 1))}_retired" (0 foreign keys)`,
-    ]);
+    // The month with the row, and the empty one after it (dropped by the time limit, unless it holds the cut-off).
+    expect(dropped).toEqual(droppedWhole.map((month) => `drop table if exists "${partitionName(month)}_retired" (0 foreign keys)`));
+    expect(droppedWhole[0]).toEqual(old);
     expect(await names()).not.toContain(partitionName(old));
   });
 });
 
 describe('a month whose drop fails', () => {
   it('is out of the log when the call fails with the drop\'s error, and the next retention drops it', async () => {
-    const { now, old } = await seedOldMonth();
+    const { now, old, droppedWhole } = await seedOldMonth();
     const pool = server.db.pool;
     const failure = new Error('the disk said no');
     const failing = dropsThrough(() => Promise.reject(failure));
@@ -311,7 +315,7 @@ describe('a month whose drop fails', () => {
     expect(await names()).not.toContain(partitionName(old));
     expect(await kept()).toEqual([now - 1000]);
     const retired = `select relname as name from pg_class where relname like 'request_token_log%retired' order by 1`;
-    expect(await server.sql(retired)).toEqual([{ name: `${partitionName(old)}_retired` }, { name: `${partitionName(monthStart(old, 1))}_retired` }]);
+    expect(await server.sql(retired)).toEqual(retiredNames(droppedWhole));
     // Nothing left to remove: the next call only drops what the failed one left.
     expect((await truncateLogs(pool, { maxDays: 1 })).count).toBe(0);
     expect(await server.sql(retired)).toEqual([]);
@@ -320,7 +324,7 @@ describe('a month whose drop fails', () => {
 
 describe('a month dropped in the background (dropInBackground)', () => {
   it('the call returns once the month is out of the log, without waiting for its drop; the drop finishes after', async () => {
-    const { now, old } = await seedOldMonth();
+    const { now, old, droppedWhole } = await seedOldMonth();
     // The month's DROP waits for this gate, so that the call can be seen returning before it.
     let open!: () => void;
     const gate = new Promise<void>((resolve) => (open = resolve));
@@ -336,7 +340,7 @@ describe('a month dropped in the background (dropInBackground)', () => {
     expect(drop).toBeDefined();
     expect(dropped).toBe(false);
     const retired = `select relname as name from pg_class where relname like 'request_token_log%retired' order by 1`;
-    expect(await server.sql(retired)).toEqual([{ name: `${partitionName(old)}_retired` }, { name: `${partitionName(monthStart(old, 1))}_retired` }]);
+    expect(await server.sql(retired)).toEqual(retiredNames(droppedWhole));
     open();
     await drop;
     expect(dropped).toBe(true);
@@ -418,8 +422,9 @@ describe('idempotency keys', () => {
     const { jwt } = await issue(server, { scope: 'k', maxUses: 3 });
     const first = await redeem(server, { jwt, scope: 'k', idempotencyKey: 'once' });
     expect(first.usesRemaining).toBe(2);
-    // The redemption's row moves to two months back (an UPDATE of the partition key moves it), and that month goes.
-    const old = new Date(monthStart(new Date(), -2).getTime() + DAY);
+    // The redemption's row moves to three months back (an UPDATE of the partition key moves it), and that month goes:
+    // it ended at least 59 days ago, before the 40 days' cut-off whatever the day of the month.
+    const old = new Date(monthStart(new Date(), -3).getTime() + DAY);
     await ensureLogPartitions(server.db.pool, { from: old, to: old });
     await server.sql('update request_token_log set timestamp = $1 where id = $2', [old, first.id]);
     await server.sql('update request_token_idempotency set log_timestamp = $1 where log_id = $2', [old, first.id]);
