@@ -92,11 +92,10 @@ function requestView(req: IncomingMessage, fetchAPI: YogaServerInstance<any, any
   });
 }
 
-/** Whether `extensions` is an APQ extension and nothing else. */
-const onlyPersistedQuery = (extensions: unknown) => {
-  if (persistedQueryHash(extensions) === null) return false;
-  for (const name in extensions as object) if (name !== 'persistedQuery') return false;
-  return true;
+/** The hash of `extensions` when it is an APQ extension and nothing else, or null. */
+const onlyPersistedQueryHash = (extensions: unknown) => {
+  for (const name in extensions as object) if (name !== 'persistedQuery') return null;
+  return persistedQueryHash(extensions);
 };
 
 export function createFastPath({ yoga, fallback, prepared, persisted, counts, onError }: FastPathOptions) {
@@ -160,8 +159,9 @@ export function createFastPath({ yoga, fallback, prepared, persisted, counts, on
     let { query } = params as Record<string, unknown>;
     if (extensions !== undefined) {
       // Only a persisted query's hash alone (no text: a registration is Yoga's), known to the store, is served here.
-      if (!persisted || query != null || !onlyPersistedQuery(extensions)) return handOver(req, res, body);
-      query = persisted.get(persistedQueryHash(extensions)!);
+      const hash = persisted && query == null ? onlyPersistedQueryHash(extensions) : null;
+      if (hash === null) return handOver(req, res, body);
+      query = persisted!.get(hash);
       if (query === undefined) return handOver(req, res, body);
     }
     if (
