@@ -16,7 +16,7 @@ afterAll(() => server?.close());
 /** A plain redemption's parameters (no URL, user, tenant or idempotency key). */
 const values = (tokenId: string, userAgent: string, scope = 'batch'): RedemptionValues => ({
   tokenId, scope, host: null, path: null, params: {}, userId: null, tenant: null, kid: 'default', clientIp: '198.51.100.1', userAgent,
-  tolerance: 0,
+  tolerance: 0, key: null, fingerprint: null,
 });
 
 describe('micro-batched redemptions', () => {

@@ -36,8 +36,11 @@ export interface JwtCodec {
    * signed with the default key and no kid header, exactly as it was first issued.
    */
   sign(claims: TokenClaims, kid?: string | null): Promise<string>;
-  /** Checks shape and signature only; time, scope and use checks belong to redemption, against the database. */
-  verify(jwt: string): Promise<VerifyResult>;
+  /**
+   * Checks shape and signature only; time, scope and use checks belong to redemption, against the database. A known
+   * HMAC key answers at once; an asymmetric key or an unknown kid (the ring may reload) answers with a promise.
+   */
+  verify(jwt: string): VerifyResult | Promise<VerifyResult>;
   /** The kid new tokens are signed with. */
   activeKid(): string;
   ring: KeyRing;
@@ -118,7 +121,7 @@ export async function createJwtCodec(source: string | KeyRing): Promise<JwtCodec
         ? signWith(known, wanted, claims, kid === null)
         : ring.lookup(wanted).then((key) => signWith(key, wanted, claims, kid === null));
     },
-    async verify(jwt) {
+    verify(jwt) {
       if (jwt.length > MAX_JWT_LENGTH || !JWS_SHAPE.test(jwt)) return { ok: false, code: 'TOKEN_MALFORMED' };
       const segment = jwt.slice(0, jwt.indexOf('.'));
       let header = headers.get(segment);
@@ -130,38 +133,48 @@ export async function createJwtCodec(source: string | KeyRing): Promise<JwtCodec
       }
       // The key comes from our ring only; tokens without a kid are the default key's (issued before rotation).
       const kid = header.kid ?? DEFAULT_KID;
-      // Known keys synchronously: no extra await on the hot path; an unknown kid may reload the ring (throttled).
-      const found = ring.get(kid) ?? (await ring.lookup(kid));
-      const key = found && found.state !== 'retired' && header.alg === found.alg ? found : null;
-      let payload: Uint8Array | null = null;
-      let kidUsed = kid;
-      if (key?.hmacSecret) {
-        payload = verifyHs256(jwt, key.hmacSecret);
-      } else if (key) {
-        try {
-          ({ payload } = await compactVerify(jwt, key.verifyKey, { algorithms: [key.alg] }));
-        } catch (error) {
-          if (error instanceof joseErrors.JWSInvalid) return { ok: false, code: 'TOKEN_MALFORMED' };
-          if (error instanceof joseErrors.JOSEError) return { ok: false, code: 'TOKEN_SIGNATURE_INVALID' };
-          throw error;
-        }
-      }
-      // No kid and not the default key's: perhaps a verify-only secret added to the ring (django-request-token's
-      // SECRET_KEY). Tried only after a failure, so the default key's tokens cost nothing more.
-      if (!payload && header.kid === undefined && header.alg === 'HS256') {
-        for (const other of ring.kidless()) {
-          payload = verifyHs256(jwt, other.hmacSecret!);
-          if (payload) {
-            kidUsed = other.kid;
-            break;
-          }
-        }
-      }
-      if (!payload) return { ok: false, code: 'TOKEN_SIGNATURE_INVALID' };
-      const claims = parseClaims(payload);
-      return claims ? { ok: true, claims, kid: kidUsed } : { ok: false, code: 'TOKEN_MALFORMED' };
+      // A known key answers synchronously (no promise, no turn of the microtask queue on the hot path); an unknown kid
+      // may reload the ring (throttled).
+      const found = ring.get(kid);
+      const known = header;
+      return found ? verifyWith(jwt, known, kid, found) : ring.lookup(kid).then((key) => verifyWith(jwt, known, kid, key));
     },
   };
+
+  function verifyWith(jwt: string, header: Header, kid: string, found: RingKey | undefined): VerifyResult | Promise<VerifyResult> {
+    const key = found && found.state !== 'retired' && header.alg === found.alg ? found : null;
+    if (key && !key.hmacSecret) {
+      return compactVerify(jwt, key.verifyKey, { algorithms: [key.alg] }).then(
+        ({ payload }) => verified(payload, kid),
+        (error) => {
+          if (error instanceof joseErrors.JWSInvalid) return { ok: false, code: 'TOKEN_MALFORMED' } as const;
+          if (error instanceof joseErrors.JOSEError) return { ok: false, code: 'TOKEN_SIGNATURE_INVALID' } as const;
+          throw error;
+        },
+      );
+    }
+    let payload = key ? verifyHs256(jwt, key.hmacSecret!) : null;
+    let kidUsed = kid;
+    // No kid and not the default key's: perhaps a verify-only secret added to the ring (django-request-token's
+    // SECRET_KEY). Tried only after a failure, so the default key's tokens cost nothing more.
+    if (!payload && header.kid === undefined && header.alg === 'HS256') {
+      for (const other of ring.kidless()) {
+        payload = verifyHs256(jwt, other.hmacSecret!);
+        if (payload) {
+          kidUsed = other.kid;
+          break;
+        }
+      }
+    }
+    return verified(payload, kidUsed);
+  }
+}
+
+/** The claims of a verified payload (null: the signature did not verify). */
+function verified(payload: Uint8Array | null, kid: string): VerifyResult {
+  if (!payload) return { ok: false, code: 'TOKEN_SIGNATURE_INVALID' };
+  const claims = parseClaims(payload);
+  return claims ? { ok: true, claims, kid } : { ok: false, code: 'TOKEN_MALFORMED' };
 }
 
 /**

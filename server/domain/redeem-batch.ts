@@ -105,7 +105,7 @@ const batchRow = (values: RedemptionValues, n: number) => {
  */
 export function createRedeemBatcher(pool: pg.Pool, options: RedeemBatchOptions, lonePool?: pg.Pool): RedeemBatcher {
   const redeemWith = (statement: typeof REDEEM_SQL, on = pool) => async (values: RedemptionValues) =>
-    (await queryPrepared<RedeemedRow>(on, statement.bind({ ...values, key: null, fingerprint: null }))).rows[0] ?? null;
+    (await queryPrepared<RedeemedRow>(on, statement.bind(values))).rows[0] ?? null;
   const single = redeemWith(REDEEM_SQL);
   // A queued redemption alone on a batch connection: it skips a locked row.
   const alone = redeemWith(REDEEM_ALONE_SQL);

@@ -115,13 +115,22 @@ export function createFastPath({ yoga, fallback, prepared, persisted, counts, on
   // what arrived (setImmediate), instead of one socket write between each two reads: under load the client is then
   // woken once per burst rather than once per response, which made each write several times dearer (measured: the
   // writev share of a refusal's CPU time fell from about a third; see docs/hot-path.md).
+  // With no other request on this path (one request at a time: a lone click), nothing could share the write, and the
+  // answer is written at once rather than a turn of the event loop later.
   let pending: [ServerResponse, string][] = [];
+  // Requests on this path between their body's end and their answer.
+  let open = 0;
+  const closed = () => void open--;
   const flushPending = () => {
     const batch = pending;
     pending = [];
     for (const [res, body] of batch) res.end(body);
   };
   const sendSoon = (res: ServerResponse, body: string) => {
+    if (open === 1 && pending.length === 0) {
+      res.end(body);
+      return;
+    }
     if (pending.push([res, body]) === 1) setImmediate(flushPending);
   };
 
@@ -239,7 +248,9 @@ export function createFastPath({ yoga, fallback, prepared, persisted, counts, on
       req.on('end', () => {
         const body = chunks.length === 1 ? chunks[0] : Buffer.concat(chunks);
         if (tooBig) return handOver(req, res, body);
-        respond(req, res, body, type).catch(async (error) => {
+        open++;
+        respond(req, res, body, type).then(closed, async (error) => {
+          closed();
           // Yoga's processing answers its own errors; this is a failure of the transport itself.
           if (res.headersSent) return void res.destroy();
           onError('the lean GraphQL path failed', error);

@@ -42,6 +42,8 @@ export function createPersistedQueryStore(options: PersistedQueryStoreOptions = 
   const maxDocument = Math.min(options.maxDocumentCharacters ?? 64 * 1024, maxCharacters);
   // In order of use, least recently used first.
   const texts = new Map<string, string>();
+  // The most recently used (the Map's last key): using it again moves nothing.
+  let newest: string | undefined;
   let characters = 0;
   const drop = (hash: string) => {
     characters -= texts.get(hash)!.length;
@@ -52,9 +54,10 @@ export function createPersistedQueryStore(options: PersistedQueryStoreOptions = 
       const query = texts.get(hash);
       if (query === undefined) return undefined;
       // Marked as used: moved to the end. Not when it is already there (the usual case: one document, request after request).
-      if (texts.size > 1) {
+      if (hash !== newest) {
         texts.delete(hash);
         texts.set(hash, query);
+        newest = hash;
       }
       return query;
     },
@@ -65,6 +68,7 @@ export function createPersistedQueryStore(options: PersistedQueryStoreOptions = 
         drop(texts.keys().next().value!);
       }
       texts.set(hash, query);
+      newest = hash;
       characters += query.length;
     },
     get size() {
