@@ -81,6 +81,7 @@ export async function createServices(config: Config, options: ServiceOptions): P
     });
     await refusalLog.ready();
     const ring = codec.ring;
+    const redeemBatcher = redeemBatcherFor(db, config);
     const compactor = createRollupCompactor(db.pool, {
       intervalMs: config.statsCompactionIntervalSeconds * 1000,
       onError: log.error,
@@ -98,7 +99,7 @@ export async function createServices(config: Config, options: ServiceOptions): P
       authenticator: createAuthenticator(),
       log,
       refusalLog,
-      redeemBatcher: redeemBatcherFor(db, config),
+      redeemBatcher,
       logPartitions: upkeep,
       issueBatcher: issueBatcherFor(db, config),
       db,
@@ -110,6 +111,7 @@ export async function createServices(config: Config, options: ServiceOptions): P
         // Queued refusal log rows are written before the pool closes.
         await refusalLog.close();
         ring.close();
+        redeemBatcher?.close();
         await db.close();
       },
     };

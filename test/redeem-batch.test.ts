@@ -110,6 +110,7 @@ describe('micro-batched redemptions', () => {
       expect(String((await first)!.id)).toBe(locked.token.id);
       expect((await tokenState(server, locked.token.id)).usedToDate).toBe(1);
     } finally {
+      batcher.close();
       await holder.end();
     }
   });

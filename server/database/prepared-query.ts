@@ -95,6 +95,9 @@ type QueryConfig = { name: string; text: string; values: unknown[] };
 export type StatementRouter = (config: QueryConfig) => Promise<pg.QueryResult> | undefined;
 const routers = new WeakMap<object, StatementRouter>();
 
+/** Whether `pool`'s statements go through a router (routeStatements). */
+export const isRouted = (pool: pg.Pool): boolean => routers.has(pool);
+
 /** Named statements that `queryPrepared` runs on `pool` go through `router` first. */
 export function routeStatements(pool: pg.Pool, router: StatementRouter): void {
   routers.set(pool, router);

@@ -1,4 +1,5 @@
 import type pg from 'pg';
+import { holdConnection } from '../database/held-connection.js';
 import { queryPrepared } from '../database/prepared-query.js';
 import {
   PER_REDEMPTION_PARAMS,
@@ -34,6 +35,8 @@ export interface RedeemBatcher {
   consume(values: RedemptionValues): Promise<RedeemedRow | null>;
   /** Counts since start: statements run, and redemptions that shared one with others. */
   readonly stats: { statements: number; batched: number };
+  /** Gives back the connection held for lone redemptions (before the pool ends). */
+  close(): void;
 }
 
 /** `maxBatch` 1 turns batching off. */
@@ -109,8 +112,12 @@ export function createRedeemBatcher(pool: pg.Pool, options: RedeemBatchOptions, 
   const single = redeemWith(REDEEM_SQL);
   // A queued redemption alone on a batch connection: it skips a locked row.
   const alone = redeemWith(REDEEM_ALONE_SQL);
-  // A lone click (a slot was free): the per-request statement, on the per-request connections.
-  const lone = lonePool ? redeemWith(REDEEM_SQL, lonePool) : alone;
+  // A lone click (a slot was free): the per-request statement, on a per-request connection held for lone clicks
+  // while they come (held-connection.ts).
+  const held = lonePool ? holdConnection(lonePool) : null;
+  const lone = held
+    ? async (values: RedemptionValues) => (await held.query<RedeemedRow>(REDEEM_SQL.bind(values))).rows[0] ?? null
+    : alone;
 
   async function run(batch: Waiting<RedemptionValues, RedeemedRow | null>[]): Promise<void> {
     if (batch.length === 1) {
@@ -137,7 +144,7 @@ export function createRedeemBatcher(pool: pg.Pool, options: RedeemBatchOptions, 
   }
 
   const batcher = createMicroBatcher(options, run, (waitedMs) => new RedeemQueueTimeout(waitedMs), lone);
-  return { stats: batcher.stats, consume: batcher.submit };
+  return { stats: batcher.stats, consume: batcher.submit, close: () => held?.close() };
 }
 
 /** The batcher on the database's batch connections, or null when batching is off (REDEEM_BATCH_MAX=1). */
