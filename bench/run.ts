@@ -110,6 +110,12 @@ interface Scenario {
   /** Connections of the load generator, if not the settings' (e.g. 1: latency at low load). */
   connections?: number;
   /**
+   * Runs per side in each round, each of `seconds / repeats` (so a round takes as long), with the sides' order
+   * alternating: every run pair gives one ratio, and the scenario's ratio is the median of all of them. At one
+   * connection a pair's ratio moves by about ±10 % (BENCHMARKS.md, "Method"), as much as what is measured.
+   */
+  repeats?: number;
+  /**
    * Per side: path and request bodies, and the body that registers a persisted query's text (sent once, in place of
    * the last body, before the runs: what the SDK sends when the service does not know the hash yet).
    */
@@ -331,12 +337,14 @@ async function main() {
         // One request at a time: what a single click waits for, with nothing to batch.
         name: 'redeem-low',
         connections: 1,
+        repeats: 2,
         ...redeeming,
       },
       {
         // redeem-low with the document's text in every request, as a client without persisted queries sends it.
         name: 'redeem-low-text',
         connections: 1,
+        repeats: 2,
         requests: (side) =>
           side.name === 'ours'
             ? graphqlText(REDEEM, jwts.map((jwt) => ({ input: { jwt, scope: 'bench', ...visitor } })))
@@ -447,13 +455,17 @@ async function main() {
     }
     for (let round = 0; round < settings.rounds; round++) {
       for (const scenario of scenarios) {
-        for (const side of round % 2 ? [...sides].reverse() : sides) {
-          const run = await load(side, scenario, settings.seconds, headers, dir);
-          const keyName = `${scenario.name}/${side.name}`;
-          results.set(keyName, [...(results.get(keyName) ?? []), run]);
-          log(`round ${round + 1} ${keyName}: ${Math.round(run.rps)} req/s, p50 ${ms(run.p50)} ms, p99 ${ms(run.p99)} ms, ` +
-            `peak RSS ${mb(run.peakRss)}, server CPU ${Math.round(run.cpuPerRequest)} µs/request, ` +
-            `PostgreSQL ${Math.round(run.dbCpuPerRequest)}, load generator ${Math.round(run.loadCpuPerRequest)}${run.non2xx || run.errors || run.timeouts ? `, non-2xx ${run.non2xx}, errors ${run.errors}, timeouts ${run.timeouts}` : ''}`);
+        const repeats = scenario.repeats ?? 1;
+        for (let repeat = 0; repeat < repeats; repeat++) {
+          const pair = round * repeats + repeat;
+          for (const side of pair % 2 ? [...sides].reverse() : sides) {
+            const run = await load(side, scenario, settings.seconds / repeats, headers, dir);
+            const keyName = `${scenario.name}/${side.name}`;
+            results.set(keyName, [...(results.get(keyName) ?? []), run]);
+            log(`round ${round + 1}${repeats > 1 ? `.${repeat + 1}` : ''} ${keyName}: ${Math.round(run.rps)} req/s, p50 ${ms(run.p50)} ms, p99 ${ms(run.p99)} ms, ` +
+              `peak RSS ${mb(run.peakRss)}, server CPU ${Math.round(run.cpuPerRequest)} µs/request, ` +
+              `PostgreSQL ${Math.round(run.dbCpuPerRequest)}, load generator ${Math.round(run.loadCpuPerRequest)}${run.non2xx || run.errors || run.timeouts ? `, non-2xx ${run.non2xx}, errors ${run.errors}, timeouts ${run.timeouts}` : ''}`);
+          }
         }
       }
     }
@@ -498,7 +510,7 @@ async function main() {
     // The table.
     const lines: string[] = [];
     lines.push(`machine: ${cpus().length} × ${cpus()[0]?.model ?? 'unknown CPU'}, ${mb(totalmem())} RAM, Node ${process.version}, PostgreSQL ${pgVersion}`);
-    lines.push(`settings: ${settings.connections} connections, ${settings.seconds} s per run, ${settings.rounds} rounds (medians; each ratio is the median of the rounds' ratios), DB pool ${settings.poolSize} for both sides; load average before ${loadBefore.map((l) => l.toFixed(2)).join(' ')}, after ${loadAfter.map((l) => l.toFixed(2)).join(' ')}`);
+    lines.push(`settings: ${settings.connections} connections, ${settings.seconds} s per run, ${settings.rounds} rounds (medians; each ratio is the median of the rounds' ratios; one-connection scenarios: 2 runs of ${settings.seconds / 2} s per side and round, a ratio per pair of runs), DB pool ${settings.poolSize} for both sides; load average before ${loadBefore.map((l) => l.toFixed(2)).join(' ')}, after ${loadAfter.map((l) => l.toFixed(2)).join(' ')}`);
     lines.push('');
     lines.push('| scenario | ours req/s | baseline req/s | ratio | ours p50 / p99 ms | baseline p50 / p99 ms | p99 ratio | ours peak RSS | baseline peak RSS | server CPU µs/req ours / baseline | PostgreSQL CPU µs/req ours / baseline | load generator CPU µs/req ours / baseline |');
     lines.push('|---|---|---|---|---|---|---|---|---|---|---|---|');
