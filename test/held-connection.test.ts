@@ -1,11 +1,14 @@
 import pg from 'pg';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { checkout } from '../server/database/checkout.js';
 import { holdConnection, type HeldConnection } from '../server/database/held-connection.js';
+import { inTransaction } from '../server/database/transaction.js';
 import { routeStatements } from '../server/database/prepared-query.js';
 import { createTestDatabase } from './support/harness.js';
 
 // The connection a lone redemption runs on (server/database/held-connection.ts), on a real PostgreSQL: which backend
-// answers each statement (pg_backend_pid) and what the pool counts show.
+// answers each statement (pg_backend_pid) and what the pool counts show. And `checkout` (server/database/checkout.ts),
+// which every other checked-out connection goes through.
 let url: string;
 const pools: pg.Pool[] = [];
 const held: HeldConnection[] = [];
@@ -109,11 +112,74 @@ describe('holdConnection', () => {
     pools.splice(0);
   });
 
+  it('listens for the connection errors from the moment it is handed over', async () => {
+    // pg parses a whole read at once: a FATAL (pg_terminate_backend) right behind the message that completed the
+    // checkout is emitted in the same turn. Here the holder's checkout (the first one: it asks before its statement
+    // goes to the pool) gets such an error right after the hand-over, before any microtask runs.
+    const { pool, pid } = setUp(10_000);
+    const original = pool.connect.bind(pool) as (cb: (e: Error | undefined, c?: pg.PoolClient) => void) => void;
+    const fatal = (c: pg.PoolClient) => c.emit('error', new Error('terminating connection due to administrator command'));
+    (pool as unknown as { connect: unknown }).connect = (callback?: (e: Error | undefined, c?: pg.PoolClient) => void) => {
+      (pool as unknown as { connect: unknown }).connect = original;
+      if (callback) {
+        return original((e, c) => {
+          callback(e, c);
+          if (c) fatal(c);
+        });
+      }
+      return new Promise((resolve, reject) =>
+        original((e, c) => {
+          if (e || !c) return reject(e);
+          resolve(c);
+          fatal(c);
+        }),
+      );
+    };
+    const before = pool.totalCount;
+    await pid();
+    await sleep(20);
+    // Given back broken (the pool closed it), and statements still answer, on a connection held again.
+    expect(checkedOut(pool)).toBe(0);
+    expect(pool.totalCount).toBeLessThanOrEqual(before + 1);
+    expect(await pid()).toBeGreaterThan(0);
+    await settle(pool);
+    expect(checkedOut(pool)).toBe(1);
+  });
+
   it('holds nothing from a pool whose statements are routed (Citus)', async () => {
     const { pool, pid } = setUp(10_000);
     routeStatements(pool, () => undefined);
     await pid();
     await sleep(50);
     expect(checkedOut(pool)).toBe(0);
+  });
+});
+
+describe('checkout', () => {
+  it('keeps an error that comes with the hand-over from killing the process, and the broken connection is closed', async () => {
+    const pool = new pg.Pool({ connectionString: url, max: 2 });
+    pools.push(pool);
+    const original = pool.connect.bind(pool) as (cb: (e: Error | undefined, c?: pg.PoolClient) => void) => void;
+    (pool as unknown as { connect: unknown }).connect = (callback: (e: Error | undefined, c?: pg.PoolClient) => void) => {
+      (pool as unknown as { connect: unknown }).connect = original;
+      original((e, c) => {
+        callback(e, c);
+        // As pg emits a FATAL that arrives while no statement runs (it also marks the connection not queryable).
+        if (c) {
+          (c as unknown as { _queryable: boolean })._queryable = false;
+          c.emit('error', new Error('terminating connection due to administrator command'));
+        }
+      });
+    };
+    // The transaction's first statement fails on the broken connection, which goes back and is closed.
+    await expect(inTransaction(pool, async (client) => (await client.query('select 1 as one')).rows[0])).rejects.toThrow();
+    expect(pool.totalCount).toBe(0);
+    // The next checkout is a fresh connection, and works.
+    expect(await inTransaction(pool, async (client) => (await client.query('select 1 as one')).rows[0])).toEqual({ one: 1 });
+    const client = await checkout(pool);
+    expect(client.listenerCount('error')).toBe(1);
+    client.release();
+    // Released: the pool's own listener only.
+    expect(client.listenerCount('error')).toBe(1);
   });
 });

@@ -1,5 +1,6 @@
 import type pg from 'pg';
 import { describedOnce, routeStatements, type StatementRouter } from './prepared-query.js';
+import { checkout } from './checkout.js';
 
 /**
  * Citus (the distributed PostgreSQL extension), seen from the service: what a database's layout is, how tables are
@@ -193,7 +194,7 @@ $rt$`;
  * with its table. Idempotent; concurrent start-ups take turns on an advisory lock.
  */
 export async function installDelegatedStatements(pool: pg.Pool, statements: DelegatedStatement[]): Promise<string[]> {
-  const client = await pool.connect();
+  const client = await checkout(pool);
   const installed: string[] = [];
   try {
     await client.query(`select pg_advisory_lock(hashtext('request-token citus functions'))`);

@@ -46,23 +46,23 @@ export function holdConnection(pool: pg.Pool, idleMs = 100): HeldConnection {
 
   const connect = () => {
     connecting = true;
-    pool.connect().then(
-      (connected) => {
-        connecting = false;
-        if (closed || ending()) return connected.release();
-        client = connected;
-        connected.on('error', onError);
-        lastUse = performance.now();
-        watch = setInterval(() => {
-          if (!busy && (ending() || performance.now() - lastUse >= idleMs)) giveBack();
-        }, idleMs);
-        watch.unref();
-      },
-      () => {
-        // No connection to spare (the pool is busy or the database away): statements keep running on the pool.
-        connecting = false;
-      },
-    );
+    // The callback form: pg-pool calls it as it hands the connection over, in the same turn, so the error listener is
+    // on before anything else the connection received in that read is parsed (a FATAL from pg_terminate_backend can
+    // follow the message that completed the checkout). With the promise form, it was attached a few microtask turns
+    // later, and such an error was an unhandled 'error' event: the process died (the fault suite's termination storm).
+    pool.connect((error, connected) => {
+      connecting = false;
+      // No connection to spare (the pool is busy or the database away): statements keep running on the pool.
+      if (error || !connected) return;
+      if (closed || ending()) return connected.release();
+      client = connected;
+      connected.on('error', onError);
+      lastUse = performance.now();
+      watch = setInterval(() => {
+        if (!busy && (ending() || performance.now() - lastUse >= idleMs)) giveBack();
+      }, idleMs);
+      watch.unref();
+    });
   };
 
   return {

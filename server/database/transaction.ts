@@ -1,4 +1,5 @@
 import type pg from 'pg';
+import { checkout } from './checkout.js';
 
 export interface TransactionOptions<T> {
   /** What opens the transaction: `begin`, or e.g. `begin read only; set local statement_timeout = …` (one message). */
@@ -16,7 +17,7 @@ export async function inTransaction<T>(
   step: (client: pg.PoolClient) => Promise<T>,
   { begin = 'begin', undo }: TransactionOptions<T> = {},
 ): Promise<T> {
-  const client = await pool.connect();
+  const client = await checkout(pool);
   try {
     await client.query(begin);
     const result = await step(client);

@@ -18,6 +18,7 @@ import { bindPlaceholders, type NamedStatement } from './named-sql.js';
 import { redeemableSql, verdictCte } from './redemption-rules.js';
 import { ISSUE_SQL, ISSUE_WITH_ID_SQL, TOKEN_ROW_FIELDS, tokenColumns, tokenFields, type TokenRow } from './tokens.js';
 import { columnName } from '../database/rows.js';
+import { checkout } from '../database/checkout.js';
 
 /**
  * How the service's tables live on Citus. Every hot statement names one token by id, so the tables are distributed by
@@ -154,7 +155,7 @@ const bulkIssue: ShardedStatement = {
     const columns = values.slice(0, 11) as unknown[][];
     const [sessionMinutes, clientIds, kid, tolerance] = values.slice(11) as [number, unknown[], string, number];
     const count = columns[0].length;
-    const client = await pool.connect();
+    const client = await checkout(pool);
     try {
       await client.query('begin');
       const { rows: checked } = await client.query<{ ok: boolean }>(
@@ -223,7 +224,7 @@ const bulkIssue: ShardedStatement = {
  * too) and installs the delegated hot statements. Returns the layout afterwards.
  */
 export async function distributeForCitus(pool: pg.Pool, log: (line: string) => void): Promise<CitusLayout> {
-  const client = await pool.connect();
+  const client = await checkout(pool);
   try {
     const { changed } = await distributeTables(client, CITUS_PLAN, log);
     if (changed.length === 0) log('every table was already distributed as planned');

@@ -1,4 +1,5 @@
 import pg from 'pg';
+import { checkout } from '../database/checkout.js';
 
 /**
  * The log's monthly partitions (`request_token_log` is `PARTITION BY RANGE ("timestamp")`, see the entity). One per
@@ -89,7 +90,7 @@ export async function ensureLogPartitions(
   };
   if (missing(await listLogPartitions(db)).length === 0) return [];
   const pooled = db instanceof pg.Pool;
-  const client = pooled ? await db.connect() : db;
+  const client = pooled ? await checkout(db) : db;
   const own = !options.inTransaction;
   try {
     if (own) await client.query('begin');

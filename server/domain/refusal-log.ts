@@ -5,6 +5,7 @@ import { from as copyFrom } from 'pg-copy-streams';
 import type { RejectionCode } from './errors.js';
 import { NO_TOKEN_ID } from '../database/entities/request-token-log.js';
 import { markStaleTimesSql } from './usage-rollups.js';
+import { checkout } from '../database/checkout.js';
 
 /** One redemption attempt refused before it could be tied to a token (malformed JWT, bad signature). */
 export interface UntiedRefusal {
@@ -152,7 +153,7 @@ export function createRefusalLog(pool: pg.Pool, options: RefusalLogOptions): Ref
   async function copy(rows: Row[]): Promise<void> {
     const reserved = rows.filter((r) => r.id !== null);
     const given = reserved.length === rows.length ? [] : rows.filter((r) => r.id === null);
-    const client = await pool.connect();
+    const client = await checkout(pool);
     try {
       await client.query('begin');
       if (reserved.length) await pipeline(Readable.from([copyText(reserved, true)]), client.query(copyFrom(COPY_WITH_IDS_SQL)));

@@ -1,5 +1,6 @@
 import type pg from 'pg';
 import { STATS_STATEMENT_TIMEOUT_MS, STATUS_COLUMNS } from './usage-stats.js';
+import { checkout } from '../database/checkout.js';
 
 // Usage statistics per UTC hour, client, scope and outcome (table usage_rollup), rolled up from the log and the tokens
 // by a compaction that runs off the request path (a timer in the service, `request-token rollups compact` for cron).
@@ -237,7 +238,7 @@ export async function compactRollups(pool: pg.Pool, options: CompactionOptions =
   const maxWaitMs = options.maxWaitMs ?? 60_000;
   const timeout = Math.round(options.statementTimeoutMs ?? STATS_STATEMENT_TIMEOUT_MS);
   const result: CompactionResult = { skipped: false, minutes: 0, rebuilt: 0, compactedUntil: null, waitedOut: false };
-  const client = await pool.connect();
+  const client = await checkout(pool);
   let locked = false;
   const inTransaction = async <T>(work: () => Promise<T>): Promise<T> => {
     await client.query('begin');
