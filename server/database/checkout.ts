@@ -10,16 +10,34 @@ import type pg from 'pg';
  */
 export function checkout(pool: pg.Pool): Promise<pg.PoolClient> {
   return new Promise((resolve, reject) => {
-    pool.connect((error, client) => {
+    handOver(pool, (error, client) => {
       if (error || !client) return reject(error ?? new Error('no connection'));
-      const ignore = () => {};
-      client.on('error', ignore);
-      const release = client.release;
-      client.release = (err?: Error | boolean) => {
-        client.removeListener('error', ignore);
-        release(err);
-      };
+      // (A stand-in without events, such as a test's recording client, emits no errors either.)
+      if (typeof client.on === 'function') {
+        const ignore = () => {};
+        client.on('error', ignore);
+        const release = client.release;
+        client.release = (err?: Error | boolean) => {
+          client.removeListener('error', ignore);
+          release(err);
+        };
+      }
       resolve(client);
     });
   });
+}
+
+/**
+ * Calls `taken` with a connection of `pool` as pg-pool hands it over (its callback form), once. A pool-like object
+ * whose `connect` answers with a promise only (a wrapper around a pool) is taken from that promise.
+ */
+export function handOver(pool: pg.Pool, taken: (error: Error | undefined, client?: pg.PoolClient) => void): void {
+  let done = false;
+  const once = (error: Error | undefined, client?: pg.PoolClient) => {
+    if (done) return;
+    done = true;
+    taken(error, client);
+  };
+  const answer = (pool.connect as (callback: typeof once) => unknown)(once) as PromiseLike<pg.PoolClient> | undefined;
+  if (typeof answer?.then === 'function') answer.then((client) => once(undefined, client), (error: Error) => once(error));
 }

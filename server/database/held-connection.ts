@@ -1,4 +1,5 @@
 import type pg from 'pg';
+import { handOver } from './checkout.js';
 import { describedOnce, isRouted, queryPrepared } from './prepared-query.js';
 
 /**
@@ -50,7 +51,7 @@ export function holdConnection(pool: pg.Pool, idleMs = 100): HeldConnection {
     // on before anything else the connection received in that read is parsed (a FATAL from pg_terminate_backend can
     // follow the message that completed the checkout). With the promise form, it was attached a few microtask turns
     // later, and such an error was an unhandled 'error' event: the process died (the fault suite's termination storm).
-    pool.connect((error, connected) => {
+    handOver(pool, (error, connected) => {
       connecting = false;
       // No connection to spare (the pool is busy or the database away): statements keep running on the pool.
       if (error || !connected) return;
